@@ -1,0 +1,194 @@
+"""The one interface every model backend implements.
+
+The Ollama client (:mod:`ragkit.ollama`) and the embedded engine
+(:mod:`ragkit.engine`) both satisfy :class:`Backend`; nothing above this layer
+knows which one runs.  Generation streams :class:`StreamChunk` objects: text
+deltas, then one final chunk with ``done=True``, the ``done_reason`` and the
+:class:`Metrics` Ollama reports (durations in nanoseconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "Message",
+    "Metrics",
+    "Reply",
+    "StreamChunk",
+    "collect",
+    "embedding_prefixes",
+    "normalize_rows",
+]
+
+#: A chat message as Ollama takes it: ``{"role": "user", "content": "..."}``.
+Message = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Counters from the final record of a generation; durations in nanoseconds."""
+
+    total_duration: int = 0
+    load_duration: int = 0
+    prompt_eval_count: int = 0
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Metrics:
+        """Pick the metric fields out of an Ollama response record.
+
+        >>> Metrics.from_record({"eval_count": 7, "done": True}).eval_count
+        7
+        """
+        return cls(**{f.name: int(record.get(f.name) or 0) for f in fields(cls)})
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generation speed, as Ollama's ``--verbose`` computes it.
+
+        >>> Metrics(eval_count=50, eval_duration=2_000_000_000).tokens_per_second
+        25.0
+        """
+        return self.eval_count / self.eval_duration * 1e9 if self.eval_duration else 0.0
+
+    def as_dict(self) -> dict[str, int]:
+        """The metrics as a plain dict, keyed by Ollama's field names."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """One piece of a streamed generation."""
+
+    text: str = ""
+    done: bool = False
+    done_reason: str | None = None
+    metrics: Metrics | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A whole generation: its text, why it stopped, and its metrics."""
+
+    text: str
+    done_reason: str | None
+    metrics: Metrics
+
+
+def collect(chunks: Iterable[StreamChunk]) -> Reply:
+    """Drain a stream into one :class:`Reply`.
+
+    >>> collect([StreamChunk("Hi"), StreamChunk(" there"),
+    ...          StreamChunk(done=True, done_reason="stop", metrics=Metrics(eval_count=2))])
+    Reply(text='Hi there', done_reason='stop', metrics=Metrics(total_duration=0, \
+load_duration=0, prompt_eval_count=0, prompt_eval_duration=0, eval_count=2, eval_duration=0))
+    """
+    parts: list[str] = []
+    done_reason: str | None = None
+    metrics = Metrics()
+    for chunk in chunks:
+        parts.append(chunk.text)
+        if chunk.done:
+            done_reason = chunk.done_reason
+            metrics = chunk.metrics or Metrics()
+    return Reply("".join(parts), done_reason, metrics)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What ragkit needs from a model server: embeddings and streamed generation."""
+
+    #: Short name shown to users: ``"ollama"`` or ``"embedded"``.
+    name: str
+
+    def describe(self) -> str:
+        """One line saying what this backend is, e.g. ``Ollama at http://127.0.0.1:11434``."""
+        ...
+
+    def has_model(self, model: str) -> bool:
+        """Whether ``model`` can be used right now without pulling anything."""
+        ...
+
+    def embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` in one batch; returns L2-normalized float32 rows, shape (n, dim)."""
+        ...
+
+    def generate(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        raw: bool = False,
+        keep_alive: str | float | None = None,
+        format: str | Mapping[str, Any] | None = None,
+        images: Sequence[str] | None = None,
+    ) -> Iterator[StreamChunk]:
+        """Stream a completion of a prompt (``raw=True``: the prompt is used verbatim)."""
+        ...
+
+    def chat(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        *,
+        options: Mapping[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+        format: str | Mapping[str, Any] | None = None,
+    ) -> Iterator[StreamChunk]:
+        """Stream the assistant's next message, formatted with the model's chat template."""
+        ...
+
+
+def normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalize each row (zero rows stay zero); returns float32.
+
+    >>> normalize_rows(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return arr / norms
+
+
+# Embedding models trained with instruction prefixes lose accuracy without them.
+# Keys match the model name without its tag; the first match wins.
+_PREFIXES: tuple[tuple[str, str, str], ...] = (
+    ("nomic-embed-text", "search_query: ", "search_document: "),
+    ("multilingual-e5", "query: ", "passage: "),
+    ("e5", "query: ", "passage: "),
+    ("bge-small-en", "Represent this sentence for searching relevant passages: ", ""),
+    ("bge-base-en", "Represent this sentence for searching relevant passages: ", ""),
+    ("bge-large-en", "Represent this sentence for searching relevant passages: ", ""),
+    ("mxbai-embed-large", "Represent this sentence for searching relevant passages: ", ""),
+    ("snowflake-arctic-embed", "Represent this sentence for searching relevant passages: ", ""),
+)
+
+
+def embedding_prefixes(model: str) -> tuple[str, str]:
+    """The (query, document) prefixes a known embedding model expects.
+
+    >>> embedding_prefixes("nomic-embed-text:latest")
+    ('search_query: ', 'search_document: ')
+    >>> embedding_prefixes("jeffh/intfloat-multilingual-e5-small:f16")
+    ('query: ', 'passage: ')
+    >>> embedding_prefixes("all-minilm")
+    ('', '')
+    """
+    base = model.split(":", 1)[0].lower().rsplit("/", 1)[-1]
+    for key, query, document in _PREFIXES:
+        if key in base:
+            return query, document
+    return "", ""

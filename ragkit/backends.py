@@ -1,0 +1,123 @@
+"""Choosing the backend for each model: Ollama when it has it, else the embedded engine.
+
+``auto`` probes Ollama once per process (a quick ``HEAD /`` and ``/api/tags``)
+and then picks, model by model, Ollama if it serves that model, else the
+embedded engine if it does.  An index built on one backend is queried on the
+other without re-indexing, because both serve the same model names and the
+same vectors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .backend import Backend
+from .errors import ModelNotFoundError, UsageError
+from .host import parse_host
+
+if TYPE_CHECKING:
+    from .ollama import OllamaClient
+
+__all__ = ["CHOICES", "BackendChooser"]
+
+CHOICES = ("auto", "ollama", "embedded")
+
+#: How long ``auto`` waits for Ollama before settling for the embedded engine.
+PROBE_TIMEOUT = 0.5
+
+
+class BackendChooser:
+    """Hands out the backend to use for a model, creating each backend once."""
+
+    def __init__(
+        self,
+        choice: str | None = None,
+        *,
+        host: str | None = None,
+        timeout: float = 300.0,
+        announce: Callable[[str], None] | None = None,
+    ) -> None:
+        choice = (choice or os.environ.get("RAGKIT_BACKEND") or "auto").lower()
+        if choice not in CHOICES:
+            raise UsageError(f"unknown backend '{choice}' — use one of: {', '.join(CHOICES)}")
+        self.choice = choice
+        self.host = parse_host(host)
+        self.timeout = timeout
+        self._announce = announce
+        self._announced: set[str] = set()
+        self._ollama: OllamaClient | None = None
+        self._ollama_models: set[str] | None = None  # None: not probed yet
+        self._embedded: Backend | None = None
+
+    def for_model(self, model: str) -> Backend:
+        """The backend that will serve ``model`` (raises if none can)."""
+        backend = self._pick(model)
+        if self._announce and backend.name not in self._announced:
+            self._announced.add(backend.name)
+            self._announce(f"using {backend.describe()}")
+        return backend
+
+    def _pick(self, model: str) -> Backend:
+        if self.choice == "ollama":
+            return self.ollama()
+        if self.choice == "embedded":
+            return self._embedded_for(model)
+        if self._ollama_has(model):
+            return self.ollama()
+        embedded = self.embedded()
+        if embedded.has_model(model):
+            return embedded
+        if self._ollama_models:  # Ollama is up: its own "not found — pull it" is the best advice
+            return self.ollama()
+        raise ModelNotFoundError(
+            model,
+            f"model '{model}' is not available: no Ollama answers at {self.host} and the embedded "
+            f"engine does not have it — start `ollama serve`, then `ollama pull {model}`",
+        )
+
+    def ollama(self) -> OllamaClient:
+        """The Ollama client (created on first use)."""
+        if self._ollama is None:
+            from .ollama import OllamaClient
+
+            self._ollama = OllamaClient(self.host, timeout=self.timeout)
+        return self._ollama
+
+    def embedded(self) -> Backend:
+        """The embedded engine (created on first use; models load later, on demand)."""
+        if self._embedded is None:
+            from .engine import EmbeddedBackend
+
+            self._embedded = EmbeddedBackend()
+        return self._embedded
+
+    def _embedded_for(self, model: str) -> Backend:
+        """The embedded engine, or its own error listing the models it has."""
+        engine = self.embedded()
+        if not engine.has_model(model):
+            engine.embed(model, [])  # raises the engine's descriptive error
+        return engine
+
+    def _ollama_has(self, model: str) -> bool:
+        """Whether a reachable Ollama lists ``model`` (probed once)."""
+        if self._ollama_models is None:
+            client = self.ollama()
+            names: set[str] = set()
+            if client.is_alive(timeout=PROBE_TIMEOUT):
+                try:
+                    names = {m.get("name", "") for m in client.list_models()}
+                except Exception:  # noqa: BLE001 - a half-working server counts as absent
+                    names = set()
+            self._ollama_models = names
+        return _with_tag(model) in {_with_tag(n) for n in self._ollama_models}
+
+
+def _with_tag(name: str) -> str:
+    """Ollama's rule that a bare name means the ``latest`` tag.
+
+    >>> _with_tag("all-minilm"), _with_tag("smollm2:135m")
+    ('all-minilm:latest', 'smollm2:135m')
+    """
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"

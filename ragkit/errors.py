@@ -1,0 +1,176 @@
+"""Every error ragkit raises on purpose, in one tree.
+
+::
+
+    RagkitError
+    ├── BackendError                 talking to a model backend failed
+    │   ├── ConnectError             no server answers at the host
+    │   ├── RequestTimeoutError      the server took longer than the timeout
+    │   ├── ModelNotFoundError       the backend does not have the model
+    │   ├── ResponseError            the server answered with an error status
+    │   │   ├── BadRequestError      4xx other than 404 (bad options, capability, ...)
+    │   │   └── ServerError          5xx (runner crash, server busy, ...)
+    │   ├── StreamError              an {"error": ...} line in the middle of a stream
+    │   └── ProtocolError            a reply that is not the JSON the protocol promises
+    ├── IndexError_                  something is wrong with an index
+    │   ├── IndexNotFoundError       no index with that name or path
+    │   ├── IndexCorruptError        an index file cannot be read
+    │   ├── IndexBusyError           another process is writing the index
+    │   └── EmbeddingMismatchError   querying with a different embedding model/dimension
+    ├── LoadError                    a document could not be read (reported, not fatal)
+    └── UsageError                   bad input from the caller (empty question, k <= 0, ...)
+
+Every message says what happened and what to do about it; the CLI prints
+``str(error)`` as its one-line message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BadRequestError",
+    "ConnectError",
+    "EmbeddingMismatchError",
+    "IndexBusyError",
+    "IndexCorruptError",
+    "IndexError_",
+    "IndexNotFoundError",
+    "LoadError",
+    "ModelNotFoundError",
+    "ProtocolError",
+    "RagkitError",
+    "RequestTimeoutError",
+    "ResponseError",
+    "ServerError",
+    "StreamError",
+    "UsageError",
+]
+
+
+class RagkitError(Exception):
+    """Root of every error ragkit raises deliberately."""
+
+    #: Process exit status the CLI uses for this kind of error.
+    exit_code = 1
+
+
+class BackendError(RagkitError):
+    """Talking to the embedding/generation backend failed."""
+
+    exit_code = 3
+
+
+class ConnectError(BackendError):
+    """No server answers at the configured host."""
+
+    def __init__(self, host: str, detail: str = "") -> None:
+        self.host = host
+        self.detail = detail
+        super().__init__(f"cannot reach Ollama at {host} — is `ollama serve` running?")
+
+
+class RequestTimeoutError(BackendError):
+    """The server did not answer within the timeout."""
+
+    def __init__(self, host: str, timeout: float) -> None:
+        self.host = host
+        self.timeout = timeout
+        super().__init__(
+            f"Ollama at {host} did not answer within {timeout:g} s — the model may still be "
+            "loading; retry, or raise the limit with --timeout / RAGKIT_TIMEOUT"
+        )
+
+
+class ModelNotFoundError(BackendError):
+    """The backend does not have the requested model."""
+
+    def __init__(self, model: str, hint: str | None = None) -> None:
+        self.model = model
+        super().__init__(hint or f"model '{model}' not found — run `ollama pull {model}`")
+
+
+class ResponseError(BackendError):
+    """The server answered with an error status; ``error`` is its own text."""
+
+    def __init__(self, status_code: int, error: str) -> None:
+        self.status_code = status_code
+        self.error = error
+        super().__init__(f"Ollama returned HTTP {status_code}: {error}")
+
+
+class BadRequestError(ResponseError):
+    """A 4xx answer other than 404: the request itself was refused."""
+
+
+class ServerError(ResponseError):
+    """A 5xx answer: the server or its model runner failed (503 = busy, retry later)."""
+
+
+class StreamError(BackendError):
+    """The server reported an error in the middle of a streamed reply."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+        super().__init__(f"Ollama stopped mid-reply with an error: {error}")
+
+
+class ProtocolError(BackendError):
+    """The reply was not the JSON the Ollama protocol promises."""
+
+
+class IndexError_(RagkitError):  # noqa: N801 - trailing underscore avoids the builtin
+    """Something is wrong with an index."""
+
+    exit_code = 4
+
+
+class IndexNotFoundError(IndexError_):
+    """No index exists under that name or path."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no index '{name}' in {where} — build it with `ragkit ingest PATH --index {name}`"
+        )
+
+
+class IndexCorruptError(IndexError_):
+    """An index file exists but cannot be read."""
+
+    def __init__(self, path: str, detail: str, name: str = "") -> None:
+        self.path = path
+        self.detail = detail
+        flag = f" --index {name}" if name else ""
+        super().__init__(
+            f"index file {path} is unreadable ({detail}) — rebuild it with "
+            f"`ragkit ingest PATH{flag} --rebuild`"
+        )
+
+
+class IndexBusyError(IndexError_):
+    """Another process holds the index's write lock."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"index {path} is being written by another ragkit process — wait for it to finish"
+        )
+
+
+class EmbeddingMismatchError(IndexError_):
+    """The index was built with another embedding model or dimension."""
+
+
+class LoadError(RagkitError):
+    """A document could not be read; ingest reports it and goes on."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class UsageError(RagkitError):
+    """The caller passed something ragkit cannot work with."""
+
+    exit_code = 2

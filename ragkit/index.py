@@ -1,0 +1,321 @@
+"""The library's front door: :class:`Index` opens, fills, searches and asks an index.
+
+>>> import ragkit                                       # doctest: +SKIP
+>>> index = ragkit.Index.open("notes", create=True)     # doctest: +SKIP
+>>> index.ingest(["~/notes"]).summary()                 # doctest: +SKIP
+>>> index.search("how do I rebuild?", k=3)[0].location  # doctest: +SKIP
+>>> print(index.ask("How do I rebuild?").text)          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .answering import DEFAULT_OPTIONS, MODES, Answer, AnswerStream
+from .backend import Backend, embedding_prefixes
+from .backends import BackendChooser
+from .chunking import ChunkerSettings
+from .errors import EmbeddingMismatchError, IndexNotFoundError, UsageError
+from .ingest import IngestProgress, IngestReport, ingest
+from .prompting import build_generate_prompt, build_messages
+from .retrieval import Hit, search_vector
+from .store import Store
+
+__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
+
+DEFAULT_EMBED_MODEL = "all-minilm"
+DEFAULT_CHAT_MODEL = "smollm2:135m"
+MAX_K = 1000
+
+
+def index_home() -> Path:
+    """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes``."""
+    return Path(os.environ.get("RAGKIT_HOME") or "indexes")
+
+
+def _resolve(name_or_path: str | Path, home: Path | None) -> Path:
+    """A bare name is looked up in ``home``; anything with a slash is a path."""
+    text = str(name_or_path)
+    if not text.strip():
+        raise UsageError("index name is empty — pass --index NAME")
+    if os.sep in text or text.startswith("."):
+        return Path(text).expanduser()
+    return (home or index_home()) / text
+
+
+class Index:
+    """An index of documents on disk, plus the backends that embed and answer."""
+
+    def __init__(
+        self,
+        path: Path,
+        store: Store | None,
+        backends: BackendChooser,
+        *,
+        embed_model: str | None = None,
+        chunker: ChunkerSettings | None = None,
+    ) -> None:
+        self.path = path
+        self.name = path.name
+        self._store = store
+        self._backends = backends
+        self._requested_model = embed_model
+        self._requested_chunker = chunker
+
+    @classmethod
+    def open(
+        cls,
+        name_or_path: str | Path = "default",
+        *,
+        home: Path | None = None,
+        backend: str | Backend | None = None,
+        host: str | None = None,
+        timeout: float = 300.0,
+        embed_model: str | None = None,
+        chunker: ChunkerSettings | None = None,
+        create: bool = False,
+        announce: Callable[[str], None] | None = None,
+    ) -> Index:
+        """Open an index by name (in ``home``) or path; ``create=True`` allows a new one."""
+        path = _resolve(name_or_path, home)
+        store = Store.open(path) if Store.exists(path) else None
+        if store is None and not create:
+            raise IndexNotFoundError(str(name_or_path), str(path.parent))
+        chooser = _chooser(backend, host, timeout, announce)
+        return cls(path, store, chooser, embed_model=embed_model, chunker=chunker)
+
+    # -- properties ----------------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """What the index was built with (empty before the first ingest)."""
+        return dict(self._store.manifest) if self._store else {}
+
+    @property
+    def embed_model(self) -> str:
+        """The embedding model this index uses."""
+        return self.manifest.get("embed_model") or self._requested_model or DEFAULT_EMBED_MODEL
+
+    def __len__(self) -> int:
+        return self._store.count() if self._store else 0
+
+    def close(self) -> None:
+        """Release files and locks."""
+        if self._store:
+            self._store.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ingest --------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        rebuild: bool = False,
+        follow_symlinks: bool = False,
+        batch_size: int = 64,
+        progress: Callable[[IngestProgress], None] | None = None,
+    ) -> IngestReport:
+        """Index new and changed files under ``paths`` and drop deleted ones."""
+        paths = [Path(p).expanduser() for p in paths]
+        if not paths:
+            raise UsageError("nothing to ingest — give at least one file or folder")
+        if rebuild or self._store is None:
+            return self._build_fresh(paths, follow_symlinks, batch_size, progress)
+        self._check_settings()
+        store = self._store
+        store.lock()
+        try:
+            return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
+                          document_prefix=self._prefixes()[1], batch_size=batch_size,
+                          follow_symlinks=follow_symlinks, progress=progress)
+        finally:
+            store.unlock()
+
+    def _build_fresh(
+        self,
+        paths: list[Path],
+        follow: bool,
+        batch_size: int,
+        progress: Callable[[IngestProgress], None] | None,
+    ) -> IngestReport:
+        """Build into a sibling folder, then swap it in: the old index survives a failure."""
+        if self._store:
+            self._store.lock()
+        model = self._requested_model or self.embed_model
+        chunker = self._requested_chunker or ChunkerSettings()
+        probe = self._embed(model, ["dimension probe"])
+        building = self.path.with_name(f".{self.name}.building-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        new = Store.create(building, self._new_manifest(model, probe.shape[1], chunker))
+        try:
+            report = ingest(new, paths, self._embed_documents_with(model), chunker=chunker,
+                            document_prefix=embedding_prefixes(model)[1],
+                            batch_size=batch_size, follow_symlinks=follow, progress=progress)
+        except BaseException:
+            new.close()
+            shutil.rmtree(building, ignore_errors=True)
+            if self._store:
+                self._store.unlock()
+            raise
+        new.close()
+        self._swap_in(building)
+        return report
+
+    def _swap_in(self, building: Path) -> None:
+        """Replace the index folder with the freshly built one."""
+        old = self.path.with_name(f".{self.name}.old-{os.getpid()}")
+        if self._store:
+            self._store.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            os.rename(self.path, old)
+        os.rename(building, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        self._store = Store.open(self.path)
+        self._requested_chunker = None
+
+    def _new_manifest(self, model: str, dimension: int, chunker: ChunkerSettings) -> dict[str, Any]:
+        query_prefix, document_prefix = embedding_prefixes(model)
+        return {
+            "embed_model": model,
+            "dimension": dimension,
+            "chunker": chunker.as_dict(),
+            "query_prefix": query_prefix,
+            "document_prefix": document_prefix,
+            "ragkit_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def _chunker(self) -> ChunkerSettings:
+        settings = dict(self.manifest.get("chunker", {}))
+        return ChunkerSettings(size=int(settings["size"]), overlap=int(settings["overlap"]))
+
+    def _check_settings(self) -> None:
+        """Refuse an incremental ingest whose model or chunker differs from the index's."""
+        self._check_model()
+        wanted = self._requested_chunker
+        if wanted and wanted != self._chunker():
+            have = self._chunker()
+            raise UsageError(
+                f"index '{self.name}' is chunked with size={have.size} overlap={have.overlap}; "
+                "changing that needs a full re-index: add --rebuild"
+            )
+
+    def _check_model(self) -> None:
+        built = self.manifest.get("embed_model")
+        wanted = self._requested_model
+        if built and wanted and wanted != built:
+            raise EmbeddingMismatchError(
+                f"index '{self.name}' was built with embedding model '{built}' "
+                f"({self.manifest.get('dimension')} dims), not '{wanted}' — use "
+                f"--embed-model {built}, or re-index with --rebuild"
+            )
+
+    # -- embedding -----------------------------------------------------------------
+
+    def _embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
+        return self._backends.for_model(model).embed(model, texts)
+
+    def _embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(self.embed_model, texts)
+
+    def _embed_documents_with(self, model: str) -> Callable[[Sequence[str]], np.ndarray]:
+        return lambda texts: self._embed(model, texts)
+
+    def _prefixes(self) -> tuple[str, str]:
+        m = self.manifest
+        return m.get("query_prefix", ""), m.get("document_prefix", "")
+
+    # -- retrieval -----------------------------------------------------------------
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The ``k`` chunks most similar to ``query``, best first."""
+        _check_k(k)
+        if not query.strip():
+            raise UsageError("the query is empty — say what to search for")
+        if self._store is None or len(self) == 0:
+            return []
+        self._check_model()
+        vector = self._embed(self.embed_model, [self._prefixes()[0] + query])
+        if vector.shape[1] != self._store.dimension:
+            raise EmbeddingMismatchError(
+                f"'{self.embed_model}' now returns {vector.shape[1]}-dim vectors but index "
+                f"'{self.name}' holds {self._store.dimension}-dim ones — re-index with --rebuild"
+            )
+        return search_vector(self._store, vector[0], k)
+
+    # -- answering -----------------------------------------------------------------
+
+    def ask_stream(
+        self,
+        question: str,
+        *,
+        k: int = 4,
+        mode: str = "chat",
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        history: Sequence[dict[str, Any]] = (),
+        search_query: str | None = None,
+    ) -> AnswerStream:
+        """Retrieve for ``question`` and stream the model's answer (see :class:`AnswerStream`)."""
+        if not question.strip():
+            raise UsageError("the question is empty — ask something")
+        if mode not in MODES:
+            raise UsageError(f"unknown mode '{mode}' — use one of: {', '.join(MODES)}")
+        hits = self.search(search_query or question, k)
+        model = model or os.environ.get("RAGKIT_CHAT_MODEL") or DEFAULT_CHAT_MODEL
+        if not hits:
+            return AnswerStream(question, hits, None, mode=mode, model=model)
+        opts = {**DEFAULT_OPTIONS, **(options or {})}
+        backend = self._backends.for_model(model)
+        if mode == "chat":
+            chunks = backend.chat(model, build_messages(question, hits, history), options=opts)
+        else:
+            chunks = backend.generate(model, build_generate_prompt(question, hits), options=opts)
+        return AnswerStream(question, hits, chunks, mode=mode, model=model)
+
+    def ask(self, question: str, **kwargs: Any) -> Answer:
+        """Like :meth:`ask_stream`, but wait for the whole answer."""
+        return self.ask_stream(question, **kwargs).answer
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= MAX_K:
+        raise UsageError(f"-k must be between 1 and {MAX_K}, got {k}")
+
+
+def _chooser(
+    backend: str | Backend | None,
+    host: str | None,
+    timeout: float,
+    announce: Callable[[str], None] | None,
+) -> BackendChooser:
+    """Wrap a ready backend, or choose one by name (``auto`` by default)."""
+    if backend is None or isinstance(backend, str):
+        return BackendChooser(backend, host=host, timeout=timeout, announce=announce)
+    return _FixedChooser(backend)
+
+
+class _FixedChooser(BackendChooser):
+    """A chooser that always hands out the one backend the caller supplied."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__("auto")
+        self._fixed = backend
+
+    def for_model(self, model: str) -> Backend:
+        return self._fixed

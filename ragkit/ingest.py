@@ -1,0 +1,321 @@
+"""Ingest: walk → read and chunk (a background thread) → embed in batches → commit.
+
+Files are committed whole: a file's chunks and vectors land in one SQLite
+transaction together with its hash, so an interrupted run keeps every file it
+finished and a re-run picks up the rest.  Reading and chunking the next files
+overlaps with embedding the current batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import ChunkerSettings, chunk_text
+from .errors import LoadError
+from .loading import Document, Skipped, iter_files, load_file
+from .store import ChunkRow, FileRecord, Store
+
+__all__ = ["IngestProgress", "IngestReport", "Problem", "ingest"]
+
+#: Embeds a batch of document texts into normalized float32 rows.
+EmbedFn = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that was skipped or failed, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[Problem] = field(default_factory=list)
+    failed: list[Problem] = field(default_factory=list)
+    chunks_written: int = 0
+    total_chunks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def problems(self) -> bool:
+        """True when some file was skipped or could not be read."""
+        return bool(self.skipped or self.failed)
+
+    def summary(self) -> str:
+        """One line for humans, e.g. ``3 added, 1 updated, ... in 2.1 s``."""
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped, {len(self.failed)} failed; "
+            f"{self.chunks_written} chunks embedded, {self.total_chunks} in the index; "
+            f"{self.seconds:.1f} s"
+        )
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """A snapshot for progress displays."""
+
+    files_done: int
+    files_total: int
+    chunks_embedded: int
+    elapsed: float
+    current: str = ""
+
+    @property
+    def rate(self) -> float:
+        """Chunks embedded per second so far."""
+        return self.chunks_embedded / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A file read and chunked, waiting for its vectors."""
+
+    record: FileRecord
+    rows: list[ChunkRow]
+    texts: list[str]
+    is_new: bool
+
+
+@dataclass(frozen=True)
+class _Unchanged:
+    record: FileRecord  # same content, new mtime: only the file row is refreshed
+
+
+def ingest(
+    store: Store,
+    paths: Iterable[str | Path],
+    embed: EmbedFn,
+    *,
+    chunker: ChunkerSettings,
+    document_prefix: str = "",
+    batch_size: int = 64,
+    follow_symlinks: bool = False,
+    progress: Callable[[IngestProgress], None] | None = None,
+) -> IngestReport:
+    """Bring ``store`` up to date with the files under ``paths``."""
+    started = time.monotonic()
+    report = IngestReport()
+    roots = [Path(p).absolute() for p in paths]
+    known = store.files()
+    todo = _plan(roots, known, follow_symlinks, report)
+    tracker = _Tracker(len(todo) + report.unchanged, report.unchanged, started, progress)
+    work = _prepare_in_background(todo, known, chunker, document_prefix)
+    for batch in _batches(work, batch_size, report):
+        vectors = _embed_batch(embed, [t for p in batch for t in p.texts], batch_size)
+        _commit(store, batch, vectors, report)
+        tracker.advance(len(batch), len(vectors), batch[-1].record.path)
+    _remove_missing(store, roots, known, todo, report)
+    store.save_vectors()
+    report.total_chunks = store.count()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _plan(
+    roots: list[Path], known: dict[str, FileRecord], follow: bool, report: IngestReport
+) -> list[Path]:
+    """Walk the roots; return files that may have changed (mtime/size fast path)."""
+    todo: list[Path] = []
+    for item in iter_files(roots, follow_symlinks=follow):
+        if isinstance(item, Skipped):
+            report.skipped.append(Problem(str(item.path), item.reason))
+            continue
+        path = item.absolute()
+        record = known.get(str(path))
+        try:
+            st = path.stat()
+        except OSError as exc:
+            report.failed.append(Problem(str(path), exc.strerror or str(exc)))
+            continue
+        if record and record.mtime_ns == st.st_mtime_ns and record.size == st.st_size:
+            report.unchanged += 1
+        else:
+            todo.append(path)
+    return todo
+
+
+def _prepare_in_background(
+    files: list[Path], known: dict[str, FileRecord], chunker: ChunkerSettings, prefix: str
+) -> Iterator[_Prepared | _Unchanged | Problem]:
+    """Read and chunk files in a thread, a few files ahead of the embedder."""
+    out: queue.Queue[object] = queue.Queue(maxsize=16)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for path in files:
+                if stop.is_set():
+                    return
+                out.put(_prepare(path, known.get(str(path)), chunker, prefix))
+        finally:
+            out.put(done)
+
+    thread = threading.Thread(target=work, name="ragkit-prepare", daemon=True)
+    thread.start()
+    try:
+        while (item := out.get()) is not done:
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                out.get_nowait()
+            thread.join(0.01)
+
+
+def _prepare(
+    path: Path, record: FileRecord | None, chunker: ChunkerSettings, prefix: str
+) -> _Prepared | _Unchanged | Problem:
+    """Hash, load and chunk one file; failures become a :class:`Problem`."""
+    try:
+        st = path.stat()
+        digest = _sha256(path)
+        if record and record.sha256 == digest:
+            return _Unchanged(FileRecord(str(path), digest, st.st_mtime_ns, st.st_size,
+                                         record.chunks))
+        documents = load_file(path)
+    except LoadError as exc:
+        return Problem(str(path), exc.reason)
+    except OSError as exc:
+        return Problem(str(path), exc.strerror or str(exc))
+    rows, texts = _chunk_documents(documents, chunker, prefix)
+    if not rows:
+        return Problem(str(path), "no text to index")
+    new = FileRecord(str(path), digest, st.st_mtime_ns, st.st_size, len(rows))
+    return _Prepared(new, rows, texts, is_new=record is None)
+
+
+def _chunk_documents(
+    documents: list[Document], chunker: ChunkerSettings, prefix: str
+) -> tuple[list[ChunkRow], list[str]]:
+    """Chunk each document; the embedded text carries the heading path for context."""
+    rows: list[ChunkRow] = []
+    texts: list[str] = []
+    for doc in documents:
+        for span in chunk_text(doc.text, chunker, markdown=doc.kind == "markdown"):
+            rows.append(ChunkRow(doc.page, span.start, span.end, span.heading, span.text))
+            lead = span.text.lstrip("# ")
+            titled = span.heading and not span.heading.endswith(lead.split("\n", 1)[0])
+            texts.append(f"{prefix}{span.heading}\n{span.text}" if titled else prefix + span.text)
+    return rows, texts
+
+
+def _sha256(path: Path) -> str:
+    """Content hash, read in blocks so big files are never held whole."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _batches(
+    work: Iterable[_Prepared | _Unchanged | Problem], size: int, report: IngestReport
+) -> Iterator[list[_Prepared]]:
+    """Group prepared files into batches of about ``size`` chunks; record the rest."""
+    batch: list[_Prepared] = []
+    pending = 0
+    for item in work:
+        if isinstance(item, Problem):
+            report.failed.append(item)
+        elif isinstance(item, _Unchanged):
+            report.unchanged += 1
+            batch.append(_Prepared(item.record, [], [], is_new=False))
+        else:
+            batch.append(item)
+            pending += len(item.texts)
+        if pending >= size:
+            yield batch
+            batch, pending = [], 0
+    if batch:
+        yield batch
+
+
+def _embed_batch(embed: EmbedFn, texts: list[str], size: int) -> np.ndarray:
+    """Embed ``texts`` in requests of at most ``size`` texts each."""
+    parts = [embed(texts[i : i + size]) for i in range(0, len(texts), size)]
+    return np.vstack(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def _commit(store: Store, batch: list[_Prepared], vectors: np.ndarray, report: IngestReport) -> None:
+    """Write a batch of files in one transaction and account for them."""
+    offset = 0
+    with store.transaction() as tx:
+        for item in batch:
+            if not item.rows and item.record.chunks:  # content unchanged, only mtime moved
+                tx.touch_file(item.record)
+                continue
+            n = len(item.rows)
+            tx.put_file(item.record, item.rows, vectors[offset : offset + n])
+            offset += n
+    for item in batch:
+        if item.rows:
+            (report.added if item.is_new else report.updated).append(item.record.path)
+            report.chunks_written += len(item.rows)
+
+
+def _remove_missing(
+    store: Store,
+    roots: list[Path],
+    known: dict[str, FileRecord],
+    todo: list[Path],
+    report: IngestReport,
+) -> None:
+    """Drop indexed files under ``roots`` that are gone, or now fail to load."""
+    seen = {str(p) for p in todo}
+    failed = {p.path for p in report.failed}
+    gone = [
+        path for path in known
+        if _under(path, roots) and (path in failed or (path not in seen and not os.path.exists(path)))
+    ]
+    if not gone:
+        return
+    with store.transaction() as tx:
+        for path in gone:
+            tx.remove_file(path)
+    report.removed.extend(p for p in gone if p not in failed)
+
+
+def _under(path: str, roots: list[Path]) -> bool:
+    """Whether ``path`` is one of ``roots`` or inside one of them."""
+    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
+
+
+class _Tracker:
+    """Counts progress and forwards snapshots to the caller's callback."""
+
+    def __init__(
+        self,
+        total: int,
+        done: int,
+        started: float,
+        callback: Callable[[IngestProgress], None] | None,
+    ) -> None:
+        self.total, self.done, self.chunks = total, done, 0
+        self.started, self.callback = started, callback
+
+    def advance(self, files: int, chunks: int, current: str) -> None:
+        self.done += files
+        self.chunks += chunks
+        if self.callback:
+            elapsed = time.monotonic() - self.started
+            self.callback(IngestProgress(self.done, self.total, self.chunks, elapsed, current))

@@ -1,0 +1,361 @@
+"""On-disk storage of one index: SQLite holds the truth, FAISS is a cache of it.
+
+Layout of ``indexes/<name>/``::
+
+    manifest.json         embedding model, dimension, chunker settings, ragkit version
+    chunks.sqlite         files, chunks (text, metadata and the vector bytes), generation
+    vectors-<gen>.faiss   FAISS IndexIDMap2(IndexFlatIP) matching generation <gen>
+    .lock                 held (flock) by the one process writing the index
+
+Why this shape: a crash or Ctrl-C must never leave an index that fails to load.
+SQLite commits each batch of whole files in one transaction and bumps a
+generation counter in the same transaction.  The FAISS file is written under
+a new name (temp file + rename) tagged with the generation it matches, so a
+reader either finds the file for the current generation or rebuilds the
+vectors from SQLite.  No vector can exist without its chunk, or the reverse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import IndexBusyError, IndexCorruptError
+
+__all__ = ["ChunkRow", "FileRecord", "Store", "StoredChunk"]
+
+log = logging.getLogger("ragkit")
+
+MANIFEST = "manifest.json"
+DATABASE = "chunks.sqlite"
+LOCKFILE = ".lock"
+FORMAT_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, mtime_ns INTEGER NOT NULL,
+    size INTEGER NOT NULL, chunks INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, page INTEGER,
+    start INTEGER NOT NULL, end INTEGER NOT NULL, heading TEXT NOT NULL,
+    text TEXT NOT NULL, vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks(path);
+INSERT OR IGNORE INTO meta VALUES ('generation', '0');
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the index remembers about one source file."""
+
+    path: str
+    sha256: str
+    mtime_ns: int
+    size: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A chunk on its way into the store."""
+
+    page: int | None
+    start: int
+    end: int
+    heading: str
+    text: str
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk as read back from the store."""
+
+    id: int
+    path: str
+    page: int | None
+    start: int
+    end: int
+    heading: str
+    text: str
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class Store:
+    """One index directory: manifest, SQLite database and FAISS vectors."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any], db: sqlite3.Connection) -> None:
+        self.root = root
+        self.manifest = manifest
+        self._db = db
+        self._faiss: Any = None  # loaded lazily: `ragkit indexes info` never needs it
+        self._faiss_generation = -1
+        self._lock_fh: Any = None
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: Path, manifest: dict[str, Any]) -> Store:
+        """Create an empty index at ``root`` (which must not hold one yet)."""
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = {"format_version": FORMAT_VERSION, **manifest}
+        db = cls._connect(root / DATABASE)
+        _write_atomic(root / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
+        return cls(root, manifest, db)
+
+    @classmethod
+    def open(cls, root: Path) -> Store:
+        """Open an existing index; unreadable files raise :class:`IndexCorruptError`."""
+        manifest_path = root / MANIFEST
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict) or "dimension" not in manifest:
+                raise ValueError("missing fields")
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(str(manifest_path), _short(exc), root.name) from exc
+        if not (root / DATABASE).exists():
+            raise IndexCorruptError(str(root / DATABASE), "file is missing", root.name)
+        return cls(root, manifest, cls._connect(root / DATABASE))
+
+    @staticmethod
+    def exists(root: Path) -> bool:
+        """Whether ``root`` holds an index."""
+        return (root / MANIFEST).exists()
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        """Open the database in WAL mode so searches read while an ingest writes."""
+        try:
+            db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(str(path), _short(exc), path.parent.name) from exc
+        return db
+
+    def close(self) -> None:
+        """Release the database, the write lock and the vectors."""
+        self.unlock()
+        self._db.close()
+        self._faiss = None
+
+    # -- locking -----------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the single-writer lock, or raise :class:`IndexBusyError` at once."""
+        fh = open(self.root / LOCKFILE, "a+")  # noqa: SIM115 - held until unlock()
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise IndexBusyError(str(self.root)) from None
+        self._lock_fh = fh
+
+    def unlock(self) -> None:
+        """Release the writer lock if this process holds it."""
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def dimension(self) -> int:
+        """Length of the stored vectors."""
+        return int(self.manifest["dimension"])
+
+    def generation(self) -> int:
+        """Counter bumped by every committed write."""
+        row = self._query("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0])
+
+    def files(self) -> dict[str, FileRecord]:
+        """Every indexed file, keyed by path."""
+        rows = self._query("SELECT path, sha256, mtime_ns, size, chunks FROM files")
+        return {r[0]: FileRecord(*r) for r in rows}
+
+    def count(self) -> int:
+        """Number of chunks stored."""
+        return int(self._query("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        """Fetch chunks by id (ids that no longer exist are left out)."""
+        found: dict[int, StoredChunk] = {}
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            rows = self._query(
+                "SELECT id, path, page, start, end, heading, text FROM chunks "
+                f"WHERE id IN ({marks})",
+                part,
+            )
+            found.update({r[0]: StoredChunk(*r) for r in rows})
+        return found
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Exact inner-product search: ``k`` (chunk id, cosine) pairs, best first."""
+        index = self._vectors()
+        if index.ntotal == 0:
+            return []
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        scores, ids = index.search(query, min(k, index.ntotal))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """Run a read; a damaged database becomes :class:`IndexCorruptError`."""
+        try:
+            return self._db.execute(sql, tuple(args))
+        except sqlite3.DatabaseError as exc:
+            path = self.root / DATABASE
+            raise IndexCorruptError(str(path), _short(exc), self.root.name) from exc
+
+    # -- vectors -----------------------------------------------------------------
+
+    def _vectors(self) -> Any:
+        """The FAISS index for the current generation, loading or rebuilding it."""
+        generation = self.generation()
+        if self._faiss is not None and self._faiss_generation == generation:
+            return self._faiss
+        import faiss
+
+        path = self._faiss_path(generation)
+        index = None
+        if path.exists():
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                log.warning("%s is unreadable (%s); rebuilding it from %s", path, exc, DATABASE)
+        if index is None or index.ntotal != self.count():
+            index = self._rebuild_vectors()
+        self._faiss, self._faiss_generation = index, generation
+        return index
+
+    def _rebuild_vectors(self) -> Any:
+        """Recreate the FAISS index from the vectors stored in SQLite."""
+        import faiss
+
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
+        cursor = self._query("SELECT id, vector FROM chunks ORDER BY id")
+        while rows := cursor.fetchmany(4096):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            index.add_with_ids(vecs.reshape(len(rows), self.dimension), ids)
+        return index
+
+    def _faiss_path(self, generation: int) -> Path:
+        return self.root / f"vectors-{generation}.faiss"
+
+    def save_vectors(self) -> None:
+        """Write the FAISS cache for the current generation and drop older ones."""
+        import faiss
+
+        index = self._vectors()
+        path = self._faiss_path(self._faiss_generation)
+        if not path.exists():
+            _write_atomic(path, faiss.serialize_index(index).tobytes())
+        for old in self.root.glob("vectors-*.faiss"):
+            if old != path:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+
+    # -- writing -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_Writer]:
+        """Group writes; they all land, with one generation bump, or none do."""
+        index = self._vectors()
+        writer = _Writer(self._db, self.dimension)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield writer
+            self._db.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'"
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        # Mirror the committed change into the in-memory FAISS index.
+        if writer.removed:
+            index.remove_ids(np.array(writer.removed, dtype=np.int64))
+        if writer.added_ids:
+            index.add_with_ids(np.vstack(writer.added_vectors), np.array(writer.added_ids))
+        self._faiss_generation = self.generation()
+
+
+class _Writer:
+    """Writes inside one :meth:`Store.transaction`; records what changed for FAISS."""
+
+    def __init__(self, db: sqlite3.Connection, dimension: int) -> None:
+        self._db = db
+        self._dimension = dimension
+        self.removed: list[int] = []
+        self.added_ids: list[int] = []
+        self.added_vectors: list[np.ndarray] = []
+
+    def remove_file(self, path: str) -> None:
+        """Forget a file and its chunks."""
+        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE path=?", (path,))]
+        self.removed.extend(ids)
+        self._db.execute("DELETE FROM chunks WHERE path=?", (path,))
+        self._db.execute("DELETE FROM files WHERE path=?", (path,))
+
+    def put_file(self, record: FileRecord, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+        """Replace a file's chunks with ``rows`` and their ``vectors``."""
+        if len(rows) != len(vectors):
+            raise ValueError(f"{len(rows)} chunks but {len(vectors)} vectors")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self._dimension)
+        self.remove_file(record.path)
+        for row, vector in zip(rows, vectors):
+            cur = self._db.execute(
+                "INSERT INTO chunks (path, page, start, end, heading, text, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.path, row.page, row.start, row.end, row.heading, row.text,
+                 vector.tobytes()),
+            )
+            self.added_ids.append(int(cur.lastrowid or 0))
+        if len(rows):
+            self.added_vectors.append(vectors)
+        self.touch_file(record)
+
+    def touch_file(self, record: FileRecord) -> None:
+        """Record a file's hash, mtime and size without touching its chunks."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+            (record.path, record.sha256, record.mtime_ns, record.size, record.chunks),
+        )
+
+
+def _short(exc: BaseException) -> str:
+    """First line of an exception message, for one-line errors."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

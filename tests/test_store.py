@@ -1,0 +1,106 @@
+"""Storage: SQLite is the truth, the FAISS file a cache that can always be rebuilt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ragkit.backend import normalize_rows
+from ragkit.errors import IndexBusyError, IndexCorruptError
+from ragkit.store import ChunkRow, FileRecord, Store
+
+DIM = 8
+
+
+def _vectors(n: int, seed: int) -> np.ndarray:
+    return normalize_rows(np.random.default_rng(seed).normal(size=(n, DIM)))
+
+
+def _put(store: Store, path: str, n: int, seed: int) -> np.ndarray:
+    vecs = _vectors(n, seed)
+    rows = [ChunkRow(None, i * 10, i * 10 + 5, "", f"{path} chunk {i}") for i in range(n)]
+    with store.transaction() as tx:
+        tx.put_file(FileRecord(path, f"sha-{seed}", 1, 2, n), rows, vecs)
+    return vecs
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.create(tmp_path / "idx", {"embed_model": "m", "dimension": DIM})
+    yield s
+    s.close()
+
+
+def test_search_returns_the_stored_chunk_for_its_own_vector(store):
+    vecs = _put(store, "/a.md", 5, seed=1)
+    (cid, score), *_ = store.search(vecs[3], 2)
+    assert store.chunks([cid])[cid].text == "/a.md chunk 3"
+    assert score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_replacing_a_file_leaves_no_stale_vectors(store):
+    _put(store, "/a.md", 5, seed=1)
+    new = _put(store, "/a.md", 2, seed=2)
+    assert store.count() == 2
+    assert len(store.search(new[0], 10)) == 2
+    assert store.files()["/a.md"].sha256 == "sha-2"
+
+
+def test_a_failed_transaction_changes_nothing(store):
+    _put(store, "/a.md", 3, seed=1)
+    before = store.generation()
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.remove_file("/a.md")
+        raise RuntimeError("crash mid-write")
+    assert store.count() == 3
+    assert store.generation() == before
+    assert len(store.search(_vectors(1, 9)[0], 10)) == 3
+
+
+def test_missing_or_damaged_faiss_file_is_rebuilt_from_sqlite(store, tmp_path, caplog):
+    vecs = _put(store, "/a.md", 4, seed=1)
+    store.save_vectors()
+    faiss_file = next((tmp_path / "idx").glob("vectors-*.faiss"))
+    faiss_file.write_bytes(b"garbage")
+    reopened = Store.open(tmp_path / "idx")
+    cid, score = reopened.search(vecs[2], 1)[0]
+    assert reopened.chunks([cid])[cid].text == "/a.md chunk 2"
+    assert "unreadable" in caplog.text
+    reopened.close()
+
+
+def test_a_reader_sees_each_committed_generation(store, tmp_path):
+    reader = Store.open(tmp_path / "idx")
+    assert reader.search(_vectors(1, 0)[0], 5) == []
+    vecs = _put(store, "/b.md", 3, seed=4)  # no save_vectors(): the reader rebuilds
+    assert len(reader.search(vecs[0], 5)) == 3
+    reader.close()
+
+
+def test_second_writer_is_refused_with_a_clear_message(store, tmp_path):
+    store.lock()
+    other = Store.open(tmp_path / "idx")
+    with pytest.raises(IndexBusyError, match="being written by another ragkit process"):
+        other.lock()
+    store.unlock()
+    other.lock()  # free again once the first writer is done
+    other.close()
+
+
+def test_corrupt_manifest_names_the_file_and_the_fix(store, tmp_path):
+    (tmp_path / "idx" / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexCorruptError) as info:
+        Store.open(tmp_path / "idx")
+    message = str(info.value)
+    assert "manifest.json is unreadable" in message
+    assert "--index idx --rebuild" in message
+
+
+def test_corrupt_database_names_the_file(tmp_path):
+    root = tmp_path / "idx"
+    Store.create(root, {"embed_model": "m", "dimension": DIM}).close()
+    (root / "chunks.sqlite").write_bytes(b"this is not a database" * 100)
+    for extra in ("chunks.sqlite-wal", "chunks.sqlite-shm"):
+        (root / extra).unlink(missing_ok=True)
+    with pytest.raises(IndexCorruptError, match=r"chunks\.sqlite is unreadable"):
+        Store.open(root)

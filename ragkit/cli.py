@@ -156,17 +156,24 @@ def _chunker(size: int | None, overlap: int | None, settings: Any) -> Any:
         raise UsageError(f"bad chunk settings: {exc}") from exc
 
 
+RETRIEVAL_HELP = ("How to find chunks: hybrid (embeddings + BM25 keywords, fused), vector "
+                  "or keyword.")
+
+
 @cli.command()
 @click.argument("query")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="How many chunks.")
+@click.option("--retrieval", "--mode", "retrieval", default="hybrid", show_default=True,
+              type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with scores) for scripts.")
 @_with_index_options
-def search(opts: dict[str, Any], query: str, k: int, as_json: bool) -> None:
-    """Show the chunks most similar to QUERY."""
+def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bool) -> None:
+    """Show the chunks that best match QUERY."""
     with _open_index(opts) as index:
-        hits = index.search(query, k)
+        hits = index.search(query, k, mode=retrieval)
     if as_json:
-        click.echo(json.dumps({"query": query, "hits": [h.as_dict() for h in hits]},
+        payload = {"query": query, "retrieval": retrieval, "hits": [h.as_dict() for h in hits]}
+        click.echo(json.dumps(payload,
                               ensure_ascii=False, indent=2))
         return
     if not hits:
@@ -205,6 +212,8 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="How many chunks to give the model."),
         click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
                      show_default=True, help="Chat model."),
+        click.option("--retrieval", default="hybrid", show_default=True,
+                     type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP),
         click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",
                      help="Model option, e.g. -o temperature=0 -o num_ctx=8192 (repeatable)."),
     ]):
@@ -221,11 +230,12 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @ask_options
 @_with_index_options
 def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, model: str,
-        option_pairs: tuple[str, ...]) -> None:
+        retrieval: str, option_pairs: tuple[str, ...]) -> None:
     """Answer QUESTION from the indexed documents, with [n] citations."""
     options = _parse_options(option_pairs)
     with _open_index(opts) as index:
-        stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options)
+        stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
+                                  retrieval=retrieval)
         for delta in stream:
             if not as_json:
                 click.echo(delta, nl=False)
@@ -251,12 +261,14 @@ def _print_sources(answer: Any) -> None:
 @cli.command()
 @ask_options
 @_with_index_options
-def chat(opts: dict[str, Any], k: int, model: str, option_pairs: tuple[str, ...]) -> None:
+def chat(opts: dict[str, Any], k: int, model: str, retrieval: str,
+         option_pairs: tuple[str, ...]) -> None:
     """Ask questions in a loop; history is kept. Ctrl-D exits."""
     from .conversation import Conversation
 
     with _open_index(opts) as index:
-        session = Conversation(index, k=k, model=model, options=_parse_options(option_pairs))
+        session = Conversation(index, k=k, model=model, retrieval=retrieval,
+                               options=_parse_options(option_pairs))
         click.echo(f"Chatting with index '{index.name}'. Ctrl-D to quit.", err=True)
         while (question := _read_question()) is not None:
             if not question.strip():
@@ -275,8 +287,9 @@ def _read_question() -> str | None:
         return None
 
 
-from .cli_admin import doctor, indexes, models  # noqa: E402 - registered after the core commands
+from .cli_admin import doctor, evaluate, indexes, models  # noqa: E402 - needs the helpers above
 
+cli.add_command(evaluate)
 cli.add_command(indexes)
 cli.add_command(models)
 cli.add_command(doctor)

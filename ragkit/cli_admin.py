@@ -169,3 +169,71 @@ def doctor(opts: dict[str, Any], model: str) -> None:
             click.echo(f"       fix: {check.fix}")
     if any(not c.ok and c.blocking for c in checks):
         sys.exit(1)
+
+
+@click.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.option("--retrieval", "--mode", "modes", default="vector,keyword,hybrid",
+              show_default=True, help="Comma-separated retrieval modes to compare side by side.")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Cut-off for the hit rate of a questions file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@_with_index_options
+def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: bool) -> None:
+    """Measure retrieval on DATASET: a BEIR folder, or a questions JSONL for --index.
+
+    A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) is indexed into
+    eval-<name>-<model> (reused on later runs) and scored with nDCG@10, Recall@10,
+    Recall@100, MRR@10 and query latency. A JSONL file of {"question", "source",
+    "page"?} lines is scored against the selected index by hit rate@k and MRR.
+    """
+    from .progress import CounterLine
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    for mode in chosen:
+        if mode not in ("vector", "keyword", "hybrid"):
+            raise UsageError(f"unknown retrieval mode '{mode}' — use vector, keyword or hybrid")
+    with CounterLine() as counter:
+        if dataset.is_dir():
+            rows = _eval_beir(opts, dataset, chosen, counter)
+        else:
+            rows = _eval_questions(opts, dataset, chosen, k)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    headers = list(rows[0])
+    click.echo("  ".join(f"{h:>13}" for h in headers))
+    for row in rows:
+        click.echo("  ".join(f"{_cell(v):>13}" for v in row.values()))
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any) -> list[dict]:
+    from .evaluate import BeirSet, evaluate_beir
+    from .index import DEFAULT_EMBED_MODEL, index_home
+
+    data = BeirSet.load(folder)
+    model = opts["embed_model"] or DEFAULT_EMBED_MODEL
+    if opts["index_name"] == "default":
+        opts = {**opts, "index_name": f"eval-{data.name}-{model.replace(':', '-')}"}
+    docs = data.write_documents(index_home() / ".eval-docs" / data.name)
+    with _open_index(opts, create=True) as index:
+        report = index.ingest([docs], progress=counter.ingest)
+        _say(f"index '{index.name}': {report.summary()}")
+        names = {f"{d}.txt": d for d in data.corpus}
+        results = evaluate_beir(data, lambda q, n, m: index.search(q, n, mode=m), modes,
+                                lambda hit: names.get(Path(hit.path).name, hit.path),
+                                progress=counter.queries)
+    return [r.as_dict() for r in results]
+
+
+def _eval_questions(opts: dict[str, Any], path: Path, modes: list[str], k: int) -> list[dict]:
+    from .evaluate import evaluate_questions, load_questions
+
+    rows = load_questions(path)
+    with _open_index(opts) as index:
+        results = evaluate_questions(rows, lambda q, n, m: index.search(q, n, mode=m), modes, k)
+    return [r.as_dict() for r in results]

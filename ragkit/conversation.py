@@ -26,9 +26,11 @@ class Conversation:
         k: int = 4,
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        retrieval: str = "hybrid",
     ) -> None:
         self.index = index
         self.k = k
+        self.retrieval = retrieval
         self.model = model
         self.options = dict(options or {})
         self.history: list[dict[str, Any]] = []
@@ -56,6 +58,7 @@ class Conversation:
             options=self.options,
             history=self.history[-self.HISTORY :],
             search_query=self.search_query(question),
+            retrieval=self.retrieval,
         )
         yield from stream
         self.last = stream.answer

@@ -26,7 +26,8 @@ from .chunking import ChunkerSettings
 from .errors import EmbeddingMismatchError, IndexNotFoundError, UsageError
 from .ingest import IngestProgress, IngestReport, ingest
 from .prompting import build_generate_prompt, build_messages
-from .retrieval import Hit, search_vector
+from .retrieval import MODES as RETRIEVAL_MODES
+from .retrieval import Hit, retrieve
 from .store import Store
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
@@ -242,13 +243,22 @@ class Index:
 
     # -- retrieval -----------------------------------------------------------------
 
-    def search(self, query: str, k: int = 5) -> list[Hit]:
-        """The ``k`` chunks most similar to ``query``, best first."""
+    def search(self, query: str, k: int = 5, *, mode: str = "hybrid") -> list[Hit]:
+        """The ``k`` chunks best matching ``query``: ``hybrid``, ``vector`` or ``keyword``."""
         _check_k(k)
         if not query.strip():
             raise UsageError("the query is empty — say what to search for")
+        if mode not in RETRIEVAL_MODES:
+            raise UsageError(
+                f"unknown retrieval mode '{mode}' — use one of: {', '.join(RETRIEVAL_MODES)}")
         if self._store is None or len(self) == 0:
             return []
+        vector = None if mode == "keyword" else self._embed_query(query)
+        return retrieve(self._store, query, vector, k, mode)
+
+    def _embed_query(self, query: str) -> np.ndarray:
+        """The query's embedding, checked against the index's model and dimension."""
+        assert self._store is not None
         self._check_model()
         vector = self._embed(self.embed_model, [self._prefixes()[0] + query])
         if vector.shape[1] != self._store.dimension:
@@ -256,7 +266,7 @@ class Index:
                 f"'{self.embed_model}' now returns {vector.shape[1]}-dim vectors but index "
                 f"'{self.name}' holds {self._store.dimension}-dim ones — re-index with --rebuild"
             )
-        return search_vector(self._store, vector[0], k)
+        return vector[0]
 
     # -- answering -----------------------------------------------------------------
 
@@ -270,13 +280,14 @@ class Index:
         options: Mapping[str, Any] | None = None,
         history: Sequence[dict[str, Any]] = (),
         search_query: str | None = None,
+        retrieval: str = "hybrid",
     ) -> AnswerStream:
         """Retrieve for ``question`` and stream the model's answer (see :class:`AnswerStream`)."""
         if not question.strip():
             raise UsageError("the question is empty — ask something")
         if mode not in MODES:
             raise UsageError(f"unknown mode '{mode}' — use one of: {', '.join(MODES)}")
-        hits = self.search(search_query or question, k)
+        hits = self.search(search_query or question, k, mode=retrieval)
         model = model or os.environ.get("RAGKIT_CHAT_MODEL") or DEFAULT_CHAT_MODEL
         if not hits:
             return AnswerStream(question, hits, None, mode=mode, model=model)

@@ -45,3 +45,19 @@ class ProgressLine:
             width = shutil.get_terminal_size((80, 20)).columns - 1
             self.stream.write("\r" + " " * width + "\r")
             self.stream.flush()
+
+
+class CounterLine(ProgressLine):
+    """Progress for ``ragkit eval``: the ingest, then queries counted per mode."""
+
+    def ingest(self, p: IngestProgress) -> None:
+        """Forward ingest progress to the one-line display."""
+        self(p)
+
+    def queries(self, mode: str, done: int, total: int) -> None:
+        """Show ``mode: done/total queries`` in place."""
+        if not self.enabled or (done % 20 and done != total):
+            return
+        self.stream.write(f"\r{mode}: {done}/{total} queries".ljust(40))
+        self.stream.flush()
+        self._drawn = True

@@ -1,4 +1,11 @@
-"""Retrieval: a query vector in, ranked :class:`Hit` objects out."""
+"""Retrieval: a query in, ranked :class:`Hit` objects out.
+
+Three modes: ``vector`` (cosine similarity of embeddings), ``keyword`` (BM25
+over FTS5) and ``hybrid`` (the default): both lists fused by reciprocal rank,
+which needs no score calibration between the two.  Every hit carries its
+cosine similarity to the query, whatever the mode, so callers can apply one
+relevance threshold.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,12 @@ import numpy as np
 
 from .store import Store
 
-__all__ = ["Hit", "display_path", "search_vector"]
+__all__ = ["MODES", "RRF_K", "Hit", "display_path", "retrieve"]
+
+MODES = ("hybrid", "vector", "keyword")
+
+#: Reciprocal-rank-fusion constant: score = sum of 1 / (RRF_K + rank) over the lists.
+RRF_K = 60
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,7 @@ class Hit:
     text: str
     start: int = 0
     end: int = 0
+    cosine: float | None = None  # similarity of the query and chunk embeddings
 
     @property
     def location(self) -> str:
@@ -63,17 +76,44 @@ def display_path(path: str, cwd: str | None = None) -> str:
         return path
 
 
-def search_vector(store: Store, vector: np.ndarray, k: int) -> list[Hit]:
-    """The ``k`` chunks nearest to ``vector`` by cosine similarity, best first."""
-    pairs = store.search(vector, k)
-    chunks = store.chunks([cid for cid, _ in pairs])
+def retrieve(
+    store: Store, query: str, vector: np.ndarray | None, k: int, mode: str = "hybrid"
+) -> list[Hit]:
+    """The ``k`` best chunks for ``query`` (and its embedding ``vector``) in ``mode``."""
+    depth = max(50, 3 * k)
+    if mode == "vector":
+        ranked = store.search(vector, k)
+    elif mode == "keyword":
+        ranked = store.keyword_search(query, k)
+    else:
+        ranked = fuse([store.search(vector, depth), store.keyword_search(query, depth)])[:k]
+    cosines = store.cosines(vector, [cid for cid, _ in ranked]) if vector is not None else {}
+    return _hits(store, ranked, cosines)
+
+
+def fuse(rankings: list[list[tuple[int, float]]], rrf_k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of several ranked lists of (id, score).
+
+    >>> fuse([[(1, 0.9), (2, 0.8)], [(2, 7.0), (3, 5.0)]])[0][0]
+    2
+    """
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (cid, _) in enumerate(ranking, 1):
+            fused[cid] = fused.get(cid, 0.0) + 1.0 / (rrf_k + rank)
+    return sorted(fused.items(), key=lambda item: -item[1])
+
+
+def _hits(store: Store, ranked: list[tuple[int, float]], cosines: dict[int, float]) -> list[Hit]:
+    """Turn (id, score) pairs into :class:`Hit` objects, reading the chunks in one query."""
+    chunks = store.chunks([cid for cid, _ in ranked])
     hits: list[Hit] = []
-    for cid, score in pairs:
+    for cid, score in ranked:
         chunk = chunks.get(cid)
         if chunk is None:  # removed by a writer between the two reads
             continue
         hits.append(
             Hit(len(hits) + 1, score, cid, chunk.path, display_path(chunk.path), chunk.page,
-                chunk.heading, chunk.text, chunk.start, chunk.end)
+                chunk.heading, chunk.text, chunk.start, chunk.end, cosines.get(cid))
         )
     return hits

@@ -3,7 +3,8 @@
 Layout of ``indexes/<name>/``::
 
     manifest.json         embedding model, dimension, chunker settings, ragkit version
-    chunks.sqlite         files, chunks (text, metadata and the vector bytes), generation
+    chunks.sqlite         files, chunks (text, metadata and the vector bytes), the FTS5
+                          keyword index over them, generation counter
     vectors-<gen>.faiss   FAISS IndexIDMap2(IndexFlatIP) matching generation <gen>
     .lock                 held (flock) by the one process writing the index
 
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IndexBusyError, IndexCorruptError
+from .keywords import fts_query, keyword_terms
 
 __all__ = ["ChunkRow", "FileRecord", "Store", "StoredChunk"]
 
@@ -54,6 +56,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL, vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks(path);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunk_terms USING fts5(
+    terms, tokenize = 'porter unicode61 remove_diacritics 2'
+);
 INSERT OR IGNORE INTO meta VALUES ('generation', '0');
 """
 
@@ -230,6 +235,32 @@ class Store:
         scores, ids = index.search(query, min(k, index.ntotal))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
 
+    def cosines(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        """Cosine of ``vector`` with each stored chunk in ``ids`` (vectors are normalized)."""
+        if not ids:
+            return {}
+        index = self._vectors()
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        found: dict[int, float] = {}
+        for cid in ids:
+            try:
+                found[int(cid)] = float(index.reconstruct(int(cid)) @ query)
+            except RuntimeError:  # committed by a writer after our vectors were loaded
+                continue
+        return found
+
+    def keyword_search(self, text: str, k: int) -> list[tuple[int, float]]:
+        """BM25 keyword search: ``k`` (chunk id, score) pairs, best first (higher = better)."""
+        match = fts_query(text)
+        if not match:
+            return []
+        rows = self._query(
+            "SELECT rowid, -bm25(chunk_terms) AS s FROM chunk_terms WHERE chunk_terms MATCH ? "
+            "ORDER BY s DESC LIMIT ?",
+            (match, k),
+        )
+        return [(int(r[0]), float(r[1])) for r in rows]
+
     def _query(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         """Run a read; a damaged database becomes :class:`IndexCorruptError`."""
         try:
@@ -326,6 +357,7 @@ class _Writer:
         """Forget a file and its chunks."""
         ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE path=?", (path,))]
         self.removed.extend(ids)
+        self._db.executemany("DELETE FROM chunk_terms WHERE rowid=?", [(i,) for i in ids])
         self._db.execute("DELETE FROM chunks WHERE path=?", (path,))
         self._db.execute("DELETE FROM files WHERE path=?", (path,))
 
@@ -342,7 +374,12 @@ class _Writer:
                 (record.path, row.page, row.start, row.end, row.heading, row.text,
                  vector.tobytes()),
             )
-            self.added_ids.append(int(cur.lastrowid or 0))
+            chunk_id = int(cur.lastrowid or 0)
+            self._db.execute(
+                "INSERT INTO chunk_terms (rowid, terms) VALUES (?, ?)",
+                (chunk_id, " ".join(keyword_terms(f"{row.heading} {row.text}"))),
+            )
+            self.added_ids.append(chunk_id)
         if len(rows):
             self.added_vectors.append(vectors)
         self.touch_file(record)

@@ -104,3 +104,21 @@ def test_corrupt_database_names_the_file(tmp_path):
         (root / extra).unlink(missing_ok=True)
     with pytest.raises(IndexCorruptError, match=r"chunks\.sqlite is unreadable"):
         Store.open(root)
+
+
+def test_keyword_search_ranks_by_bm25_and_follows_deletes(store):
+    rows = [
+        ChunkRow(None, 0, 1, "", "The espresso machine needs descaling every month."),
+        ChunkRow(None, 1, 2, "", "Tomatoes need sun."),
+        ChunkRow(None, 2, 3, "Panda", "熊猫主要生活在四川，每天吃竹子。"),
+    ]
+    with store.transaction() as tx:
+        tx.put_file(FileRecord("/k.md", "h", 1, 1, 3), rows, _vectors(3, 5))
+    texts = lambda hits: [store.chunks([i])[i].text for i, _ in hits]  # noqa: E731
+    assert texts(store.keyword_search("descaled espresso", 5))[0].startswith("The espresso")
+    assert texts(store.keyword_search("熊猫吃什么", 5)) == ["熊猫主要生活在四川，每天吃竹子。"]
+    assert texts(store.keyword_search("panda", 5)) == ["熊猫主要生活在四川，每天吃竹子。"]  # heading
+    assert store.keyword_search("?!", 5) == []
+    with store.transaction() as tx:
+        tx.remove_file("/k.md")
+    assert store.keyword_search("espresso", 5) == []

@@ -1,0 +1,192 @@
+"""``ragkit eval``: measure retrieval on BEIR-format sets, or on a folder with known answers.
+
+BEIR form: ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
+(``_id``, ``text``) and ``qrels/test.tsv``.  Each document is written out as a
+text file of ``title + " " + text`` (what MTEB embeds) and indexed through the
+normal ingest path, so the figures measure exactly what users get.  A
+document's score is its best chunk's.
+
+Folder form: a JSONL of ``{"question": ..., "source": "file.md", "page": 2}``
+lines; reports the hit rate@k and MRR of the expected source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .metrics import mrr_at, ndcg_at, percentile, recall_at
+from .retrieval import Hit
+
+__all__ = ["BeirSet", "EvalResult", "HitRateResult", "evaluate_beir", "evaluate_questions"]
+
+#: Chunks fetched per query so that about 100 distinct documents remain after grouping.
+CHUNK_DEPTH = 300
+
+
+@dataclass(frozen=True)
+class BeirSet:
+    """A BEIR-format dataset loaded into memory."""
+
+    name: str
+    corpus: dict[str, str]  # doc id -> title + " " + text
+    queries: dict[str, str]  # query id -> text (only queries that have qrels)
+    qrels: dict[str, dict[str, int]]  # query id -> {doc id: graded relevance}
+
+    @classmethod
+    def load(cls, folder: Path, split: str = "test") -> BeirSet:
+        """Read a BEIR folder; a missing file is a :class:`UsageError` naming it."""
+        need = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv"]
+        for path in need:
+            if not path.is_file():
+                raise UsageError(f"{path} not found — a BEIR set needs corpus.jsonl, "
+                                 f"queries.jsonl and qrels/{split}.tsv")
+        corpus = {
+            str(d["_id"]): f"{d.get('title') or ''} {d.get('text') or ''}".strip()
+            for d in _jsonl(need[0])
+        }
+        qrels: dict[str, dict[str, int]] = {}
+        for line in need[2].read_text(encoding="utf-8").splitlines()[1:]:
+            parts = line.split("\t")
+            if len(parts) >= 3:
+                qrels.setdefault(parts[0], {})[parts[1]] = int(float(parts[2]))
+        queries = {str(q["_id"]): q["text"] for q in _jsonl(need[1]) if str(q["_id"]) in qrels}
+        return cls(folder.resolve().name, corpus, queries, qrels)
+
+    def write_documents(self, folder: Path) -> Path:
+        """Materialize the corpus as one text file per document (reused when unchanged)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for doc_id, text in self.corpus.items():
+            path = folder / f"{_file_name(doc_id)}.txt"
+            data = text.encode("utf-8")
+            if not path.exists() or path.stat().st_size != len(data):
+                path.write_bytes(data)
+        return folder
+
+
+def _file_name(doc_id: str) -> str:
+    """A safe, reversible-by-lookup file name for a doc id."""
+    if doc_id.replace("-", "").replace("_", "").isalnum() and len(doc_id) < 100:
+        return doc_id
+    return hashlib.sha256(doc_id.encode()).hexdigest()[:32]
+
+
+def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of one retrieval mode on one dataset."""
+
+    dataset: str
+    mode: str
+    queries: int
+    ndcg_at_10: float
+    recall_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    p50_ms: float
+    p95_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+SearchFn = Callable[[str, int, str], list[Hit]]
+
+
+def evaluate_beir(
+    data: BeirSet,
+    search: SearchFn,
+    modes: Sequence[str],
+    doc_of: Callable[[Hit], str],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[EvalResult]:
+    """Run every query in each mode and score the document rankings."""
+    results = []
+    for mode in modes:
+        per_query: list[tuple[float, float, float, float]] = []
+        latencies: list[float] = []
+        for n, (qid, text) in enumerate(data.queries.items(), 1):
+            started = time.perf_counter()
+            hits = search(text, CHUNK_DEPTH, mode)
+            latencies.append((time.perf_counter() - started) * 1000)
+            ranking = _documents(hits, doc_of)
+            rel = data.qrels[qid]
+            per_query.append((ndcg_at(ranking, rel, 10), recall_at(ranking, rel, 10),
+                              recall_at(ranking, rel, 100), mrr_at(ranking, rel, 10)))
+            if progress:
+                progress(mode, n, len(data.queries))
+        means = [sum(col) / len(per_query) for col in zip(*per_query)] if per_query else [0.0] * 4
+        results.append(EvalResult(data.name, mode, len(per_query), *means,
+                                  percentile(latencies, 50), percentile(latencies, 95)))
+    return results
+
+
+def _documents(hits: list[Hit], doc_of: Callable[[Hit], str], limit: int = 100) -> list[str]:
+    """Distinct documents in order of their best chunk."""
+    ranking: dict[str, None] = {}
+    for hit in hits:
+        ranking.setdefault(doc_of(hit), None)
+        if len(ranking) == limit:
+            break
+    return list(ranking)
+
+
+@dataclass(frozen=True)
+class HitRateResult:
+    """How often the expected source is retrieved, for a folder's question set."""
+
+    mode: str
+    questions: int
+    k: int
+    hit_rate: float
+    mrr: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def load_questions(path: Path) -> list[dict[str, Any]]:
+    """Read a questions JSONL; each line needs ``question`` and ``source``."""
+    rows = list(_jsonl(path))
+    for n, row in enumerate(rows, 1):
+        if not row.get("question") or not row.get("source"):
+            raise UsageError(f"{path}:{n}: each line needs \"question\" and \"source\"")
+    return rows
+
+
+def evaluate_questions(
+    rows: list[dict[str, Any]], search: SearchFn, modes: Sequence[str], k: int
+) -> list[HitRateResult]:
+    """Hit rate@k and MRR of the expected source file (and page, when given)."""
+    results = []
+    for mode in modes:
+        ranks = [_first_match(search(row["question"], k, mode), row) for row in rows]
+        hit_rate = sum(r is not None for r in ranks) / len(rows) if rows else 0.0
+        mrr = sum(1 / r for r in ranks if r) / len(rows) if rows else 0.0
+        results.append(HitRateResult(mode, len(rows), k, hit_rate, mrr))
+    return results
+
+
+def _first_match(hits: list[Hit], row: dict[str, Any]) -> int | None:
+    """1-based rank of the first hit from the expected source (and page)."""
+    source, page = str(row["source"]), row.get("page")
+    for hit in hits:
+        if (hit.path.endswith("/" + source) or hit.source == source) and (
+            page is None or hit.page == page
+        ):
+            return hit.rank
+    return None

@@ -1,0 +1,52 @@
+"""Turning text into keyword-search terms that SQLite FTS5 can index.
+
+FTS5's ``unicode61`` tokenizer splits on spaces and punctuation, which is right
+for most scripts but glues a whole run of Chinese or Japanese into one token.
+So CJK runs are rewritten as overlapping character bigrams before FTS5 sees
+them; other text passes through lowercased, and FTS5's ``porter`` stemmer
+handles English word forms.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["fts_query", "keyword_terms"]
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
+_IS_CJK = re.compile(rf"[{_CJK}]")
+
+
+def _bigrams(run: str) -> list[str]:
+    """Overlapping character pairs of a CJK run (a lone character stands alone)."""
+    if len(run) == 1:
+        return [run]
+    return [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def keyword_terms(text: str) -> list[str]:
+    """The terms of ``text`` for keyword search.
+
+    >>> keyword_terms("Pandas eat 竹子和水果!")
+    ['pandas', 'eat', '竹子', '子和', '和水', '水果']
+    """
+    terms: list[str] = []
+    for token in _TOKEN.findall(text.lower()):
+        if _IS_CJK.match(token):
+            terms.extend(_bigrams(token))
+        else:
+            terms.append(token)
+    return terms
+
+
+def fts_query(text: str, limit: int = 64) -> str:
+    """An FTS5 MATCH expression: any of the query's distinct terms, each quoted.
+
+    >>> fts_query('What is "BM25"? 熊猫')
+    '"what" OR "is" OR "bm25" OR "熊猫"'
+    """
+    seen: dict[str, None] = {}
+    for term in keyword_terms(text):
+        seen.setdefault(term, None)
+    return " OR ".join(f'"{t}"' for t in list(seen)[:limit])

@@ -1,0 +1,179 @@
+"""Every command through click's CliRunner, against a real Ollama-protocol server."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ragkit.cli import cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture
+def run(env):
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def indexed(run, docs):
+    result = run("ingest", str(docs))
+    assert result.exit_code == 0, result.output
+    return docs
+
+
+def test_ingest_prints_a_summary(run, docs):
+    result = run("ingest", str(docs))
+    assert result.exit_code == 0
+    assert re.search(r"index 'default': 4 added, 0 updated, 0 removed, 0 unchanged, "
+                     r"0 skipped, 0 failed; \d+ chunks embedded, \d+ in the index; [\d.]+ s",
+                     result.stdout)
+    assert "ragkit: using Ollama at http://127.0.0.1:" in result.stderr
+
+
+def test_ingest_reports_bad_files_and_exits_5(run, docs):
+    (docs / "blob.txt").write_bytes(b"\x00\x01\x02binary\x00" * 100)
+    (docs / "empty.md").write_text("")
+    result = run("ingest", str(docs))
+    assert result.exit_code == 5
+    assert re.search(r"failed .*blob\.txt: binary file", result.stderr)
+    assert re.search(r"failed .*empty\.md: empty file", result.stderr)
+    assert "4 added" in result.stdout
+
+
+def test_search_lists_hits_and_json_has_scores(run, indexed):
+    result = run("search", "When do backups run?", "-k", "2")
+    assert result.exit_code == 0
+    first = result.stdout.splitlines()[0]
+    assert re.match(r"1\. \d\.\d{3}  .*backups\.md — Operations > Backups$", first)
+    data = json.loads(run("search", "warranty pump", "-k", "1", "--json").stdout)
+    hit = data["hits"][0]
+    assert hit["page"] == 2 and hit["source"].endswith("manual.pdf")
+    assert 0 < hit["score"] <= 1.0 and set(hit) >= {"text", "heading", "path", "rank"}
+
+
+def test_ask_streams_the_answer_then_the_sources(run, indexed):
+    result = run("ask", "When do backups run?")
+    assert result.exit_code == 0
+    answer, sources = result.stdout.split("\n\nSources:\n")
+    assert "02:00" in answer and "[1]" in answer
+    assert re.fullmatch(r"\[1\] .*backups\.md\n", sources)
+
+
+def test_ask_json_and_options(run, indexed, ollama):
+    result = run("ask", "descaling?", "--json", "--mode", "generate", "-o", "temperature=0",
+                 "-o", "stop=END", "-o", "num_ctx=8192")
+    data = json.loads(result.stdout)
+    assert set(data) >= {"answer", "sources", "metrics", "cited", "found"}
+    assert data["mode"] == "generate" and data["metrics"]["eval_count"] > 0
+    body = [r for r in ollama.requests if r[1] == "/api/generate"][-1][2]
+    assert body["options"]["temperature"] == 0
+    assert body["options"]["stop"] == ["END"]
+    assert body["options"]["num_ctx"] == 8192
+
+
+def test_chat_keeps_history_and_exits_on_eof(run, indexed, ollama):
+    result = run("chat", input="When do backups run?\nAnd the monitoring?\n")
+    assert result.exit_code == 0
+    assert result.stdout.count("Sources:") == 2
+    second = [r for r in ollama.requests if r[1] == "/api/chat"][-1][2]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[1]["content"] == "When do backups run?"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["search", "x", "--index", "nope"], 4,
+         "error: no index 'nope' in {home} — build it with `ragkit ingest PATH --index nope`"),
+        (["ask", "   "], 2, "error: the question is empty — ask something"),
+        (["search", "x", "-k", "0"], 2, "error: -k must be between 1 and 1000, got 0"),
+        (["ask", "x", "-o", "temperature"], 2,
+         "error: option 'temperature' must look like key=value (e.g. -o temperature=0)"),
+        (["ask", "x", "--model", "llama3"], 3,
+         "error: model 'llama3' not found — run `ollama pull llama3`"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_status(run, indexed, env, args, code, message):
+    result = run(*args)
+    assert result.exit_code == code
+    assert result.stderr.strip() == message.format(home=env)
+
+
+def test_unreachable_server_is_one_line(run, indexed, monkeypatch, ollama):
+    from ollama_server import free_port
+
+    host = f"http://127.0.0.1:{free_port()}"
+    result = run("search", "x", "--host", host)
+    assert result.exit_code == 3
+    assert result.stderr.strip() == (
+        f"error: cannot reach Ollama at {host} — is `ollama serve` running?")
+
+
+def test_invalid_option_is_a_usage_error(run):
+    result = run("search", "x", "--bogus")
+    assert result.exit_code == 2
+    assert "No such option: --bogus" in result.stderr
+
+
+def test_indexes_list_info_delete(run, indexed):
+    assert run("indexes", "list").stdout.startswith("default\tall-minilm\t")
+    info = json.loads(run("indexes", "info").stdout)
+    assert info["files"] == 4 and info["embed_model"] == "all-minilm"
+    refused = run("indexes", "delete", "default")
+    assert refused.exit_code == 2 and "without --yes" in refused.stderr
+    assert run("indexes", "delete", "default", "--yes").stdout == "deleted index 'default'\n"
+    assert run("search", "x").exit_code == 4
+
+
+def test_models_commands_go_through_ollama(run, ollama):
+    listed = run("models", "list").stdout
+    assert "all-minilm:latest\tollama" in listed and "smollm2:135m\tollama" in listed
+    shown = json.loads(run("models", "show", "all-minilm").stdout)
+    assert shown["embedding_length"] == 384 and shown["context_length"] == 512
+    assert run("models", "cp", "smollm2:135m", "mine").exit_code == 0
+    assert "mine" in run("models", "list").stdout
+    assert run("models", "rm", "mine").stdout == "deleted mine\n"
+    missing = run("models", "rm", "mine")
+    assert missing.exit_code == 3 and "model 'mine' not found" in missing.stderr
+    assert run("models", "pull", "qwen2.5:0.5b").stdout.strip().endswith("pulled qwen2.5:0.5b")
+
+
+def test_doctor_reports_each_check(run, indexed):
+    result = run("doctor", "--backend", "ollama")
+    assert result.exit_code == 0
+    assert re.search(r"\[ok \] ollama: Ollama \S+ at http://127\.0\.0\.1:\d+, \d+ models",
+                     result.stdout)
+    assert "[ok ] model all-minilm: served by Ollama at" in result.stdout
+    assert re.search(r"\[ok \] index default: 4 files, \d+ chunks, embedded with all-minilm",
+                     result.stdout)
+
+
+def test_doctor_fails_when_the_chat_model_is_missing(run, indexed):
+    result = run("doctor", "--backend", "ollama", "--model", "llama3")
+    assert result.exit_code == 1
+    assert "fix: `ollama pull llama3`" in result.stdout
+
+
+def _commands(group, prefix=""):
+    for name, command in group.commands.items():
+        yield f"{prefix}{name}", command
+        if hasattr(command, "commands"):
+            yield from _commands(command, f"{prefix}{name} ")
+
+
+def test_every_command_has_help_and_is_in_the_readme():
+    readme = README.read_text(encoding="utf-8")
+    for name, command in _commands(cli):
+        assert command.help, f"`ragkit {name}` has no help text"
+        top = name.split()[0]
+        assert f"ragkit {top}" in readme, f"`ragkit {top}` is missing from the README"

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from .backend import Backend
 from .errors import ModelNotFoundError, UsageError
-from .host import parse_host
+from .host import parse_host, with_tag
 
 if TYPE_CHECKING:
+    from .engine import EmbeddedBackend
     from .ollama import OllamaClient
 
 __all__ = ["CHOICES", "BackendChooser"]
@@ -49,7 +50,7 @@ class BackendChooser:
         self._announced: set[str] = set()
         self._ollama: OllamaClient | None = None
         self._ollama_models: set[str] | None = None  # None: not probed yet
-        self._embedded: Backend | None = None
+        self._embedded: EmbeddedBackend | None = None
 
     def for_model(self, model: str) -> Backend:
         """The backend that will serve ``model`` (raises if none can)."""
@@ -85,7 +86,7 @@ class BackendChooser:
             self._ollama = OllamaClient(self.host, timeout=self.timeout)
         return self._ollama
 
-    def embedded(self) -> Backend:
+    def embedded(self) -> EmbeddedBackend:
         """The embedded engine (created on first use; models load later, on demand)."""
         if self._embedded is None:
             from .engine import EmbeddedBackend
@@ -97,7 +98,7 @@ class BackendChooser:
         """The embedded engine, or its own error listing the models it has."""
         engine = self.embedded()
         if not engine.has_model(model):
-            engine.embed(model, [])  # raises the engine's descriptive error
+            engine.require(model)  # raises the engine's descriptive error
         return engine
 
     def _ollama_has(self, model: str) -> bool:
@@ -111,13 +112,5 @@ class BackendChooser:
                 except Exception:  # noqa: BLE001 - a half-working server counts as absent
                     names = set()
             self._ollama_models = names
-        return _with_tag(model) in {_with_tag(n) for n in self._ollama_models}
+        return with_tag(model) in {with_tag(n) for n in self._ollama_models}
 
-
-def _with_tag(name: str) -> str:
-    """Ollama's rule that a bare name means the ``latest`` tag.
-
-    >>> _with_tag("all-minilm"), _with_tag("smollm2:135m")
-    ('all-minilm:latest', 'smollm2:135m')
-    """
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"

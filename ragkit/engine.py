@@ -69,7 +69,7 @@ class EmbeddedBackend:
             return False
         return _model_installed(name)
 
-    def require(self, model: str, kind: str) -> str:
+    def require(self, model: str, kind: str | None = None) -> str:
         """Our canonical name for ``model``, or a clear error saying how to get it."""
         name = _ALIASES.get(model)
         if name is None:
@@ -78,7 +78,7 @@ class EmbeddedBackend:
                 f"{', '.join(self.available_models())}) — for other models run Ollama: "
                 f"`ollama pull {model}`, then use --backend ollama"))
         wanted = EMBED_MODEL if kind == "embed" else CHAT_MODEL
-        if name != wanted:
+        if kind is not None and name != wanted:
             verb = "embed text" if kind == "embed" else "generate text"
             raise BackendError(f"'{model}' cannot {verb}: the embedded engine uses {wanted} for that")
         if package_dir("llama_cpp") is None:

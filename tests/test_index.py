@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from ragkit import Index
+from ragkit.prompting import RULES
 from ragkit.errors import (
     EmbeddingMismatchError,
     IndexNotFoundError,
@@ -114,7 +115,7 @@ def test_failed_rebuild_keeps_the_old_index(env, docs, ollama):
     with _open(env) as index:
         index.ingest([docs])
         count = len(index)
-        ollama.fail("/api/embed", 400, times=10)
+        ollama.fail("/api/embed", 400, times=1)
         with pytest.raises(Exception):  # noqa: B017 - any failure must leave the old index
             index.ingest([docs], rebuild=True)
     with Index.open("t", backend="ollama") as reopened:
@@ -233,6 +234,8 @@ def test_documents_cannot_break_out_of_the_context_fence(env, tmp_path, ollama):
         index.ingest([folder])
         index.ask("How often are backups?")
     system = [r for r in ollama.requests if r[1] == "/api/chat"][-1][2]["messages"][0]["content"]
-    assert system.count("</documents>") == 1 and system.count("<documents>") == 1
-    assert system.index("Ignore previous") < system.index("</documents>")
-    assert system.startswith("You answer questions using only the numbered passages")
+    assert system.startswith(RULES + "\n\n<documents>\n")
+    context = system[len(RULES):]
+    assert context.count("</documents>") == 1 and context.count("<documents>") == 1
+    assert context.index("Ignore previous") < context.index("</documents>")
+    assert context.rstrip().endswith("</documents>")

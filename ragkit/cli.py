@@ -214,6 +214,11 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, help="Chat model."),
         click.option("--retrieval", default="hybrid", show_default=True,
                      type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP),
+        click.option("--min-score", type=float, default=None, help="Answer only when a chunk "
+                     "reaches this cosine similarity [default: calibrated per embedding model; "
+                     "0.25 for all-minilm]."),
+        click.option("--force", is_flag=True,
+                     help="Ask the model even when no chunk looks relevant."),
         click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",
                      help="Model option, e.g. -o temperature=0 -o num_ctx=8192 (repeatable)."),
     ]):
@@ -230,12 +235,17 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @ask_options
 @_with_index_options
 def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, model: str,
-        retrieval: str, option_pairs: tuple[str, ...]) -> None:
-    """Answer QUESTION from the indexed documents, with [n] citations."""
+        retrieval: str, min_score: float | None, force: bool,
+        option_pairs: tuple[str, ...]) -> None:
+    """Answer QUESTION from the indexed documents, with [n] citations.
+
+    When no chunk is relevant enough, says "The documents do not contain the
+    answer." without asking the model, and exits with status 6.
+    """
     options = _parse_options(option_pairs)
     with _open_index(opts) as index:
         stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
-                                  retrieval=retrieval)
+                                  retrieval=retrieval, min_score=min_score, force=force)
         for delta in stream:
             if not as_json:
                 click.echo(delta, nl=False)
@@ -253,7 +263,10 @@ def _print_sources(answer: Any) -> None:
     if not answer.sources:
         return
     cited = answer.cited_sources
-    click.echo("\nSources:" if cited else "\nRetrieved (none cited):")
+    if answer.cited_by == "ragkit":
+        click.echo("\nSources (matched by ragkit; the model cited none itself):")
+    else:
+        click.echo("\nSources:" if cited else "\nRetrieved (none cited):")
     for n, hit in cited or list(enumerate(answer.sources, 1)):
         click.echo(f"[{n}] {hit.location}")
 
@@ -261,14 +274,15 @@ def _print_sources(answer: Any) -> None:
 @cli.command()
 @ask_options
 @_with_index_options
-def chat(opts: dict[str, Any], k: int, model: str, retrieval: str,
-         option_pairs: tuple[str, ...]) -> None:
+def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: float | None,
+         force: bool, option_pairs: tuple[str, ...]) -> None:
     """Ask questions in a loop; history is kept. Ctrl-D exits."""
     from .conversation import Conversation
 
     with _open_index(opts) as index:
         session = Conversation(index, k=k, model=model, retrieval=retrieval,
-                               options=_parse_options(option_pairs))
+                               options=_parse_options(option_pairs),
+                               min_score=min_score, force=force)
         click.echo(f"Chatting with index '{index.name}'. Ctrl-D to quit.", err=True)
         while (question := _read_question()) is not None:
             if not question.strip():

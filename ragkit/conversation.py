@@ -27,10 +27,13 @@ class Conversation:
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
         retrieval: str = "hybrid",
+        min_score: float | None = None,
+        force: bool = False,
     ) -> None:
         self.index = index
         self.k = k
         self.retrieval = retrieval
+        self.min_score, self.force = min_score, force
         self.model = model
         self.options = dict(options or {})
         self.history: list[dict[str, Any]] = []
@@ -59,6 +62,8 @@ class Conversation:
             history=self.history[-self.HISTORY :],
             search_query=self.search_query(question),
             retrieval=self.retrieval,
+            min_score=self.min_score,
+            force=self.force,
         )
         yield from stream
         self.last = stream.answer

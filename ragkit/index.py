@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .answering import DEFAULT_OPTIONS, MODES, Answer, AnswerStream
+from .answering import MODES, Answer, AnswerStream, options_for
 from .backend import Backend, embedding_prefixes
 from .backends import BackendChooser
 from .chunking import ChunkerSettings
@@ -35,6 +35,12 @@ __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index
 DEFAULT_EMBED_MODEL = "all-minilm"
 DEFAULT_CHAT_MODEL = "smollm2:135m"
 MAX_K = 1000
+
+# Below this cosine between the question and its best chunk, `ask` answers
+# "not in the documents" without calling the model.  Calibrated per embedding
+# model on BEIR data (see README, "Saying not in the documents"); models not
+# listed get no threshold unless the caller gives one.
+RELEVANCE_THRESHOLDS = {"all-minilm": 0.25}
 
 
 def index_home() -> Path:
@@ -281,6 +287,8 @@ class Index:
         history: Sequence[dict[str, Any]] = (),
         search_query: str | None = None,
         retrieval: str = "hybrid",
+        min_score: float | None = None,
+        force: bool = False,
     ) -> AnswerStream:
         """Retrieve for ``question`` and stream the model's answer (see :class:`AnswerStream`)."""
         if not question.strip():
@@ -289,15 +297,31 @@ class Index:
             raise UsageError(f"unknown mode '{mode}' — use one of: {', '.join(MODES)}")
         hits = self.search(search_query or question, k, mode=retrieval)
         model = model or os.environ.get("RAGKIT_CHAT_MODEL") or DEFAULT_CHAT_MODEL
-        if not hits:
+        if not hits or (not force and not self._relevant(hits, min_score)):
             return AnswerStream(question, hits, None, mode=mode, model=model)
-        opts = {**DEFAULT_OPTIONS, **(options or {})}
+        opts = options_for(model, dict(options or {}))
         backend = self._backends.for_model(model)
         if mode == "chat":
             chunks = backend.chat(model, build_messages(question, hits, history), options=opts)
         else:
             chunks = backend.generate(model, build_generate_prompt(question, hits), options=opts)
         return AnswerStream(question, hits, chunks, mode=mode, model=model)
+
+    def relevance_threshold(self, min_score: float | None = None) -> float | None:
+        """The cosine a question's best chunk must reach before the model is asked."""
+        if min_score is not None:
+            return min_score
+        if os.environ.get("RAGKIT_MIN_SCORE"):
+            try:
+                return float(os.environ["RAGKIT_MIN_SCORE"])
+            except ValueError:
+                raise UsageError("RAGKIT_MIN_SCORE must be a number, e.g. 0.3") from None
+        return RELEVANCE_THRESHOLDS.get(self.embed_model.split(":")[0])
+
+    def _relevant(self, hits: list[Hit], min_score: float | None) -> bool:
+        threshold = self.relevance_threshold(min_score)
+        best = max((h.cosine for h in hits if h.cosine is not None), default=None)
+        return threshold is None or best is None or best >= threshold
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
         """Like :meth:`ask_stream`, but wait for the whole answer."""

@@ -177,3 +177,10 @@ def test_every_command_has_help_and_is_in_the_readme():
         assert command.help, f"`ragkit {name}` has no help text"
         top = name.split()[0]
         assert f"ragkit {top}" in readme, f"`ragkit {top}` is missing from the README"
+
+
+def test_ask_refuses_with_exit_6_below_the_threshold(run, indexed, ollama):
+    result = run("ask", "When do backups run?", "--min-score", "0.99")
+    assert result.exit_code == 6
+    assert result.stdout.startswith("The documents do not contain the answer.\n")
+    assert not [r for r in ollama.requests if r[1] == "/api/chat"]

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from ragkit import Index
+from ragkit.answering import options_for
 from ragkit.prompting import RULES
 from ragkit.errors import (
     EmbeddingMismatchError,
@@ -181,7 +182,8 @@ def test_ask_chat_puts_context_in_the_system_message(env, docs, ollama):
     assert system["role"] == "system" and "<documents>" in system["content"]
     assert "[1] " in system["content"] and "02:00" in system["content"]
     assert user == {"role": "user", "content": "When do backups run?"}
-    assert chat["options"]["num_predict"] == 300
+    assert chat["options"] == options_for("smollm2:135m")  # tuned for the tiny default
+    assert chat["options"]["temperature"] == 0.0
     assert answer.found and answer.cited == [1]
     assert "02:00" in answer.text
     assert answer.cited_sources[0][1].source.endswith("backups.md")
@@ -239,3 +241,14 @@ def test_documents_cannot_break_out_of_the_context_fence(env, tmp_path, ollama):
     assert context.count("</documents>") == 1 and context.count("<documents>") == 1
     assert context.index("Ignore previous") < context.index("</documents>")
     assert context.rstrip().endswith("</documents>")
+
+
+def test_irrelevant_question_is_refused_without_calling_the_model(env, docs, ollama):
+    with _open(env) as index:
+        index.ingest([docs])
+        refused = index.ask("When do backups run?", min_score=0.99)
+        assert not refused.found and refused.text == "The documents do not contain the answer."
+        assert not [r for r in ollama.requests if r[1] == "/api/chat"]
+        assert refused.sources  # what was retrieved is still reported
+        forced = index.ask("When do backups run?", min_score=0.99, force=True)
+        assert forced.found and "02:00" in forced.text

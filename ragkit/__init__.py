@@ -58,10 +58,23 @@ if TYPE_CHECKING:
     from .chunking import ChunkerSettings
     from .engine import EmbeddedBackend
     from .errors import (
-        BackendError, BadRequestError, ConnectError, EmbeddingMismatchError, IndexBusyError,
-        IndexCorruptError, IndexError_, IndexNotFoundError, LoadError, ModelNotFoundError,
-        ProtocolError, RagkitError, RequestTimeoutError, ResponseError, ServerError,
-        StreamError, UsageError,
+        BackendError,
+        BadRequestError,
+        ConnectError,
+        EmbeddingMismatchError,
+        IndexBusyError,
+        IndexCorruptError,
+        IndexError_,
+        IndexNotFoundError,
+        LoadError,
+        ModelNotFoundError,
+        ProtocolError,
+        RagkitError,
+        RequestTimeoutError,
+        ResponseError,
+        ServerError,
+        StreamError,
+        UsageError,
     )
     from .index import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, Index, index_home
     from .ingest import IngestProgress, IngestReport

@@ -29,6 +29,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "repeat_penalty": 1.15,
     "num_predict": 300,
     "num_ctx": 4096,
+    # Small models echo the prompt's structure instead of stopping.
+    "stop": ["\nQuestion:", "<documents>", "</documents>"],
 }
 
 # Measured on the demo corpus questions: the 135M model drifts into invention
@@ -66,8 +68,12 @@ def cited_numbers(text: str, available: int) -> list[int]:
 
 
 _SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
-_STOP = frozenset("""a an and are as at be by can do does for from has have how i if in is it its
-of on or that the this to was were what when where which who why will with you your""".split())
+_STOP = frozenset([
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has",
+    "have", "how", "i", "if", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this",
+    "to", "was", "were", "what", "when", "where", "which", "who", "why", "will", "with", "you",
+    "your",
+])
 
 
 def attribute(text: str, hits: list[Hit], min_share: float = 0.6) -> tuple[str, list[int]]:

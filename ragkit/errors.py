@@ -118,7 +118,7 @@ class ProtocolError(BackendError):
     """The reply was not the JSON the Ollama protocol promises."""
 
 
-class IndexError_(RagkitError):  # noqa: N801 - trailing underscore avoids the builtin
+class IndexError_(RagkitError):
     """Something is wrong with an index."""
 
     exit_code = 4

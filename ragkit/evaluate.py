@@ -42,7 +42,8 @@ class BeirSet:
     @classmethod
     def load(cls, folder: Path, split: str = "test") -> BeirSet:
         """Read a BEIR folder; a missing file is a :class:`UsageError` naming it."""
-        need = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv"]
+        qrels_file = folder / "qrels" / f"{split}.tsv"
+        need = [folder / "corpus.jsonl", folder / "queries.jsonl", qrels_file]
         for path in need:
             if not path.is_file():
                 raise UsageError(f"{path} not found — a BEIR set needs corpus.jsonl, "
@@ -128,7 +129,8 @@ def evaluate_beir(
                               recall_at(ranking, rel, 100), mrr_at(ranking, rel, 10)))
             if progress:
                 progress(mode, n, len(data.queries))
-        means = [sum(col) / len(per_query) for col in zip(*per_query)] if per_query else [0.0] * 4
+        columns = zip(*per_query, strict=True)
+        means = [sum(c) / len(per_query) for c in columns] if per_query else [0.0] * 4
         results.append(EvalResult(data.name, mode, len(per_query), *means,
                                   percentile(latencies, 50), percentile(latencies, 95)))
     return results

@@ -1,10 +1,12 @@
 """The library's front door: :class:`Index` opens, fills, searches and asks an index.
 
->>> import ragkit                                       # doctest: +SKIP
->>> index = ragkit.Index.open("notes", create=True)     # doctest: +SKIP
->>> index.ingest(["~/notes"]).summary()                 # doctest: +SKIP
->>> index.search("how do I rebuild?", k=3)[0].location  # doctest: +SKIP
->>> print(index.ask("How do I rebuild?").text)          # doctest: +SKIP
+Typical use (needs a backend; see the README)::
+
+    import ragkit
+    index = ragkit.Index.open("notes", create=True)
+    index.ingest(["~/notes"]).summary()
+    index.search("how do I rebuild?", k=3)[0].location
+    print(index.ask("How do I rebuild?").text)
 """
 
 from __future__ import annotations

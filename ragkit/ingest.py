@@ -256,7 +256,9 @@ def _embed_batch(embed: EmbedFn, texts: list[str], size: int) -> np.ndarray:
     return np.vstack(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
-def _commit(store: Store, batch: list[_Prepared], vectors: np.ndarray, report: IngestReport) -> None:
+def _commit(
+    store: Store, batch: list[_Prepared], vectors: np.ndarray, report: IngestReport
+) -> None:
     """Write a batch of files in one transaction and account for them."""
     offset = 0
     with store.transaction() as tx:
@@ -285,7 +287,8 @@ def _remove_missing(
     failed = {p.path for p in report.failed}
     gone = [
         path for path in known
-        if _under(path, roots) and (path in failed or (path not in seen and not os.path.exists(path)))
+        if _under(path, roots)
+        and (path in failed or (path not in seen and not os.path.exists(path)))
     ]
     if not gone:
         return

@@ -1,38 +1,75 @@
-"""Loading: find the documents under the given paths and turn each into text.
+"""Finding the user's documents and reading them into text.
 
-Every file ends up either as :class:`Document` records (one per PDF page, so
-citations carry page numbers) or as a one-line reason why it was not read;
-nothing is dropped silently.
+:func:`iter_files` walks files and folders and says why it leaves anything
+out; :func:`load_file` turns one file into :class:`Document` objects (one per
+page for a PDF).  Files that cannot be read raise
+:class:`~ragkit.errors.LoadError` with a one-line reason, never a traceback,
+so ingest can report them and go on.
 """
 
 from __future__ import annotations
 
-import codecs
+import io
 import logging
 import os
+import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import LoadError
 
-__all__ = ["SUPPORTED_SUFFIXES", "Document", "Skipped", "decode_text", "iter_files", "load_file"]
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
-_KINDS = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
-          ".rst": "rst", ".html": "html", ".htm": "html", ".pdf": "pdf"}
-_CODE = (".py .js .mjs .ts .tsx .jsx .go .rs .java .kt .c .h .cc .cpp .hpp .cs .rb .php .swift "
-         ".scala .sh .bash .zsh .sql .r .m .lua .pl .json .yaml .yml .toml .ini .cfg .conf .csv "
-         ".tsv .tex .xml .css .scss .proto .graphql .env.example .properties .gradle .cmake "
-         ".mk .dockerfile .log").split()
-SUPPORTED_SUFFIXES = frozenset([*_KINDS, *_CODE])
-_SPECIAL_NAMES = {"makefile", "dockerfile", "readme", "license", "changelog"}
-_IGNORED_DIRS = {".git", "__pycache__", "node_modules", ".venv", "venv", ".hg", ".svn"}
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Document",
+    "Skipped",
+    "decode_text",
+    "html_to_text",
+    "iter_files",
+    "load_file",
+]
+
+_KINDS = {
+    "markdown": ".md .markdown",
+    "text": ".txt .text .csv .tsv .log .tex .org .adoc",
+    "rst": ".rst",
+    "html": ".html .htm .xhtml",
+    "pdf": ".pdf",
+    "code": (
+        ".py .pyi .js .jsx .mjs .ts .tsx .go .rs .java .kt .scala .c .h .cc .cpp .hpp .cs "
+        ".rb .php .swift .lua .r .sql .sh .bash .zsh .ps1 .css .scss .xml .proto "
+        ".json .yaml .yml .toml .ini .cfg .conf"
+    ),
+}
+#: File suffix (lower case) -> document kind.
+SUFFIX_KIND: dict[str, str] = {s: kind for kind, ss in _KINDS.items() for s in ss.split()}
+#: Every suffix ragkit reads.
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(SUFFIX_KIND)
+
+#: Folders that hold tools' files, not the user's documents (hidden ones are skipped too).
+IGNORED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv"})
+
+_SNIFF = 8192  # bytes looked at to tell text from binary
+_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_CHINESE = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 
 
 @dataclass(frozen=True)
 class Document:
-    """Text from one file (or one page of a PDF)."""
+    """Text of one file, or of one page of a PDF (``page`` is 1-based; None otherwise)."""
 
     path: Path
     page: int | None
@@ -42,186 +79,357 @@ class Document:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file that was found but not read, and why."""
+    """A file or folder the walk left out, with a one-line reason."""
 
     path: Path
     reason: str
 
 
-def iter_files(paths: Iterable[str | Path], *, follow_symlinks: bool = False) -> Iterator[Path | Skipped]:
-    """Yield the files to read under ``paths`` (sorted), and the ones skipped with a reason."""
-    for given in paths:
-        root = Path(given)
-        if not root.exists() and not root.is_symlink():
-            raise LoadError(str(root), "no such file or directory")
-        if root.is_dir():
-            yield from _walk(root, root.resolve(), follow_symlinks, set())
-        else:
-            yield _classify(root)
-
-
-def _walk(folder: Path, root: Path, follow: bool, seen: set[Path]) -> Iterator[Path | Skipped]:
-    """Depth-first walk that never loops and stays inside ``root`` unless told otherwise."""
-    real = folder.resolve()
-    if real in seen:
-        yield Skipped(folder, "symlink loop (already visited)")
-        return
-    seen.add(real)
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        yield Skipped(folder, f"cannot list folder ({exc.strerror or exc})")
-        return
-    for entry in entries:
-        path = Path(entry.path)
-        if entry.name.startswith(".") or entry.name in _IGNORED_DIRS:
-            continue  # hidden files and tool folders are not the user's documents
-        if entry.is_symlink() and not follow and not _inside(path, root):
-            yield Skipped(path, "symlink outside the folder (not followed; use --follow-symlinks)")
-        elif entry.is_dir(follow_symlinks=True):
-            yield from _walk(path, root, follow, seen)
-        elif entry.is_file(follow_symlinks=True):
-            yield _classify(path)
-        elif entry.is_symlink():
-            yield Skipped(path, "broken symlink")
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-    except (ValueError, OSError, RuntimeError):
-        return False
-    return True
-
-
-def _classify(path: Path) -> Path | Skipped:
-    suffix = path.suffix.lower()
-    if suffix in SUPPORTED_SUFFIXES or (not suffix and path.name.lower() in _SPECIAL_NAMES):
-        return path
-    return Skipped(path, f"unsupported file type {suffix or '(no extension)'}")
-
-
-def load_file(path: Path) -> list[Document]:
-    """Read one file into documents; raises :class:`LoadError` with a one-line reason."""
-    kind = _KINDS.get(path.suffix.lower(), "code" if path.suffix else "text")
-    try:
-        if kind == "pdf":
-            return _load_pdf(path)
-        data = path.read_bytes()
-    except PermissionError:
-        raise LoadError(str(path), "permission denied") from None
-    except IsADirectoryError:
-        raise LoadError(str(path), "is a directory") from None
-    if not data.strip():
-        raise LoadError(str(path), "empty file")
-    try:
-        text = decode_text(data)
-    except ValueError as exc:
-        raise LoadError(str(path), str(exc)) from None
-    if kind == "html":
-        text, kind = html_to_markdown(text), "markdown"
-    return [Document(path, None, text, kind)]
-
-
 def decode_text(data: bytes) -> str:
-    """Decode UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030.
+    """Decode a text file: UTF-8 (BOM or not), UTF-16/32 with BOM, else GB18030.
 
-    >>> decode_text("熊猫".encode("utf-16"))
-    '熊猫'
-    >>> decode_text("熊猫".encode("gb18030"))
-    '熊猫'
-    >>> decode_text(codecs.BOM_UTF8 + b"hi")
-    'hi'
-    >>> decode_text(b"\\x00\\x01\\x02")
+    >>> decode_text(b"\\xef\\xbb\\xbfcaf\\xc3\\xa9")
+    'café'
+    >>> decode_text("熊猫吃竹子。".encode("gb18030"))
+    '熊猫吃竹子。'
+    >>> decode_text(b"caf\\xe9 au lait")
+    'caf\\ufffd au lait'
+    >>> decode_text(b"\\x89PNG\\r\\n\\x1a\\n\\x00\\x00\\x00\\rIHDR")
     Traceback (most recent call last):
+    ...
     ValueError: binary file
     """
-    if data.startswith(codecs.BOM_UTF8):
-        return data[3:].decode("utf-8", errors="replace")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16", errors="replace")
-    if b"\x00" in data[:8192]:
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(codec, errors="replace")
+    if b"\x00" in data[:_SNIFF]:
         raise ValueError("binary file")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    chinese = _as_gb18030(data)
+    if chinese is not None:
+        return chinese
+    text = data.decode("utf-8", errors="replace")
+    if text.count("\ufffd") * 3 > len(text):  # mostly undecodable: not text at all
+        raise ValueError("binary file")
+    return text
+
+
+def _as_gb18030(data: bytes) -> str | None:
+    """The GB18030 reading of ``data`` if it is one and looks like Chinese text."""
     try:
-        return data.decode("gb18030")
+        text = data.decode("gb18030")
     except UnicodeDecodeError:
-        return data.decode("utf-8", errors="replace")
+        return None
+    # Some Latin-1 byte pairs are valid GB18030 too; real Chinese text decodes
+    # to mostly CJK characters and punctuation.
+    foreign = len(_NON_ASCII.findall(text))
+    return text if len(_CHINESE.findall(text)) * 2 >= foreign else None
 
 
-def _load_pdf(path: Path) -> list[Document]:
-    """One document per page that has text; pages are numbered from 1."""
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _looks_binary(head: bytes) -> bool:
+    """NUL bytes in a file's first bytes, without a UTF-16/32 BOM, mean binary."""
+    return b"\x00" in head and not any(head.startswith(bom) for bom, _ in _BOMS)
 
-    # pypdf logs every repair it attempts; the one-line reason below is what users need.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
 
+def load_file(path: Path) -> list[Document]:
+    """Read one file into documents: one for a text file, one per page with text for a PDF."""
+    path = Path(path)
+    kind = SUFFIX_KIND.get(path.suffix.lower())
+    if kind is None:
+        raise LoadError(str(path), _unsupported(path))
+    data = _read(path)
+    if not data.strip():
+        raise LoadError(str(path), "empty file")
+    if kind == "pdf":
+        return _load_pdf(path, data)
     try:
-        reader = PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise LoadError(str(path), "encrypted PDF — decrypt it first")
+        text = decode_text(data)
+    except ValueError as exc:
+        raise LoadError(str(path), str(exc)) from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if kind == "html":
+        text = html_to_text(text)
+    if not text.strip():
+        raise LoadError(str(path), "empty file" if kind != "html" else "no text in the HTML")
+    return [Document(path, None, text, kind)]
+
+
+def _unsupported(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return f"unsupported file type {suffix}" if suffix else "unsupported file type (no extension)"
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes; OS errors become a LoadError with a short reason."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise LoadError(str(path), _os_reason(exc)) from None
+
+
+def _os_reason(exc: OSError) -> str:
+    """'permission denied', 'no such file or directory', 'is a directory', ..."""
+    return (exc.strerror or str(exc)).lower()
+
+
+def _load_pdf(path: Path, data: bytes) -> list[Document]:
+    """One document per PDF page that has text."""
+    if b"%PDF-" not in data[:1024]:
+        raise LoadError(str(path), "not a PDF (no %PDF- header)")
+    # Readers look for the end marker in the last 1024 bytes; without it the
+    # file was cut short, and pypdf would quietly index whatever survived.
+    if b"%%EOF" not in data[-1024:]:
+        raise LoadError(str(path), "truncated PDF (no %%EOF at the end) — fetch or export it again")
+    from pypdf import PdfReader
+
+    # pypdf logs every oddity it works around in real-world PDFs, even at error
+    # level; what matters reaches the user as text or as a LoadError.
+    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        _unlock(reader, path)
         pages = [(n, page.extract_text() or "") for n, page in enumerate(reader.pages, 1)]
     except LoadError:
         raise
-    except (PdfReadError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise LoadError(str(path), f"unreadable PDF ({_first_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on damaged files
-        raise LoadError(str(path), f"unreadable PDF ({type(exc).__name__})") from None
-    documents = [Document(path, n, text, "pdf") for n, text in pages if text.strip()]
+    except Exception as exc:  # pypdf raises many exception types on damaged files
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:80]
+        raise LoadError(str(path), f"broken PDF ({detail})") from None
+    if not pages:
+        raise LoadError(str(path), "PDF has no pages")
+    documents = [
+        Document(path, n, text.replace("\r\n", "\n").replace("\r", "\n"), "pdf")
+        for n, text in pages
+        if text.strip()
+    ]
     if not documents:
         raise LoadError(str(path), "PDF has no text layer (scanned?) — run OCR on it first")
     return documents
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:80] if lines else type(exc).__name__
+def _unlock(reader: PdfReader, path: Path) -> None:
+    """Open an encrypted PDF with the empty user password, as viewers do."""
+    from pypdf.errors import DependencyError
+
+    try:
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoadError(str(path), "encrypted PDF — decrypt it first")
+    except DependencyError:  # AES needs the cryptography package
+        why = "encrypted PDF (AES) — install cryptography or decrypt it first"
+        raise LoadError(str(path), why) from None
 
 
-class _HTMLText(HTMLParser):
-    """Collects visible text; headings become markdown headings for the chunker."""
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+# Newlines a tag forces around itself: blocks make paragraphs, the rest lines.
+_BLOCK_TAGS = (
+    "address article aside blockquote details div dl fieldset figure footer form header hr "
+    "main nav ol p pre section summary table ul"
+)
+_BREAKS = dict.fromkeys(_BLOCK_TAGS.split(), 2) | dict.fromkeys(
+    ["br", "caption", "dd", "dt", "figcaption", "li", "tr"], 1
+)
 
-    _BLOCKS = {"p", "div", "li", "br", "tr", "section", "article", "pre", "table", "ul", "ol"}
+
+class _HtmlText(HTMLParser):
+    """Collects an HTML page's text; headings become markdown ``#`` lines."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self._skip = 0
+        self.title = ""
+        self.has_h1 = False
+        self._drop = 0  # inside <script> or <style>
+        self._pre = 0
+        self._in_title = False
+        self._heading: list[str] | None = None
+        self._level = 0
+        self._newlines = 0  # newlines at the end of the text so far
 
-    def handle_starttag(self, tag: str, attrs: object) -> None:
-        if tag in ("script", "style", "noscript", "template"):
-            self._skip += 1
-        elif len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
-            self.parts.append("\n\n" + "#" * int(tag[1]) + " ")
-        elif tag in self._BLOCKS:
-            self.parts.append("\n\n" if tag != "br" else "\n")
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._drop += 1
+        elif tag == "title":
+            self._in_title = True
+        elif tag in _HEADINGS:
+            self._heading, self._level = [], int(tag[1])
+        else:
+            self._break(_BREAKS.get(tag, 0))
+            self._pre += tag == "pre"
+            self._emit({"li": "- ", "td": " ", "th": " "}.get(tag, ""))
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "noscript", "template"):
-            self._skip = max(0, self._skip - 1)
-        elif len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
-            self.parts.append("\n\n")
+        if tag in ("script", "style"):
+            self._drop = max(0, self._drop - 1)
+        elif tag == "title":
+            self._in_title = False
+        elif tag in _HEADINGS:
+            self._end_heading()
+        else:
+            self._pre = max(0, self._pre - (tag == "pre"))
+            self._break(_BREAKS.get(tag, 0))
 
     def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
+        if self._drop:
+            return
+        if self._in_title:
+            self.title += data
+        elif self._heading is not None:
+            self._heading.append(data)
+        elif self._pre:
+            self._emit(data, pre=True)
+        else:
+            self._emit(data)
+
+    def close(self) -> None:
+        super().close()
+        self._end_heading()
+
+    def _end_heading(self) -> None:
+        if self._heading is None:
+            return
+        title = " ".join("".join(self._heading).split())
+        self._heading = None
+        if title:
+            self.has_h1 = self.has_h1 or self._level == 1
+            self._break(2)
+            self._emit(f"{'#' * self._level} {title}")
+            self._break(2)
+
+    def _emit(self, text: str, *, pre: bool = False) -> None:
+        if not pre:  # HTML collapses runs of whitespace outside <pre>
+            text = re.sub(r"\s+", " ", text)
+            if self._newlines or not self.parts:
+                text = text.lstrip(" ")
+        if text:
+            self.parts.append(text)
+            self._newlines = len(text) - len(text.rstrip("\n"))
+
+    def _break(self, newlines: int) -> None:
+        """End the line so that ``newlines`` newlines (at least) follow the last text."""
+        if not self.parts or not newlines:
+            return
+        self.parts[-1] = self.parts[-1].rstrip(" ")
+        if newlines > self._newlines:
+            self.parts.append("\n" * (newlines - self._newlines))
+            self._newlines = newlines
 
 
-def html_to_markdown(html: str) -> str:
-    """Visible text of an HTML page, with headings as markdown ``#`` lines.
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML page, with h1–h6 as markdown headings.
 
-    >>> html_to_markdown("<h1>Title</h1><p>Body <b>text</b></p><script>x()</script>")
-    '# Title\\n\\nBody text'
+    >>> html_to_text("<h1>Guide</h1><p>Hello <b>you</b>.</p><script>x()</script>")
+    '# Guide\\n\\nHello you.'
     """
-    parser = _HTMLText()
+    parser = _HtmlText()
     parser.feed(html)
     parser.close()
-    lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
-    text = "\n".join(lines)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    return text.strip()
+    text = re.sub(r"[ \t]+\n", "\n", "".join(parser.parts))
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    title = " ".join(parser.title.split())
+    if title and not parser.has_h1:  # the title is the page's heading when it has no h1
+        text = f"# {title}\n\n{text}".rstrip()
+    return text
+
+
+def iter_files(
+    paths: Iterable[str | Path], *, follow_symlinks: bool = False
+) -> Iterator[Path | Skipped]:
+    """Files to index under ``paths`` (sorted), and a :class:`Skipped` for each file left out.
+
+    Hidden entries and tool folders (``.git``, ``node_modules``, ...) are
+    passed over silently.  A symbolic link is never followed into a loop; a
+    link pointing inside its folder is passed over (its target is indexed
+    under its real path) and one pointing outside is reported, not followed,
+    unless ``follow_symlinks``.
+    """
+    roots = [Path(p) for p in paths]
+    for root in roots:  # a missing root is the caller's mistake, not a file to skip
+        try:
+            root.stat()
+        except OSError as exc:
+            raise LoadError(str(root), _os_reason(exc)) from None
+    walker = _Walker(follow_symlinks)
+    for root in roots:
+        yield from walker.root(root)
+
+
+class _Walker:
+    """Walk state shared by all roots, so nothing is visited or yielded twice."""
+
+    def __init__(self, follow_symlinks: bool) -> None:
+        self.follow = follow_symlinks
+        self.seen: set[tuple[int, int]] = set()  # (device, inode) of dirs and files
+
+    def root(self, path: Path) -> Iterator[Path | Skipped]:
+        """Everything under one given path (a file given by name is never hidden)."""
+        if not self._first_visit(path.stat()):
+            return
+        if path.is_dir():
+            yield from self._walk(path, path.resolve())
+        else:
+            yield _check_file(path)
+
+    def _first_visit(self, st: os.stat_result) -> bool:
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def _walk(self, folder: Path, root: Path) -> Iterator[Path | Skipped]:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted((e for e in it if _wanted(e.name)), key=lambda e: e.name)
+        except OSError as exc:
+            yield Skipped(folder, _os_reason(exc))
+            return
+        for entry in entries:
+            yield from self._entry(folder / entry.name, entry.is_symlink(), root)
+
+    def _entry(self, path: Path, is_link: bool, root: Path) -> Iterator[Path | Skipped]:
+        if is_link:
+            target = Path(os.path.realpath(path))
+            if not target.exists():
+                yield Skipped(path, "broken symlink")
+                return
+            if target == root or root in target.parents:
+                return  # the walk reaches the target under its own name
+            if not self.follow:
+                yield Skipped(path, "symlink outside the folder (not followed)")
+                return
+        try:
+            st = path.stat()
+        except OSError as exc:
+            yield Skipped(path, _os_reason(exc))
+            return
+        if not self._first_visit(st):
+            return  # a loop, or a second way to the same file
+        if stat.S_ISDIR(st.st_mode):
+            yield from self._walk(path, root)
+        elif stat.S_ISREG(st.st_mode):
+            yield _check_file(path)
+        else:
+            yield Skipped(path, "not a regular file")
+
+
+def _wanted(name: str) -> bool:
+    """Hidden entries and tool folders are not the user's documents."""
+    return not name.startswith(".") and name not in IGNORED_DIRS
+
+
+def _check_file(path: Path) -> Path | Skipped:
+    """The path itself if ragkit can read it, else why not."""
+    if path.suffix.lower() not in SUFFIX_KIND:
+        return Skipped(path, _unsupported(path))
+    if not path.is_file():
+        return Skipped(path, "not a regular file")
+    if path.suffix.lower() == ".pdf":
+        return path  # binary by nature; load_file checks it
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF)
+    except OSError as exc:
+        return Skipped(path, _os_reason(exc))
+    return Skipped(path, "binary file") if _looks_binary(head) else path

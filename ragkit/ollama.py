@@ -1,23 +1,33 @@
-"""A client of Ollama's REST API (``requests``), implementing :class:`~ragkit.backend.Backend`.
+"""A client of Ollama's REST API over ``requests``, implementing :class:`~ragkit.backend.Backend`.
 
-Streaming replies are NDJSON: one JSON object per line, text deltas first and
-a final ``done: true`` record with the metrics.  Errors are mapped in one
-place, :func:`_raise_for`, plus :func:`_parse_line` for errors that arrive in
-the middle of a stream (status 200, last line ``{"error": ...}``).
+Three facts of the wire protocol shape this module:
+
+* Streamed replies are NDJSON, and an error in the middle of a stream keeps
+  status 200: every line is checked for ``error`` (:func:`_record`).
+* A 404 with a JSON ``{"error": ...}`` body means "no such model"; a plain-text
+  ``404 page not found`` comes from the router and means "no such endpoint".
+  Only the latter sends embeddings to the legacy ``/api/embeddings``.
+* Only embedding is retried, because it is idempotent; re-running a generation
+  would silently change what the user already saw stream by.
+
+Every failed request becomes a ragkit error in one place,
+:meth:`OllamaClient._error`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import requests
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
-from .backend import Message, Metrics, Reply, StreamChunk, collect, normalize_rows
+from .backend import Message, Metrics, Reply, StreamChunk, normalize_rows
 from .errors import (
     BackendError,
     BadRequestError,
@@ -27,10 +37,17 @@ from .errors import (
     RequestTimeoutError,
     ServerError,
     StreamError,
+    UsageError,
 )
 from .host import parse_host, with_tag
 
 __all__ = ["ModelInfo", "OllamaClient"]
+
+#: Statuses worth retrying an idempotent request on: runner failure, queue full.
+_RETRY_STATUSES = frozenset({500, 503})
+
+_Failure = requests.RequestException | requests.Response
+_Format = str | Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -38,99 +55,53 @@ class ModelInfo:
     """What ``/api/show`` says about a model."""
 
     name: str
-    details: dict[str, Any] = field(default_factory=dict)
-    capabilities: list[str] = field(default_factory=list)
-    model_info: dict[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()
+    model_info: Mapping[str, Any] = field(default_factory=dict)
 
-    def _arch_value(self, key: str) -> int | None:
-        arch = self.model_info.get("general.architecture")
-        value = self.model_info.get(f"{arch}.{key}") if arch else None
-        return int(value) if value is not None else None
+    @classmethod
+    def from_record(cls, name: str, record: Mapping[str, Any]) -> ModelInfo:
+        """Build from an ``/api/show`` reply (fields missing on old servers default to empty)."""
+        return cls(name, dict(record.get("details") or {}),
+                   tuple(record.get("capabilities") or ()), dict(record.get("model_info") or {}))
 
     @property
     def embedding_length(self) -> int | None:
-        """Vector size of the model (``<arch>.embedding_length``)."""
-        return self._arch_value("embedding_length")
+        """Vector size (``<arch>.embedding_length``), None if the server does not say."""
+        return self._arch_int("embedding_length")
 
     @property
     def context_length(self) -> int | None:
-        """Trained context window (``<arch>.context_length``)."""
-        return self._arch_value("context_length")
+        """Trained context window (``<arch>.context_length``), None if the server does not say."""
+        return self._arch_int("context_length")
+
+    def _arch_int(self, key: str) -> int | None:
+        # Keys are namespaced by architecture: bert.embedding_length, llama.context_length, ...
+        arch = self.model_info.get("general.architecture")
+        value = self.model_info.get(f"{arch}.{key}") if arch else None
+        return int(value) if isinstance(value, (int, float)) else None
 
 
 class OllamaClient:
-    """Talks to one Ollama server."""
+    """Talks to one Ollama server; implements :class:`~ragkit.backend.Backend`."""
 
     name = "ollama"
 
     def __init__(
-        self,
-        host: str | None = None,
-        *,
-        timeout: float = 300.0,
-        connect_timeout: float = 3.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        session: requests.Session | None = None,
+        self, host: str | None = None, *, timeout: float = 300.0, connect_timeout: float = 3.0,
+        retries: int = 3, backoff: float = 0.5, session: requests.Session | None = None,
     ) -> None:
         self.host = parse_host(host)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.retries = retries
+        self.retries = max(0, retries)
         self.backoff = backoff
-        self._session = session or requests.Session()
+        self._session = session if session is not None else requests.Session()
         self._legacy_embed = False  # set once the server turns out to lack /api/embed
 
     def describe(self) -> str:
-        """One line for the user."""
+        """One line for the user: ``Ollama at <host>``."""
         return f"Ollama at {self.host}"
-
-    # -- transport -----------------------------------------------------------------
-
-    def _request(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
-        stream: bool = False, model: str | None = None, timeout: float | None = None,
-    ) -> requests.Response:
-        """Send one request; any failure becomes a :class:`BackendError`."""
-        limit = (self.connect_timeout, timeout if timeout is not None else self.timeout)
-        try:
-            response = self._session.request(method, self.host + path, json=body,
-                                             stream=stream, timeout=limit)
-        except requests.exceptions.ConnectTimeout as exc:
-            raise ConnectError(self.host, str(exc)) from None
-        except requests.exceptions.Timeout:
-            raise RequestTimeoutError(self.host, limit[1]) from None
-        except requests.exceptions.ConnectionError as exc:
-            raise ConnectError(self.host, str(exc)) from None
-        if response.status_code >= 400:
-            _raise_for(response, model or (body or {}).get("model"))
-        return response
-
-    def _json(self, method: str, path: str, body: Mapping[str, Any] | None = None,
-              **kwargs: Any) -> Any:
-        response = self._request(method, path, body, **kwargs)
-        if not response.content:
-            return {}
-        try:
-            return response.json()
-        except ValueError:
-            raise ProtocolError(f"Ollama sent a reply that is not JSON on {path}: "
-                                f"{response.text[:80]!r}") from None
-
-    def _lines(self, path: str, body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """The NDJSON records of a streamed reply, each checked for an error."""
-        response = self._request("POST", path, body, stream=True)
-        try:
-            for line in response.iter_lines():
-                if line.strip():
-                    yield _parse_line(line)
-        except requests.exceptions.RequestException as exc:  # the server went away mid-reply
-            if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ReadTimeout):
-                raise RequestTimeoutError(self.host, self.timeout) from None
-            raise ProtocolError("the connection to Ollama broke mid-reply — "
-                                "the server may have crashed; retry") from None
-        finally:
-            response.close()
 
     # -- embeddings ----------------------------------------------------------------
 
@@ -139,193 +110,305 @@ class OllamaClient:
         dimensions: int | None = None, keep_alive: str | float | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> np.ndarray:
-        """Embed ``texts`` in one ``/api/embed`` request (legacy endpoint as a fallback)."""
+        """Embed ``texts`` in one ``/api/embed`` request; L2-normalized float32 rows (n, dim)."""
+        if isinstance(texts, str):
+            raise UsageError("embed() takes a list of texts, not a single string")
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        if self._legacy_embed:
-            return self._embed_legacy(model, texts, keep_alive, options)
-        body = _drop_none({"model": model, "input": list(texts), "truncate": truncate,
-                           "dimensions": dimensions, "keep_alive": keep_alive,
-                           "options": options})
-        try:
-            reply = self._retrying(lambda: self._json("POST", "/api/embed", body))
-        except _NoRoute:
-            self._legacy_embed = True
-            return self._embed_legacy(model, texts, keep_alive, options)
-        vectors = reply.get("embeddings") if isinstance(reply, dict) else None
-        if not isinstance(vectors, list) or len(vectors) != len(texts):
-            raise ProtocolError("Ollama's /api/embed reply has no 'embeddings' for every input")
-        return np.asarray(vectors, dtype=np.float32)
+        if not self._legacy_embed:
+            body = _only_set(model=model, input=list(texts), truncate=None if truncate else False,
+                             dimensions=dimensions, keep_alive=keep_alive, options=options)
+            try:
+                record = self._json("POST", "/api/embed", body, retry=True)
+            except _NoRoute:
+                self._legacy_embed = True  # an Ollama older than /api/embed; ask once per client
+            else:
+                return _matrix(record.get("embeddings"), len(texts), "/api/embed", dimensions)
+        return self._embed_legacy(model, texts, dimensions, keep_alive, options)
 
-    def _embed_legacy(self, model: str, texts: Sequence[str], keep_alive: Any,
-                      options: Any) -> np.ndarray:
-        """Old servers: one ``/api/embeddings`` call per text; vectors come unnormalized."""
+    def _embed_legacy(
+        self, model: str, texts: Sequence[str], dimensions: int | None,
+        keep_alive: str | float | None, options: Mapping[str, Any] | None,
+    ) -> np.ndarray:
+        """Old servers: one ``/api/embeddings`` call per text, vectors not normalized."""
         rows = []
         for text in texts:
-            body = _drop_none({"model": model, "prompt": text, "keep_alive": keep_alive,
-                               "options": options})
-            reply = self._retrying(lambda b=body: self._json("POST", "/api/embeddings", b))
-            if "embedding" not in reply:
-                raise ProtocolError("Ollama's /api/embeddings reply has no 'embedding'")
-            rows.append(reply["embedding"])
-        return normalize_rows(np.asarray(rows, dtype=np.float32))
-
-    def _retrying(self, call: Any) -> Any:
-        """Retry an idempotent call on dropped connections, timeouts, 500 and 503."""
-        for attempt in range(self.retries + 1):
-            try:
-                return call()
-            except (ConnectError, RequestTimeoutError, ServerError, ProtocolError):
-                if attempt == self.retries:
-                    raise
-                time.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
+            body = _only_set(model=model, prompt=text, keep_alive=keep_alive, options=options)
+            rows.append(self._json("POST", "/api/embeddings", body, retry=True).get("embedding"))
+        return _matrix(rows, len(texts), "/api/embeddings", dimensions)
 
     # -- generation ----------------------------------------------------------------
 
     def generate(
         self, model: str, prompt: str, *, system: str | None = None,
         options: Mapping[str, Any] | None = None, raw: bool = False,
-        keep_alive: str | float | None = None, format: str | Mapping[str, Any] | None = None,
+        keep_alive: str | float | None = None, format: _Format = None,
         images: Sequence[str] | None = None, template: str | None = None,
         context: Sequence[int] | None = None, suffix: str | None = None,
     ) -> Iterator[StreamChunk]:
-        """Stream ``/api/generate``."""
-        body = _generate_body(locals())
-        return self._chunks("/api/generate", {**body, "stream": True}, "response")
+        """Stream a completion from ``/api/generate``: text deltas, then a final chunk."""
+        body = _generate_body(model, prompt, system=system, options=options, raw=raw,
+                              keep_alive=keep_alive, format=format, images=images,
+                              template=template, context=context, suffix=suffix)
+        return self._chunks("/api/generate", body, _generate_text)
 
-    def generate_full(self, model: str, prompt: str, **kwargs: Any) -> Reply:
-        """``/api/generate`` with ``stream: false``: one reply object."""
-        body = _generate_body({"model": model, "prompt": prompt, **kwargs})
-        return self._whole("/api/generate", body, lambda r: r.get("response", ""))
+    def generate_full(
+        self, model: str, prompt: str, *, system: str | None = None,
+        options: Mapping[str, Any] | None = None, raw: bool = False,
+        keep_alive: str | float | None = None, format: _Format = None,
+        images: Sequence[str] | None = None, template: str | None = None,
+        context: Sequence[int] | None = None, suffix: str | None = None,
+    ) -> Reply:
+        """The whole completion from ``/api/generate`` with ``stream: false``."""
+        body = _generate_body(model, prompt, system=system, options=options, raw=raw,
+                              keep_alive=keep_alive, format=format, images=images,
+                              template=template, context=context, suffix=suffix)
+        return self._reply("/api/generate", body, _generate_text)
 
     def chat(
         self, model: str, messages: Sequence[Message], *,
         options: Mapping[str, Any] | None = None, keep_alive: str | float | None = None,
-        format: str | Mapping[str, Any] | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
+        format: _Format = None, tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Iterator[StreamChunk]:
-        """Stream ``/api/chat``."""
-        body = _drop_none({"model": model, "messages": [dict(m) for m in messages],
-                           "options": options, "keep_alive": keep_alive, "format": format,
-                           "tools": tools})
-        return self._chunks("/api/chat", {**body, "stream": True}, "message")
+        """Stream the assistant's next message from ``/api/chat``."""
+        body = _chat_body(model, messages, options, keep_alive, format, tools)
+        return self._chunks("/api/chat", body, _chat_text)
 
-    def chat_full(self, model: str, messages: Sequence[Message], **kwargs: Any) -> Reply:
-        """``/api/chat`` with ``stream: false``: one reply object."""
-        body = _drop_none({"model": model, "messages": [dict(m) for m in messages], **kwargs})
-        return self._whole("/api/chat", body, lambda r: (r.get("message") or {}).get("content", ""))
+    def chat_full(
+        self, model: str, messages: Sequence[Message], *,
+        options: Mapping[str, Any] | None = None, keep_alive: str | float | None = None,
+        format: _Format = None, tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Reply:
+        """The assistant's whole next message from ``/api/chat`` with ``stream: false``."""
+        body = _chat_body(model, messages, options, keep_alive, format, tools)
+        return self._reply("/api/chat", body, _chat_text)
 
-    def _chunks(self, path: str, body: dict[str, Any], field_name: str) -> Iterator[StreamChunk]:
-        for record in self._lines(path, body):
-            text = record.get("response", "") if field_name == "response" else \
-                (record.get("message") or {}).get("content", "")
-            if record.get("done"):
-                yield StreamChunk(text, True, record.get("done_reason"),
-                                  Metrics.from_record(record))
-                return
-            yield StreamChunk(text)
-        raise ProtocolError("the stream ended before the final record — "
+    def _chunks(self, path: str, body: dict[str, Any],
+                text_of: Callable[[Mapping[str, Any]], str]) -> Iterator[StreamChunk]:
+        """Text deltas of a stream, then one chunk with ``done=True`` and the metrics."""
+        with contextlib.closing(self._records(path, {**body, "stream": True})) as records:
+            for record in records:
+                if record.get("done"):
+                    yield StreamChunk(text_of(record), True, record.get("done_reason"),
+                                      Metrics.from_record(record))
+                    return
+                yield StreamChunk(text_of(record))
+        raise ProtocolError("Ollama's stream ended before the final record — "
                             "the server may have crashed; retry")
 
-    def _whole(self, path: str, body: dict[str, Any], text_of: Any) -> Reply:
+    def _reply(self, path: str, body: dict[str, Any],
+               text_of: Callable[[Mapping[str, Any]], str]) -> Reply:
         record = self._json("POST", path, {**body, "stream": False})
-        if isinstance(record, dict) and record.get("error"):
-            raise StreamError(str(record["error"]))
-        return collect([StreamChunk(text_of(record), True, record.get("done_reason"),
-                                    Metrics.from_record(record))])
+        return Reply(text_of(record), record.get("done_reason"), Metrics.from_record(record))
 
     # -- models --------------------------------------------------------------------
 
     def list_models(self) -> list[dict[str, Any]]:
-        """Models the server has (``/api/tags``)."""
+        """The models the server has (``GET /api/tags``)."""
         return list(self._json("GET", "/api/tags").get("models") or [])
 
     def has_model(self, model: str) -> bool:
-        """Whether the server has ``model`` (a bare name means ``:latest``)."""
+        """Whether the server has ``model``; a bare name means its ``:latest`` tag."""
         wanted = with_tag(model)
-        return any(with_tag(m.get("name") or m.get("model", "")) == wanted
+        return any(with_tag(m.get("name") or m.get("model") or "") == wanted
                    for m in self.list_models())
 
     def show(self, model: str) -> ModelInfo:
-        """Details of one model (``/api/show``)."""
-        r = self._json("POST", "/api/show", {"model": model})
-        return ModelInfo(model, r.get("details") or {}, r.get("capabilities") or [],
-                         r.get("model_info") or {})
+        """Details, capabilities and architecture facts of one model (``/api/show``)."""
+        return ModelInfo.from_record(model, self._json("POST", "/api/show", {"model": model}))
 
     def pull(self, model: str) -> Iterator[dict[str, Any]]:
-        """Download a model, yielding progress records ``{status, total, completed}``."""
-        yield from self._lines("/api/pull", {"model": model, "stream": True})
+        """Download ``model``, yielding progress records ``{status, digest, total, completed}``."""
+        status = None
+        records = self._records("/api/pull", {"model": model, "stream": True})
+        with contextlib.closing(records):
+            for record in records:
+                status = record.get("status")
+                yield record
+        if status != "success":  # a pull that stops short must not look like a finished one
+            raise ProtocolError(f"the pull of {model} ended before 'success' — "
+                                "the server may have crashed; run it again to resume")
 
     def copy(self, source: str, destination: str) -> None:
-        """Copy a model under a new name."""
-        self._request("POST", "/api/copy", {"source": source, "destination": destination},
-                      model=source)
+        """Copy a model under a new name (``/api/copy``)."""
+        self._json("POST", "/api/copy", {"source": source, "destination": destination})
 
     def delete(self, model: str) -> None:
-        """Delete a model from the server."""
-        self._request("DELETE", "/api/delete", {"model": model})
+        """Delete a model from the server (``DELETE /api/delete``)."""
+        self._json("DELETE", "/api/delete", {"model": model})
 
     def ps(self) -> list[dict[str, Any]]:
-        """Models loaded in memory right now."""
+        """The models loaded in memory right now (``/api/ps``)."""
         return list(self._json("GET", "/api/ps").get("models") or [])
 
     def version(self) -> str:
-        """The server's version string."""
+        """The server's version string (``/api/version``)."""
         return str(self._json("GET", "/api/version").get("version", ""))
 
     def is_alive(self, timeout: float = 1.0) -> bool:
-        """Whether a server answers ``HEAD /`` within ``timeout`` seconds; never raises."""
+        """Whether the server answers ``HEAD /`` within ``timeout`` seconds; never raises."""
         try:
-            r = self._session.head(self.host + "/", timeout=(timeout, timeout))
-        except requests.exceptions.RequestException:
+            with self._session.head(self.host + "/", timeout=(timeout, timeout)) as response:
+                return response.status_code == 200
+        except Exception:  # a probe answers yes or no, whatever went wrong
             return False
-        return r.status_code == 200
+
+    # -- transport -----------------------------------------------------------------
+
+    def _json(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
+              retry: bool = False) -> dict[str, Any]:
+        """One request whose reply is a JSON object (or empty, as copy and delete answer)."""
+        with self._send(method, path, body, retry=retry) as response:
+            content = response.content
+        return _record(content, path, "reply") if content.strip() else {}
+
+    def _records(self, path: str, body: Mapping[str, Any]) -> Generator[dict[str, Any], None, None]:
+        """The NDJSON records of a streamed reply, each checked for an error."""
+        response = self._send("POST", path, body, stream=True)
+        try:
+            for line in response.iter_lines():
+                if line.strip():
+                    yield _record(line, path, "line")
+        except requests.RequestException as exc:  # the connection failed mid-reply
+            raise self._error(exc, path, body) from None
+        finally:
+            response.close()
+
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, *,
+              stream: bool = False, retry: bool = False) -> requests.Response:
+        """Send a request, retrying transient failures if ``retry``; raise mapped errors."""
+        attempts = 1 + self.retries if retry else 1
+        for attempt in range(attempts):
+            failure: _Failure
+            try:
+                response = self._session.request(
+                    method, self.host + path, json=body, stream=stream,
+                    timeout=(self.connect_timeout, self.timeout))
+            except requests.RequestException as exc:
+                failure = exc
+            else:
+                if response.status_code < 400:
+                    return response
+                failure = response
+            if attempt + 1 == attempts or not _transient(failure):
+                raise self._error(failure, path, body)
+            if isinstance(failure, requests.Response):
+                failure.close()
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _error(self, failure: _Failure, path: str,
+               body: Mapping[str, Any] | None) -> BackendError:
+        """Map a failed request to the error tree: the one place HTTP failures are translated."""
+        if isinstance(failure, requests.Response):
+            status = failure.status_code
+            error, is_json = _error_text(failure)
+            model = (body or {}).get("model") or (body or {}).get("source")
+            if status == 404 and not is_json:
+                return _NoRoute(status, f"{path} does not exist on this server ({error}) — "
+                                        "is OLLAMA_HOST an Ollama server, and a recent one?")
+            if status == 404 and model:
+                return ModelNotFoundError(str(model))
+            return BadRequestError(status, error) if status < 500 else ServerError(status, error)
+        if isinstance(failure, requests.ConnectTimeout):
+            return RequestTimeoutError(self.host, self.connect_timeout)
+        if isinstance(failure, requests.Timeout) or _caused_by(failure, ReadTimeoutError):
+            return RequestTimeoutError(self.host, self.timeout)  # before or during the reply
+        if isinstance(failure, requests.exceptions.ChunkedEncodingError) or (
+                isinstance(failure, requests.ConnectionError)
+                and not _caused_by(failure, NewConnectionError)):
+            # The server took the request, then hung up: it is there, but it failed.
+            return ProtocolError(f"Ollama at {self.host} closed the connection without a complete "
+                                 f"reply to {path} — the server may have crashed; retry")
+        return ConnectError(self.host, str(failure))
 
 
-class _NoRoute(BackendError):
-    """The server has no such endpoint (an old Ollama without /api/embed)."""
+class _NoRoute(BadRequestError):
+    """A 404 from the router, not from a handler: the server lacks the endpoint."""
 
 
-def _raise_for(response: requests.Response, model: str | None) -> None:
-    """Map an HTTP error status to the exception tree (the one place this happens)."""
-    status = response.status_code
+def _transient(failure: _Failure) -> bool:
+    """Whether trying the same idempotent request again may succeed."""
+    if isinstance(failure, requests.Response):
+        return failure.status_code in _RETRY_STATUSES
+    return isinstance(failure, (requests.ConnectionError, requests.Timeout,
+                                requests.exceptions.ChunkedEncodingError))
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether urllib3's ``kind`` is what ``requests`` wrapped (directly or via MaxRetryError)."""
+    inner = exc.args[0] if exc.args else None
+    return isinstance(inner, kind) or isinstance(getattr(inner, "reason", None), kind)
+
+
+def _error_text(response: requests.Response) -> tuple[str, bool]:
+    """The server's own error text, and whether it came as Ollama's JSON ``{"error": ...}``."""
     try:
-        error = str(response.json().get("error", ""))
-        is_json = True
-    except (ValueError, AttributeError):
-        error, is_json = response.text.strip()[:200], False
-    if status == 404 and not is_json:
-        raise _NoRoute(f"Ollama has no endpoint {response.request.path_url} ({error})")
-    if status == 404:
-        raise ModelNotFoundError(model or "?")
-    if status >= 500:
-        raise ServerError(status, error or response.reason)
-    raise BadRequestError(status, error or response.reason)
-
-
-def _parse_line(line: bytes) -> dict[str, Any]:
-    """One NDJSON record; an ``error`` field mid-stream becomes :class:`StreamError`."""
-    try:
-        record = json.loads(line)
+        payload = json.loads(response.content)
     except ValueError:
-        raise ProtocolError(f"Ollama sent a line that is not JSON: {line[:80]!r}") from None
+        payload = None
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"]), True
+    return response.text.strip()[:200] or response.reason or "no reason given", False
+
+
+def _record(data: bytes, path: str, what: str) -> dict[str, Any]:
+    """One JSON object (a whole reply or a stream line); an ``error`` field raises StreamError."""
+    try:
+        record = json.loads(data)
+    except ValueError:
+        record = None
     if not isinstance(record, dict):
-        raise ProtocolError(f"Ollama sent a line that is not a JSON object: {line[:80]!r}")
+        raise ProtocolError(f"Ollama sent a {what} that is not a JSON object on {path}: "
+                            f"{data[:80].decode('utf-8', 'replace')!r}")
     if record.get("error"):
         raise StreamError(str(record["error"]))
     return record
 
 
-def _generate_body(args: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("model", "prompt", "system", "options", "keep_alive", "format", "images",
-            "template", "context", "suffix")
-    body = _drop_none({k: args.get(k) for k in keys})
-    if args.get("raw"):
-        body["raw"] = True
+def _matrix(rows: Any, count: int, path: str, dimensions: int | None) -> np.ndarray:
+    """Check the vectors a reply carries and return them as normalized float32 rows."""
+    if not isinstance(rows, list) or len(rows) != count or not all(
+            isinstance(row, list) and row and len(row) == len(rows[0]) for row in rows):
+        raise ProtocolError(f"Ollama's {path} reply does not hold {count} vectors of one size")
+    matrix = np.asarray(rows, dtype=np.float32)
+    if dimensions:  # the legacy endpoint cannot truncate; do what /api/embed would
+        matrix = matrix[:, :dimensions]
+    # /api/embed already normalizes, but the Backend contract must not rest on that.
+    return normalize_rows(matrix)
+
+
+def _generate_text(record: Mapping[str, Any]) -> str:
+    return str(record.get("response") or "")
+
+
+def _chat_text(record: Mapping[str, Any]) -> str:
+    message = record.get("message")
+    return str(message.get("content") or "") if isinstance(message, Mapping) else ""
+
+
+def _generate_body(model: str, prompt: str, *, raw: bool, **fields: Any) -> dict[str, Any]:
+    """An ``/api/generate`` request with only the fields that are set."""
+    return _only_set(model=model, prompt=prompt, raw=True if raw else None, **fields)
+
+
+def _chat_body(model: str, messages: Sequence[Message], options: Mapping[str, Any] | None,
+               keep_alive: str | float | None, format: _Format,
+               tools: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """An ``/api/chat`` request with only the fields that are set."""
+    return _only_set(model=model, messages=[dict(m) for m in messages], options=options,
+                     keep_alive=keep_alive, format=format, tools=tools)
+
+
+def _only_set(**fields: Any) -> dict[str, Any]:
+    """Drop unset fields so the server applies its own defaults; make values JSON-ready."""
+    body: dict[str, Any] = {}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, Sequence) and not isinstance(value, str):
+            value = [dict(v) if isinstance(v, Mapping) else v for v in value]
+        body[key] = value
     return body
-
-
-def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Only send fields that are set, as the official client does."""
-    return {k: v for k, v in body.items() if v is not None}

@@ -233,7 +233,7 @@ class Store:
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
         scores, ids = index.search(query, min(k, index.ntotal))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
 
     def cosines(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """Cosine of ``vector`` with each stored chunk in ``ids`` (vectors are normalized)."""
@@ -367,7 +367,7 @@ class _Writer:
             raise ValueError(f"{len(rows)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self._dimension)
         self.remove_file(record.path)
-        for row, vector in zip(rows, vectors):
+        for row, vector in zip(rows, vectors, strict=True):
             cur = self._db.execute(
                 "INSERT INTO chunks (path, page, start, end, heading, text, vector) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers: ollama_server, pdfgen
 
-from ollama_server import FakeOllama  # noqa: E402
+from ollama_server import FakeOllama
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RAGKIT_SHARED") or ROOT.parent / "shared")

@@ -1,13 +1,17 @@
 """A real HTTP server on loopback that speaks Ollama's wire format, for tests.
 
-* Embeddings are deterministic and meaningful: hashed bags of words (plus CJK
-  character bigrams), L2-normalized from ``/api/embed`` and deliberately
-  unnormalized from the legacy ``/api/embeddings``.
-* Generation streams NDJSON word by word and answers with the first sentence
-  of passage ``[1]`` of the context, citing it, so end-to-end tests can check
-  that the right passage reached the model.
-* Faults are injected per path: an HTTP status, an error line mid-stream, a
-  malformed line, a truncated stream, a slow reply or a dropped connection.
+* **Embeddings** are deterministic and meaningful: feature hashing of words
+  and CJK character bigrams (:func:`fake_embedding`), L2-normalized from
+  ``/api/embed`` and deliberately unnormalized from the legacy ``/api/embeddings``.
+* **Generation** streams NDJSON word by word, answering with the first
+  sentence of passage ``[1]`` of the prompt (or system message) and citing it,
+  so end-to-end tests can see that the right passage reached the model.
+* **Faults** are injected per path with :meth:`FakeOllama.fail`: an HTTP
+  status, an error line mid-stream, a malformed line, a truncated stream, a
+  slow reply or a dropped connection.
+
+Other test modules start one with ``with FakeOllama() as server:`` (or the ``ollama``
+fixture) and point ragkit at ``server.url``, e.g. through ``OLLAMA_HOST``.
 """
 
 from __future__ import annotations
@@ -15,28 +19,58 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
-import numpy as np
+__all__ = ["BUSY", "DIM", "REGISTRY", "RUNNER_STOPPED", "FakeOllama", "fake_embedding",
+           "free_port"]
 
 DIM = 384
-_WORD = re.compile(r"[\u4e00-\u9fff]+|[a-z0-9]+")
+#: Ollama's own texts for a full queue (503) and a crashed runner (500, or mid-stream).
+BUSY = "server busy, please try again.  maximum pending requests exceeded"
+RUNNER_STOPPED = "model runner has unexpectedly stopped, this may be due to resource limitations"
+#: Names ``/api/pull`` can fetch; anything else fails the way the real registry does.
+REGISTRY = frozenset({"all-minilm", "smollm2", "nomic-embed-text", "mxbai-embed-large",
+                      "qwen2.5", "qwen3", "llama3", "llama3.2", "gemma3", "phi3", "mistral"})
+FAULTS = ("midstream", "malformed", "truncated", "drop")  # plus an int status, or "slow:<s>"
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"([{_CJK}]+)|((?:(?![{_CJK}])[^\W_])+)")
+_STAMP = "2025-01-01T00:00:00Z"
+
+
+def features(text: str) -> list[str]:
+    """The hashed features of a text: lowercased words, and bigrams of CJK runs.
+
+    >>> features("Backups run at 02:00. 熊猫吃竹子")
+    ['backups', 'run', 'at', '02', '00', '熊猫', '猫吃', '吃竹', '竹子']
+    """
+    out: list[str] = []
+    for cjk, word in _TOKEN.findall(text.lower()):
+        if word:
+            out.append(word)
+        else:  # CJK has no spaces: overlapping bigrams stand in for words
+            out.extend(cjk[i : i + 2] for i in range(max(1, len(cjk) - 1)))
+    return out
 
 
 def fake_embedding(text: str, dim: int = DIM) -> list[float]:
-    """Hashed bag of lowercased words and CJK bigrams, L2-normalized."""
-    vec = np.zeros(dim, dtype=np.float64)
-    for token in _WORD.findall(text.lower()):
-        grams = [token[i : i + 2] for i in range(max(1, len(token) - 1))] \
-            if "\u4e00" <= token[0] <= "\u9fff" else [token]
-        for gram in grams:
-            vec[zlib.crc32(gram.encode()) % dim] += 1.0
-    norm = np.linalg.norm(vec)
-    return (vec / norm if norm else vec).tolist()
+    """Feature-hashed bag of words, L2-normalized (zlib.crc32: stable across processes)."""
+    vec = [0.0] * dim
+    for feature in features(text):
+        vec[zlib.crc32(feature.encode("utf-8")) % dim] += 1.0
+    return _unit(vec)
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector] if norm else vector
 
 
 def free_port() -> int:
@@ -46,249 +80,376 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _answer(text: str) -> str:
-    """Cite passage [1]'s first sentence, or say the documents lack the answer."""
-    match = re.search(r"^\[1\][^\n]*\n(.+?)(?=\n\n\[2\]|\n</documents>|\Z)", text, re.S | re.M)
-    if not match:
+def answer_for(text: str) -> str:
+    """The fake model's reply: cite passage [1]'s first sentence, or admit it is not there.
+
+    >>> answer_for("Rules [1].\\n<documents>\\n[1] a.md — Intro\\n# Intro\\nHello there. More.\\n")
+    'According to the documents, Hello there. [1]'
+    >>> answer_for("no passages")
+    'I could not find that in the documents.'
+    """
+    match = re.search(r"^\[1\][^\n]*\n(.+?)(?=\n\s*\n\[2\]|\n</documents>|\Z)", text, re.S | re.M)
+    lines = match.group(1).splitlines() if match else []
+    body = " ".join(ln.strip() for ln in lines if ln.strip() and not ln.startswith("#"))
+    if not body:
         return "I could not find that in the documents."
-    body = " ".join(ln for ln in match.group(1).splitlines() if not ln.startswith("#"))
-    sentence = re.split(r"(?<=[.!?。])\s*", body.strip(), maxsplit=1)[0]
+    sentence = re.split(r"(?<=[.!?。！？])\s*", body, maxsplit=1)[0]
     return f"According to the documents, {sentence} [1]"
 
 
-class FakeOllama:
-    """Context manager running the server in a background thread."""
+def _tagged(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
-    def __init__(self, *, legacy: bool = False, dim: int = DIM) -> None:
-        self.models = {"all-minilm:latest", "smollm2:135m"}
-        self.legacy = legacy
+
+def _profile(name: str) -> dict[str, Any]:
+    """Architecture facts of a model, from its name: embedding models are bert-like."""
+    if any(key in name for key in ("minilm", "embed", "bge", "e5")):
+        return {"arch": "bert", "context_length": 512, "capabilities": ["embedding"],
+                "parameter_size": "23M", "quantization_level": "F16"}
+    return {"arch": "llama", "context_length": 8192, "embedding_length": 576,
+            "capabilities": ["completion"], "parameter_size": "135M",
+            "quantization_level": "Q8_0"}
+
+
+class FakeOllama:
+    """An Ollama-compatible server on an ephemeral loopback port; use it as a context manager."""
+
+    def __init__(self, *, legacy: bool = False, dim: int = DIM, port: int = 0,
+                 models: Iterable[str] = ("all-minilm:latest", "smollm2:135m")) -> None:
+        self.models: set[str] = {_tagged(m) for m in models}
+        self.legacy = legacy  # True: an Ollama from before /api/embed existed
         self.dim = dim
+        self.version = "0.12.6"
+        self.registry = set(REGISTRY)
+        self.loaded: dict[str, str] = {}  # model -> expires_at, as /api/ps reports
         self.requests: list[tuple[str, str, Any]] = []
-        self._faults: dict[str, list[Any]] = {}
+        self._faults: dict[str, list[tuple[Any, str | None]]] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> FakeOllama:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
+        self.stop()
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        # A short poll keeps stop() quick: shutdown() waits for the loop to look up.
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
         self._server.server_close()
 
-    def fail(self, path: str, kind: Any, times: int = 1) -> None:
-        """Make the next ``times`` requests to ``path`` fail with ``kind``."""
+    def fail(self, path: str, kind: int | str, times: int = 1, error: str | None = None) -> None:
+        """Make the next ``times`` requests to ``path`` fail with ``kind`` (see module doc)."""
+        if not (isinstance(kind, int) or kind in FAULTS or str(kind).startswith("slow:")):
+            raise ValueError(f"unknown fault {kind!r}")
         with self._lock:
-            self._faults.setdefault(path, []).extend([kind] * times)
+            self._faults.setdefault(path, []).extend([(kind, error)] * times)
 
     def clear_faults(self) -> None:
         """Forget every pending fault."""
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, path: str) -> Any:
+    def has(self, model: Any) -> bool:
+        """Whether the server has ``model`` (a bare name means ``:latest``)."""
+        return isinstance(model, str) and bool(model) and _tagged(model) in self.models
+
+    def bodies(self, path: str) -> list[Any]:
+        """The JSON bodies of the requests received on ``path``, in order."""
+        return [body for _, p, body in self.requests if p == path]
+
+    def _log(self, method: str, path: str, body: Any) -> None:
+        with self._lock:
+            self.requests.append((method, path, body))
+
+    def _take_fault(self, path: str) -> tuple[Any, str | None]:
         with self._lock:
             queue = self._faults.get(path)
-            return queue.pop(0) if queue else None
-
-    def has(self, model: str | None) -> bool:
-        name = model or ""
-        return (name if ":" in name else f"{name}:latest") in self.models
+            return queue.pop(0) if queue else (None, None)
 
 
-def _handler_for(server: FakeOllama) -> type[BaseHTTPRequestHandler]:
-    class Handler(_Handler):
-        fake = server
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
 
-    return Handler
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out and hang up are part of the tests; anything else is a bug here.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
+def _handler_for(fake: FakeOllama) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"fake": fake})
 
 
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeOllama
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as Ollama's Go server
+    disable_nagle_algorithm = True  # headers and body go out as separate small writes
 
-    def log_message(self, *args: Any) -> None:  # keep test output clean
-        pass
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output clean
 
     # -- plumbing ------------------------------------------------------------------
 
-    def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        return json.loads(raw) if raw else None
+    def do_GET(self) -> None:
+        """Every method lands here; the route table decides what exists."""
+        method, path = self.command, urlsplit(self.path).path
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            body = None
+        self.fake._log(method, path, body if raw.strip() or method in ("POST", "DELETE") else None)
+        kind, error = self.fake._take_fault(path)
+        if isinstance(kind, str) and kind.startswith("slow:"):
+            time.sleep(float(kind[5:]))
+            kind = None
+        if kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if isinstance(kind, int):
+            text = error or {503: BUSY, 500: RUNNER_STOPPED}.get(kind, f"injected HTTP {kind}")
+            self._json({"error": text}, kind)
+            return
+        route = _ROUTES.get((method, path))
+        if route is None or (self.fake.legacy and path == "/api/embed"):
+            self._text("404 page not found", 404)  # Go's router, not a handler: plain text
+        elif not isinstance(body, dict):
+            self._json({"error": "invalid character in request body"}, 400)
+        else:
+            route(self, body, kind)
 
-    def _send(self, status: int, payload: Any, ctype: str = "application/json") -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    do_HEAD = do_POST = do_DELETE = do_GET
+
+    def _json(self, payload: Any, status: int = 200, fault: Any = None) -> None:
+        data = json.dumps(payload).encode()
+        if fault == "malformed":
+            data = b"<html>502 Bad Gateway</html>"
+        elif fault == "truncated":
+            data = data[: len(data) // 2]
+        elif fault == "midstream":
+            data = json.dumps({"error": RUNNER_STOPPED}).encode()
+        self._send(status, data, "application/json; charset=utf-8")
+
+    def _text(self, text: str, status: int = 200) -> None:
+        self._send(status, text.encode(), "text/plain; charset=utf-8")
+
+    def _send(self, status: int, data: bytes, ctype: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _stream(self, records: list[dict[str, Any]], fault: Any = None) -> None:
+        """NDJSON in chunked encoding; a fault replaces the second half of the records."""
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for i, record in enumerate(records):
-            if fault in ("midstream", "malformed", "truncated") and i == len(records) // 2:
-                tail = {"midstream": b'{"error":"model runner has unexpectedly stopped"}\n',
-                        "malformed": b'{"response": "oops\n', "truncated": b""}[fault]
-                self.wfile.write(tail)
-                self.close_connection = True
-                return
-            self.wfile.write(json.dumps(record).encode() + b"\n")
-            self.wfile.flush()
-        self.close_connection = True
+        cut = len(records) // 2 if fault in ("midstream", "malformed", "truncated") else None
+        for record in records[:cut]:
+            self._chunk(json.dumps(record).encode() + b"\n")
+        if fault == "midstream":
+            self._chunk(json.dumps({"error": RUNNER_STOPPED}).encode() + b"\n")
+        elif fault == "malformed":
+            self._chunk(b'{"response": "unterminated\n')
+        self.wfile.write(b"0\r\n\r\n")  # a clean end, even without the done record
 
-    def _dispatch(self, method: str) -> None:
-        body = self._body() if method in ("POST", "DELETE") else None
-        path = self.path.split("?")[0]
-        self.fake.requests.append((method, path, body))
-        fault = self.fake.take_fault(path)
-        if isinstance(fault, str) and fault.startswith("slow:"):
-            time.sleep(float(fault[5:]))
-            fault = None
-        if fault == "drop":
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if isinstance(fault, int):
-            self._send(fault, {"error": f"injected failure {fault}"})
-            return
-        route = _ROUTES.get((method, path))
-        if route is None or (self.fake.legacy and path == "/api/embed"):
-            self._send(404, b"404 page not found", "text/plain")
-            return
-        route(self, body or {}, fault)
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_HEAD(self) -> None:
-        self.fake.requests.append(("HEAD", self.path, None))
-        self.send_response(200)
-        self.send_header("Content-Length", "17")
-        self.end_headers()
+    def _missing(self, model: Any, wording: str = 'model "{}" not found, try pulling it first'
+                 ) -> bool:
+        """Answer 404 (Ollama's JSON error) if the server lacks ``model``."""
+        if self.fake.has(model):
+            return False
+        self._json({"error": wording.format(model)}, 404)
+        return True
 
     # -- endpoints -----------------------------------------------------------------
 
-    def _missing(self, model: str | None) -> bool:
-        if self.fake.has(model):
-            return False
-        self._send(404, {"error": f'model "{model}" not found, try pulling it first'})
-        return True
-
-    def root(self, body: Any, fault: Any) -> None:
-        self._send(200, b"Ollama is running", "text/plain")
+    def root(self, body: dict[str, Any], fault: Any) -> None:
+        self._text("Ollama is running")
 
     def embed(self, body: dict[str, Any], fault: Any) -> None:
-        if self._missing(body.get("model")):
-            return
-        inputs = body.get("input")
-        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        vectors = [fake_embedding(t, self.fake.dim) for t in texts]
-        self._send(200, {"model": body["model"], "embeddings": vectors,
-                         "total_duration": 1000, "load_duration": 10,
-                         "prompt_eval_count": sum(len(t.split()) for t in texts)})
-
-    def embeddings(self, body: dict[str, Any], fault: Any) -> None:
-        if self._missing(body.get("model")):
-            return
-        vector = [x * 3.7 for x in fake_embedding(body.get("prompt", ""), self.fake.dim)]
-        self._send(200, {"embedding": vector})
-
-    def _generation(self, body: dict[str, Any], fault: Any, text_in: str, chat: bool) -> None:
-        if self._missing(body.get("model")):
-            return
-        words = _answer(text_in).split(" ")
-        limit = int((body.get("options") or {}).get("num_predict", -1))
-        reason = "stop"
-        if 0 <= limit < len(words):
-            words, reason = words[:limit], "length"
-        deltas = [w if i == 0 else " " + w for i, w in enumerate(words)]
-        wrap = (lambda t: {"message": {"role": "assistant", "content": t}}) if chat \
-            else (lambda t: {"response": t})
-        final = {**wrap(""), "model": body["model"], "done": True, "done_reason": reason,
-                 "total_duration": 5_000_000, "load_duration": 1_000_000,
-                 "prompt_eval_count": len(text_in.split()), "prompt_eval_duration": 1_000_000,
-                 "eval_count": len(words), "eval_duration": 2_000_000}
-        if body.get("stream") is False:
-            self._send(200, {**final, **wrap("".join(deltas))})
-            return
-        records = [{**wrap(d), "model": body["model"], "done": False} for d in deltas]
-        self._stream([*records, final], fault)
-
-    def generate(self, body: dict[str, Any], fault: Any) -> None:
-        text = f"{body.get('system', '')}\n{body.get('prompt', '')}"
-        self._generation(body, fault, text, chat=False)
-
-    def chat(self, body: dict[str, Any], fault: Any) -> None:
-        messages = body.get("messages") or []
-        text = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
-        self._generation(body, fault, text, chat=True)
-
-    def tags(self, body: Any, fault: Any) -> None:
-        self._send(200, {"models": [
-            {"name": m, "model": m, "size": 45_000_000, "digest": "0" * 12,
-             "details": {"family": "bert" if "minilm" in m else "llama"}}
-            for m in sorted(self.fake.models)]})
-
-    def show(self, body: dict[str, Any], fault: Any) -> None:
-        model = body.get("model")
+        model, inputs = str(body.get("model") or ""), body.get("input")
         if self._missing(model):
             return
-        arch = "bert" if "minilm" in str(model) else "llama"
-        info = {"general.architecture": arch,
-                f"{arch}.embedding_length": 384 if arch == "bert" else 576,
-                f"{arch}.context_length": 512 if arch == "bert" else 8192}
-        self._send(200, {"details": {"family": arch}, "model_info": info, "modelfile": "",
-                         "parameters": "", "template": "",
-                         "capabilities": ["embedding"] if arch == "bert" else ["completion"]})
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        dim = _profile(model).get("embedding_length", self.fake.dim)
+        cut = body.get("dimensions") or dim  # matryoshka truncation, then normalize again
+        vectors = [_unit(fake_embedding(t, dim)[:cut]) for t in texts]
+        self._touch(model, body)
+        self._json({"model": model, "embeddings": vectors, "total_duration": 14_000_000,
+                    "load_duration": 1_000_000,
+                    "prompt_eval_count": sum(len(features(t)) for t in texts)}, fault=fault)
+
+    def embeddings(self, body: dict[str, Any], fault: Any) -> None:
+        model = str(body.get("model") or "")
+        if not self._missing(model):
+            self._touch(model, body)
+            dim = _profile(model).get("embedding_length", self.fake.dim)
+            # The legacy endpoint does not normalize: scaled, a client that forgets to shows.
+            vector = [x * 3.7 for x in fake_embedding(str(body.get("prompt", "")), dim)]
+            self._json({"embedding": vector}, fault=fault)
+
+    def generate(self, body: dict[str, Any], fault: Any) -> None:
+        if body.get("raw") and (body.get("template") or body.get("system") or body.get("context")):
+            self._json({"error": "raw mode does not support template, system, or context"}, 400)
+            return
+        text = f"{body.get('system') or ''}\n{body.get('prompt') or ''}"
+        extra = {} if body.get("raw") else {"context": [1, 2, 3]}
+        self._generation(body, fault, text, "generate", bool(body.get("prompt")), extra)
+
+    def chat(self, body: dict[str, Any], fault: Any) -> None:
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        system = [str(m.get("content", "")) for m in messages if m.get("role") == "system"]
+        users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
+        text = "\n".join(system + users[-1:])
+        self._generation(body, fault, text, "chat", bool(messages), {})
+
+    def _generation(self, body: dict[str, Any], fault: Any, text: str, kind: str,
+                    has_input: bool, extra: dict[str, Any]) -> None:
+        model = str(body.get("model") or "")
+        if self._missing(model):
+            return
+        if "completion" not in _profile(model)["capabilities"]:
+            self._json({"error": f'"{model}" does not support {kind}'}, 400)
+            return
+        self._touch(model, body)
+        wrap = _wrapper(kind)
+        base = {"model": model, "created_at": _STAMP}
+        if not has_input:  # an empty prompt only loads the model
+            self._json({**base, **wrap(""), "done": True, "done_reason": "load"})
+            return
+        deltas, reason = _deltas(answer_for(text), body)
+        final = {**base, **wrap(""), "done": True, "done_reason": reason,
+                 **_metrics(text, len(deltas)), **extra}
+        if body.get("stream", True) is False:
+            self._json({**final, **wrap("".join(deltas))}, fault=fault)
+            return
+        records = [{**base, **wrap(d), "done": False} for d in deltas]
+        self._stream([*records, final], fault)
+
+    def tags(self, body: dict[str, Any], fault: Any) -> None:
+        self._json({"models": [_entry(m) for m in sorted(self.fake.models)]}, fault=fault)
+
+    def show(self, body: dict[str, Any], fault: Any) -> None:
+        model = str(body.get("model") or body.get("name") or "")
+        if self._missing(model):
+            return
+        p = _profile(model)
+        info = {"general.architecture": p["arch"], "general.parameter_count": 22_565_376,
+                f"{p['arch']}.context_length": p["context_length"],
+                f"{p['arch']}.embedding_length": p.get("embedding_length", self.fake.dim)}
+        self._json({"modelfile": f"FROM {model}\n", "parameters": "num_ctx 2048",
+                    "template": "{{ .Prompt }}", "details": _entry(_tagged(model))["details"],
+                    "model_info": info, "capabilities": p["capabilities"],
+                    "modified_at": _STAMP}, fault=fault)
 
     def pull(self, body: dict[str, Any], fault: Any) -> None:
-        model = body.get("model") or body.get("name") or ""
-        if model.startswith("nonexistent"):
-            self._stream([{"status": "pulling manifest"},
-                          {"error": "pull model manifest: file does not exist"}])
-            return
-        self.fake.models.add(model if ":" in model else f"{model}:latest")
-        self._stream([{"status": "pulling manifest"},
-                      {"status": "downloading", "digest": "sha256:0", "total": 100, "completed": 50},
-                      {"status": "downloading", "digest": "sha256:0", "total": 100, "completed": 100},
-                      {"status": "success"}], fault)
+        model = str(body.get("model") or body.get("name") or "")
+        known = model.split(":", 1)[0] in self.fake.registry
+        layer = {"status": "pulling abababababab", "digest": "sha256:" + "ab" * 32, "total": 1000}
+        records: list[dict[str, Any]] = [{"status": "pulling manifest"},
+                   *({**layer, "completed": n} for n in (0, 500, 1000)),
+                   {"status": "verifying sha256 digest"}, {"status": "writing manifest"},
+                   {"status": "success"}] if known else [
+                   {"status": "pulling manifest"},
+                   {"error": "pull model manifest: file does not exist"}]
+        if known:
+            self.fake.models.add(_tagged(model))
+        if body.get("stream", True) is not False:
+            self._stream(records, fault)
+        else:
+            self._json(records[-1], 200 if known else 500, fault=fault)
 
     def copy(self, body: dict[str, Any], fault: Any) -> None:
         if self._missing(body.get("source")):
             return
-        dest = body["destination"]
-        self.fake.models.add(dest if ":" in dest else f"{dest}:latest")
-        self._send(200, b"", "text/plain")
+        self.fake.models.add(_tagged(str(body.get("destination"))))
+        self._text("")
 
     def delete(self, body: dict[str, Any], fault: Any) -> None:
-        if self._missing(body.get("model")):
+        model = str(body.get("model") or body.get("name") or "")
+        if self._missing(model, "model '{}' not found"):
             return
-        name = body["model"]
-        self.fake.models.discard(name if ":" in name else f"{name}:latest")
-        self._send(200, b"", "text/plain")
+        self.fake.models.discard(_tagged(model))
+        self.fake.loaded.pop(_tagged(model), None)
+        self._text("")
 
-    def ps(self, body: Any, fault: Any) -> None:
-        self._send(200, {"models": []})
+    def ps(self, body: dict[str, Any], fault: Any) -> None:
+        models = [{**_entry(m), "expires_at": expires, "size_vram": 0,
+                   "context_length": _profile(m)["context_length"]}
+                  for m, expires in sorted(self.fake.loaded.items())]
+        self._json({"models": models}, fault=fault)
 
-    def version(self, body: Any, fault: Any) -> None:
-        self._send(200, {"version": "0.12.0"})
+    def api_version(self, body: dict[str, Any], fault: Any) -> None:
+        self._json({"version": self.fake.version}, fault=fault)
+
+    def _touch(self, model: str, body: dict[str, Any]) -> None:
+        """Track loaded models for /api/ps; ``keep_alive: 0`` unloads, as in Ollama."""
+        if body.get("keep_alive") in (0, "0", "0s"):
+            self.fake.loaded.pop(_tagged(model), None)
+        else:
+            self.fake.loaded[_tagged(model)] = "2099-01-01T00:00:00Z"
 
 
-_ROUTES = {
+def _wrapper(kind: str) -> Callable[[str], dict[str, Any]]:
+    """Where the text goes: ``response`` for generate, ``message.content`` for chat."""
+    if kind == "chat":
+        return lambda text: {"message": {"role": "assistant", "content": text}}
+    return lambda text: {"response": text}
+
+
+def _deltas(answer: str, body: dict[str, Any]) -> tuple[list[str], str]:
+    """The reply as word deltas, cut at ``options.num_predict`` (then done_reason "length")."""
+    if body.get("format") is not None:  # a JSON-mode reply is one JSON document
+        answer = json.dumps({"answer": answer})
+    words = answer.split(" ")
+    deltas = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    limit = int((body.get("options") or {}).get("num_predict", -1))
+    if 0 <= limit < len(deltas):
+        return deltas[:limit], "length"
+    return deltas, "stop"
+
+
+def _metrics(prompt: str, generated: int) -> dict[str, int]:
+    return {"total_duration": 50_000_000, "load_duration": 10_000_000,
+            "prompt_eval_count": len(features(prompt)), "prompt_eval_duration": 20_000_000,
+            "eval_count": generated, "eval_duration": 20_000_000}
+
+
+def _entry(name: str) -> dict[str, Any]:
+    """A model as /api/tags lists it."""
+    p = _profile(name)
+    details = {"parent_model": "", "format": "gguf", "family": p["arch"], "families": [p["arch"]],
+               "parameter_size": p["parameter_size"], "quantization_level": p["quantization_level"]}
+    return {"name": name, "model": name, "modified_at": _STAMP, "size": 45_960_996,
+            "digest": f"{zlib.crc32(name.encode()):08x}" * 8, "details": details}
+
+
+_ROUTES: dict[tuple[str, str], Callable[[_Handler, dict[str, Any], Any], None]] = {
     ("GET", "/"): _Handler.root,
+    ("HEAD", "/"): _Handler.root,
     ("POST", "/api/embed"): _Handler.embed,
     ("POST", "/api/embeddings"): _Handler.embeddings,
     ("POST", "/api/generate"): _Handler.generate,
@@ -299,5 +460,6 @@ _ROUTES = {
     ("POST", "/api/copy"): _Handler.copy,
     ("DELETE", "/api/delete"): _Handler.delete,
     ("GET", "/api/ps"): _Handler.ps,
-    ("GET", "/api/version"): _Handler.version,
+    ("GET", "/api/version"): _Handler.api_version,
 }
+

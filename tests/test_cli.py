@@ -45,7 +45,7 @@ def test_ingest_reports_bad_files_and_exits_5(run, docs):
     (docs / "empty.md").write_text("")
     result = run("ingest", str(docs))
     assert result.exit_code == 5
-    assert re.search(r"failed .*blob\.txt: binary file", result.stderr)
+    assert re.search(r"skipped .*blob\.txt: binary file", result.stderr)
     assert re.search(r"failed .*empty\.md: empty file", result.stderr)
     assert "4 added" in result.stdout
 

@@ -9,13 +9,13 @@ import pytest
 
 from ragkit import Index
 from ragkit.answering import options_for
-from ragkit.prompting import RULES
 from ragkit.errors import (
     EmbeddingMismatchError,
     IndexNotFoundError,
     ServerError,
     UsageError,
 )
+from ragkit.prompting import RULES
 
 
 def _open(env, name="t", **kw):
@@ -154,9 +154,11 @@ def test_server_error_during_ingest_keeps_committed_files_and_resumes(env, tmp_p
 def test_querying_with_another_embedding_model_is_refused(env, docs):
     with _open(env) as index:
         index.ingest([docs])
-    with Index.open("t", backend="ollama", embed_model="nomic-embed-text") as other:
-        with pytest.raises(EmbeddingMismatchError, match="built with embedding model 'all-minilm'"):
-            other.search("backups")
+    with (
+        Index.open("t", backend="ollama", embed_model="nomic-embed-text") as other,
+        pytest.raises(EmbeddingMismatchError, match="built with embedding model 'all-minilm'"),
+    ):
+        other.search("backups")
 
 
 def test_missing_index_and_bad_arguments(env, docs):
@@ -181,7 +183,8 @@ def test_ask_chat_puts_context_in_the_system_message(env, docs, ollama):
     system, user = chat["messages"]
     assert system["role"] == "system" and "<documents>" in system["content"]
     assert "[1] " in system["content"] and "02:00" in system["content"]
-    assert user == {"role": "user", "content": "When do backups run?"}
+    assert user["role"] == "user" and user["content"].startswith("Question: When do backups run?\n")
+    assert "<documents>" not in user["content"]
     assert chat["options"] == options_for("smollm2:135m")  # tuned for the tiny default
     assert chat["options"]["temperature"] == 0.0
     assert answer.found and answer.cited == [1]

@@ -63,7 +63,7 @@ def test_missing_or_damaged_faiss_file_is_rebuilt_from_sqlite(store, tmp_path, c
     faiss_file = next((tmp_path / "idx").glob("vectors-*.faiss"))
     faiss_file.write_bytes(b"garbage")
     reopened = Store.open(tmp_path / "idx")
-    cid, score = reopened.search(vecs[2], 1)[0]
+    cid, _score = reopened.search(vecs[2], 1)[0]
     assert reopened.chunks([cid])[cid].text == "/a.md chunk 2"
     assert "unreadable" in caplog.text
     reopened.close()
@@ -117,7 +117,8 @@ def test_keyword_search_ranks_by_bm25_and_follows_deletes(store):
     texts = lambda hits: [store.chunks([i])[i].text for i, _ in hits]  # noqa: E731
     assert texts(store.keyword_search("descaled espresso", 5))[0].startswith("The espresso")
     assert texts(store.keyword_search("熊猫吃什么", 5)) == ["熊猫主要生活在四川，每天吃竹子。"]
-    assert texts(store.keyword_search("panda", 5)) == ["熊猫主要生活在四川，每天吃竹子。"]  # heading
+    # "panda" is only in the heading
+    assert texts(store.keyword_search("panda", 5)) == ["熊猫主要生活在四川，每天吃竹子。"]
     assert store.keyword_search("?!", 5) == []
     with store.transaction() as tx:
         tx.remove_file("/k.md")

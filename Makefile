@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-QUESTION ?= How do I rebuild an index from scratch?
+QUESTION ?= How do I pass model options like temperature?
 
 .PHONY: setup demo test lint clean
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,14 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("\nragkit: interrupted — whatever was committed is kept", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug: say so in one line, keep the trace on request
+            if os.environ.get("RAGKIT_DEBUG"):
+                raise
+            click.echo(f"error: internal error: {type(exc).__name__}: {exc} — please report "
+                       "it; set RAGKIT_DEBUG=1 to see the traceback", err=True)
+            ctx.exit(1)
 
 
 def _say(message: str) -> None:
@@ -160,17 +169,38 @@ RETRIEVAL_HELP = ("How to find chunks: hybrid (embeddings + BM25 keywords, fused
                   "or keyword.")
 
 
+def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--path`` and ``--diversity``, shared by search, ask and chat."""
+    for decorate in reversed([
+        click.option("--path", "paths", multiple=True, metavar="GLOB",
+                     help="Only chunks of files matching GLOB (repeatable). '*.pdf' matches "
+                     "file names; 'docs/' or 'docs/*.md' match paths from the current folder."),
+        click.option("--diversity", type=click.FloatRange(0, 1), default=0.0,
+                     show_default=True, help="0..1: trade relevance for variety (MMR) so the "
+                     "top chunks are not near-copies of one passage."),
+    ]):
+        func = decorate(func)
+    return func
+
+
 @cli.command()
 @click.argument("query")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="How many chunks.")
 @click.option("--retrieval", "--mode", "retrieval", default="hybrid", show_default=True,
               type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with scores) for scripts.")
+@filter_options
 @_with_index_options
-def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bool) -> None:
-    """Show the chunks that best match QUERY."""
+def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bool,
+           paths: tuple[str, ...], diversity: float) -> None:
+    """Show the chunks that best match QUERY.
+
+    Each line shows the cosine similarity of the chunk to the query (the
+    number --min-score is compared with); --json adds the ranking score of the
+    chosen retrieval mode.
+    """
     with _open_index(opts) as index:
-        hits = index.search(query, k, mode=retrieval)
+        hits = index.search(query, k, mode=retrieval, paths=paths, diversity=diversity)
     if as_json:
         payload = {"query": query, "retrieval": retrieval, "hits": [h.as_dict() for h in hits]}
         click.echo(json.dumps(payload,
@@ -179,7 +209,8 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
     if not hits:
         click.echo("no matches (the index is empty)")
     for hit in hits:
-        click.echo(f"{hit.rank}. {hit.score:.3f}  {hit.citation}")
+        shown = hit.cosine if hit.cosine is not None else hit.score
+        click.echo(f"{hit.rank}. {shown:.3f}  {hit.citation}")
         click.echo(f"   {_snippet(hit.text)}")
 
 
@@ -223,7 +254,7 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Model option, e.g. -o temperature=0 -o num_ctx=8192 (repeatable)."),
     ]):
         func = decorate(func)
-    return func
+    return filter_options(func)
 
 
 @cli.command()
@@ -236,7 +267,7 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @_with_index_options
 def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, model: str,
         retrieval: str, min_score: float | None, force: bool,
-        option_pairs: tuple[str, ...]) -> None:
+        option_pairs: tuple[str, ...], paths: tuple[str, ...], diversity: float) -> None:
     """Answer QUESTION from the indexed documents, with [n] citations.
 
     When no chunk is relevant enough, says "The documents do not contain the
@@ -245,7 +276,8 @@ def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, m
     options = _parse_options(option_pairs)
     with _open_index(opts) as index:
         stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
-                                  retrieval=retrieval, min_score=min_score, force=force)
+                                  retrieval=retrieval, min_score=min_score, force=force,
+                                  paths=paths, diversity=diversity)
         for delta in stream:
             if not as_json:
                 click.echo(delta, nl=False)
@@ -275,14 +307,16 @@ def _print_sources(answer: Any) -> None:
 @ask_options
 @_with_index_options
 def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: float | None,
-         force: bool, option_pairs: tuple[str, ...]) -> None:
+         force: bool, option_pairs: tuple[str, ...], paths: tuple[str, ...],
+         diversity: float) -> None:
     """Ask questions in a loop; history is kept. Ctrl-D exits."""
     from .conversation import Conversation
 
     with _open_index(opts) as index:
         session = Conversation(index, k=k, model=model, retrieval=retrieval,
                                options=_parse_options(option_pairs),
-                               min_score=min_score, force=force)
+                               min_score=min_score, force=force, paths=paths,
+                               diversity=diversity)
         click.echo(f"Chatting with index '{index.name}'. Ctrl-D to quit.", err=True)
         while (question := _read_question()) is not None:
             if not question.strip():

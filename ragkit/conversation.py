@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .answering import Answer
@@ -29,11 +29,14 @@ class Conversation:
         retrieval: str = "hybrid",
         min_score: float | None = None,
         force: bool = False,
+        paths: Sequence[str] | None = None,
+        diversity: float = 0.0,
     ) -> None:
         self.index = index
         self.k = k
         self.retrieval = retrieval
         self.min_score, self.force = min_score, force
+        self.paths, self.diversity = paths, diversity
         self.model = model
         self.options = dict(options or {})
         self.history: list[dict[str, Any]] = []
@@ -64,6 +67,8 @@ class Conversation:
             retrieval=self.retrieval,
             min_score=self.min_score,
             force=self.force,
+            paths=self.paths,
+            diversity=self.diversity,
         )
         yield from stream
         self.last = stream.answer

@@ -29,7 +29,7 @@ from .errors import EmbeddingMismatchError, IndexNotFoundError, UsageError
 from .ingest import IngestProgress, IngestReport, ingest
 from .prompting import build_generate_prompt, build_messages
 from .retrieval import MODES as RETRIEVAL_MODES
-from .retrieval import Hit, retrieve
+from .retrieval import Hit, match_paths, retrieve
 from .store import Store
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
@@ -251,18 +251,44 @@ class Index:
 
     # -- retrieval -----------------------------------------------------------------
 
-    def search(self, query: str, k: int = 5, *, mode: str = "hybrid") -> list[Hit]:
-        """The ``k`` chunks best matching ``query``: ``hybrid``, ``vector`` or ``keyword``."""
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        mode: str = "hybrid",
+        paths: Sequence[str] | None = None,
+        diversity: float = 0.0,
+    ) -> list[Hit]:
+        """The ``k`` chunks best matching ``query``: ``hybrid``, ``vector`` or ``keyword``.
+
+        ``paths``: glob patterns a chunk's file must match (see
+        :func:`ragkit.retrieval.match_paths`).  ``diversity`` (0..1): re-rank by
+        maximal marginal relevance so near-copies do not fill the top ``k``.
+        """
         _check_k(k)
         if not query.strip():
             raise UsageError("the query is empty — say what to search for")
         if mode not in RETRIEVAL_MODES:
             raise UsageError(
                 f"unknown retrieval mode '{mode}' — use one of: {', '.join(RETRIEVAL_MODES)}")
+        if not 0.0 <= diversity <= 1.0:
+            raise UsageError(f"diversity must be between 0 and 1, got {diversity}")
         if self._store is None or len(self) == 0:
             return []
+        ids = self._chunks_under(paths) if paths else None
         vector = None if mode == "keyword" else self._embed_query(query)
-        return retrieve(self._store, query, vector, k, mode)
+        return retrieve(self._store, query, vector, k, mode, ids=ids, diversity=diversity)
+
+    def _chunks_under(self, patterns: Sequence[str]) -> list[int]:
+        """Ids of the chunks whose file matches one of the glob ``patterns``."""
+        assert self._store is not None
+        matched = match_paths(self._store.files(), patterns)
+        if not matched:
+            shown = " ".join(f"'{p}'" for p in patterns)
+            raise UsageError(f"no file in index '{self.name}' matches --path {shown} — "
+                             "`ragkit indexes info` lists what is indexed")
+        return self._store.chunk_ids(matched)
 
     def _embed_query(self, query: str) -> np.ndarray:
         """The query's embedding, checked against the index's model and dimension."""
@@ -291,13 +317,16 @@ class Index:
         retrieval: str = "hybrid",
         min_score: float | None = None,
         force: bool = False,
+        paths: Sequence[str] | None = None,
+        diversity: float = 0.0,
     ) -> AnswerStream:
         """Retrieve for ``question`` and stream the model's answer (see :class:`AnswerStream`)."""
         if not question.strip():
             raise UsageError("the question is empty — ask something")
         if mode not in MODES:
             raise UsageError(f"unknown mode '{mode}' — use one of: {', '.join(MODES)}")
-        hits = self.search(search_query or question, k, mode=retrieval)
+        hits = self.search(search_query or question, k, mode=retrieval, paths=paths,
+                           diversity=diversity)
         model = model or os.environ.get("RAGKIT_CHAT_MODEL") or DEFAULT_CHAT_MODEL
         if not hits or (not force and not self._relevant(hits, min_score)):
             return AnswerStream(question, hits, None, mode=mode, model=model)

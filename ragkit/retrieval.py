@@ -10,7 +10,9 @@ relevance threshold.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from .store import Store
 
-__all__ = ["MODES", "RRF_K", "Hit", "display_path", "retrieve"]
+__all__ = ["MODES", "RRF_K", "Hit", "display_path", "diversify", "match_paths", "retrieve"]
 
 MODES = ("hybrid", "vector", "keyword")
 
@@ -77,18 +79,98 @@ def display_path(path: str, cwd: str | None = None) -> str:
 
 
 def retrieve(
-    store: Store, query: str, vector: np.ndarray | None, k: int, mode: str = "hybrid"
+    store: Store,
+    query: str,
+    vector: np.ndarray | None,
+    k: int,
+    mode: str = "hybrid",
+    *,
+    ids: Sequence[int] | None = None,
+    diversity: float = 0.0,
 ) -> list[Hit]:
-    """The ``k`` best chunks for ``query`` (and its embedding ``vector``) in ``mode``."""
-    depth = max(50, 3 * k)
+    """The ``k`` best chunks for ``query`` (and its embedding ``vector``) in ``mode``.
+
+    ``ids`` limits the candidates (see :func:`match_paths`); ``diversity`` > 0
+    re-ranks a deeper pool by maximal marginal relevance (see :func:`diversify`).
+    """
+    want = max(20, 3 * k) if diversity > 0 and vector is not None else k
+    depth = max(50, 3 * want)
     if mode == "vector":
-        ranked = store.search(vector, k)
+        ranked = store.search(vector, want, ids)
     elif mode == "keyword":
-        ranked = store.keyword_search(query, k)
+        ranked = store.keyword_search(query, want, ids)
     else:
-        ranked = fuse([store.search(vector, depth), store.keyword_search(query, depth)])[:k]
+        ranked = fuse([store.search(vector, depth, ids), store.keyword_search(query, depth, ids)])
+        ranked = ranked[:want]
+    if want > k:
+        ranked = diversify(ranked, store.vectors([cid for cid, _ in ranked]), k, diversity)
     cosines = store.cosines(vector, [cid for cid, _ in ranked]) if vector is not None else {}
     return _hits(store, ranked, cosines)
+
+
+def diversify(
+    ranked: list[tuple[int, float]], vectors: dict[int, np.ndarray], k: int, diversity: float
+) -> list[tuple[int, float]]:
+    """Pick ``k`` of ``ranked`` by maximal marginal relevance.
+
+    Each step takes the candidate with the best ``(1 - diversity) * relevance -
+    diversity * (highest cosine to a chunk already taken)``.  Relevance is the
+    candidate's place in ``ranked`` scaled to 1 (best) .. 0, so the fused order
+    of hybrid mode is kept; ``diversity`` 0 keeps the order as it is, 1 spreads
+    as far as possible.
+
+    >>> v = {1: np.array([1.0, 0]), 2: np.array([1.0, 0]), 3: np.array([0, 1.0])}
+    >>> [cid for cid, _ in diversify([(1, .9), (2, .8), (3, .7)], v, 2, 0.5)]
+    [1, 3]
+    >>> [cid for cid, _ in diversify([(1, .9), (2, .8), (3, .7)], v, 2, 0.0)]
+    [1, 2]
+    """
+    pool = [(cid, score) for cid, score in ranked if cid in vectors]
+    if not pool:
+        return []
+    relevance = {cid: 1.0 - n / len(pool) for n, (cid, _) in enumerate(pool)}
+    matrix = np.stack([vectors[cid] for cid, _ in pool])
+    closest = np.zeros(len(pool))  # highest cosine of each candidate to the chosen ones
+    left = list(range(len(pool)))
+    chosen: list[tuple[int, float]] = []
+    while left and len(chosen) < k:
+        best = max(left, key=lambda i: (1 - diversity) * relevance[pool[i][0]]
+                   - diversity * closest[i])
+        left.remove(best)
+        chosen.append(pool[best])
+        closest = np.maximum(closest, matrix @ matrix[best])
+    return chosen
+
+
+def match_paths(paths: Iterable[str], patterns: Sequence[str], cwd: str | None = None) -> list[str]:
+    """The ``paths`` (absolute) that match any of the glob ``patterns``.
+
+    A pattern without a slash matches the file name, like ``*.pdf``; one with a
+    slash matches the whole path, relative patterns being taken from ``cwd``;
+    a trailing slash means everything below that folder.  ``*`` crosses folders.
+
+    >>> files = ["/w/guide/a.md", "/w/guide/zh/b.md", "/w/notes/c.pdf"]
+    >>> match_paths(files, ["*.pdf"], cwd="/w")
+    ['/w/notes/c.pdf']
+    >>> match_paths(files, ["guide/"], cwd="/w")
+    ['/w/guide/a.md', '/w/guide/zh/b.md']
+    >>> match_paths(files, ["/w/guide/*.md", "c.*"], cwd="/x")
+    ['/w/guide/a.md', '/w/guide/zh/b.md', '/w/notes/c.pdf']
+    """
+    base = cwd if cwd is not None else os.getcwd()
+    by_name, by_path = [], []
+    for pattern in patterns:
+        if "/" not in pattern:
+            by_name.append(pattern)
+            continue
+        if pattern.endswith("/"):
+            pattern += "*"
+        by_path.append(pattern if os.path.isabs(pattern) else os.path.join(base, pattern))
+    return [
+        path for path in paths
+        if any(fnmatchcase(os.path.basename(path), p) for p in by_name)
+        or any(fnmatchcase(path, p) for p in by_path)
+    ]
 
 
 def fuse(rankings: list[list[tuple[int, float]]], rrf_k: int = RRF_K) -> list[tuple[int, float]]:

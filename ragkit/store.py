@@ -226,40 +226,73 @@ class Store:
             found.update({r[0]: StoredChunk(*r) for r in rows})
         return found
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Exact inner-product search: ``k`` (chunk id, cosine) pairs, best first."""
+    def search(
+        self, vector: np.ndarray, k: int, ids: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """Exact inner-product search: ``k`` (chunk id, cosine) pairs, best first.
+
+        With ``ids``, only those chunks are candidates (a path filter).
+        """
         index = self._vectors()
-        if index.ntotal == 0:
+        if index.ntotal == 0 or (ids is not None and len(ids) == 0):
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        scores, ids = index.search(query, min(k, index.ntotal))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+        params = None
+        if ids is not None:
+            import faiss
+
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(ids, "int64")))
+        scores, found = index.search(query, min(k, index.ntotal), params=params)
+        return [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True) if i != -1]
 
     def cosines(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """Cosine of ``vector`` with each stored chunk in ``ids`` (vectors are normalized)."""
-        if not ids:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        return {cid: float(v @ query) for cid, v in self.vectors(ids).items()}
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of the chunks in ``ids`` that exist."""
+        if not len(ids):
             return {}
         index = self._vectors()
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        found: dict[int, float] = {}
+        found: dict[int, np.ndarray] = {}
         for cid in ids:
             try:
-                found[int(cid)] = float(index.reconstruct(int(cid)) @ query)
+                found[int(cid)] = index.reconstruct(int(cid))
             except RuntimeError:  # committed by a writer after our vectors were loaded
                 continue
         return found
 
-    def keyword_search(self, text: str, k: int) -> list[tuple[int, float]]:
-        """BM25 keyword search: ``k`` (chunk id, score) pairs, best first (higher = better)."""
+    def keyword_search(
+        self, text: str, k: int, ids: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """BM25 keyword search: ``k`` (chunk id, score) pairs, best first (higher = better).
+
+        With ``ids``, only those chunks are candidates (a path filter).
+        """
         match = fts_query(text)
-        if not match:
+        if not match or (ids is not None and len(ids) == 0):
             return []
+        where, args = "chunk_terms MATCH ?", [match]
+        if ids is not None:
+            where += " AND rowid IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps([int(i) for i in ids]))
         rows = self._query(
-            "SELECT rowid, -bm25(chunk_terms) AS s FROM chunk_terms WHERE chunk_terms MATCH ? "
+            f"SELECT rowid, -bm25(chunk_terms) AS s FROM chunk_terms WHERE {where} "
             "ORDER BY s DESC LIMIT ?",
-            (match, k),
+            (*args, k),
         )
         return [(int(r[0]), float(r[1])) for r in rows]
+
+    def chunk_ids(self, paths: Sequence[str]) -> list[int]:
+        """Ids of every chunk of the files in ``paths``."""
+        found: list[int] = []
+        for start in range(0, len(paths), 500):
+            part = list(paths[start : start + 500])
+            marks = ",".join("?" * len(part))
+            rows = self._query(f"SELECT id FROM chunks WHERE path IN ({marks})", part)
+            found.extend(r[0] for r in rows)
+        return found
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         """Run a read; a damaged database becomes :class:`IndexCorruptError`."""

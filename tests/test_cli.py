@@ -184,3 +184,28 @@ def test_ask_refuses_with_exit_6_below_the_threshold(run, indexed, ollama):
     assert result.exit_code == 6
     assert result.stdout.startswith("The documents do not contain the answer.\n")
     assert not [r for r in ollama.requests if r[1] == "/api/chat"]
+
+
+def test_search_and_ask_take_path_globs_and_diversity(run, indexed):
+    data = json.loads(run("search", "pump backups tomatoes", "-k", "5", "--path", "*.pdf",
+                          "--diversity", "0.3", "--json").stdout)
+    assert data["hits"] and all(h["source"].endswith("manual.pdf") for h in data["hits"])
+    assert all(-1 <= h["cosine"] <= 1 for h in data["hits"])
+    result = run("ask", "When do backups run?", "--path", "*.pdf", "--json")
+    assert all(s["source"].endswith(".pdf") for s in json.loads(result.stdout)["sources"])
+    result = run("search", "pump", "--path", "*.docx")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no file in index 'default' matches --path '*.docx'")
+
+
+def test_a_bug_is_one_line_not_a_traceback(run, indexed, monkeypatch):
+    from ragkit import index
+
+    def broken(*args, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(index.Index, "search", broken)
+    result = run("search", "pump")
+    assert result.exit_code == 1
+    assert result.stderr == ("error: internal error: ValueError: boom — please report it; "
+                             "set RAGKIT_DEBUG=1 to see the traceback\n")

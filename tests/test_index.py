@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -255,3 +256,38 @@ def test_irrelevant_question_is_refused_without_calling_the_model(env, docs, oll
         assert refused.sources  # what was retrieved is still reported
         forced = index.ask("When do backups run?", min_score=0.99, force=True)
         assert forced.found and "02:00" in forced.text
+
+
+def test_path_globs_limit_search_and_ask(env, docs, monkeypatch):
+    monkeypatch.chdir(docs.parent)
+    with _open(env) as index:
+        index.ingest([docs])
+        everything = {Path(h.path).name for h in index.search("tomatoes backups", k=10)}
+        assert {"backups.md", "garden.txt"} <= everything
+        for mode in ("hybrid", "vector", "keyword"):
+            hits = index.search("tomatoes backups", k=10, mode=mode, paths=["*.txt"])
+            assert hits and {Path(h.path).name for h in hits} == {"garden.txt"}, mode
+        below = index.search("tomatoes backups", k=10, paths=[f"{docs.name}/"])
+        assert {Path(h.path).name for h in below} == everything
+        answer = index.ask("When do backups run?", paths=["*.md"], k=10)
+        assert all(h.path.endswith(".md") for h in answer.sources)
+        with pytest.raises(UsageError, match=r"no file in index 't' matches --path '\*\.doc'"):
+            index.search("backups", paths=["*.doc"])
+
+
+def test_diversity_keeps_near_copies_out_of_the_top(env, tmp_path):
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    text = "The reactor coolant pump must be inspected every six months by two engineers.\n"
+    for n in range(4):
+        (folder / f"copy{n}.txt").write_text(text)
+    (folder / "other.txt").write_text("Inspections of the reactor are logged in the blue book.\n")
+    with _open(env) as index:
+        index.ingest([folder])
+        plain = [Path(h.path).name for h in index.search("reactor pump inspection", k=2)]
+        varied = [Path(h.path).name for h in index.search("reactor pump inspection", k=2,
+                                                          diversity=0.5)]
+        with pytest.raises(UsageError, match="diversity must be between 0 and 1"):
+            index.search("reactor", diversity=1.5)
+    assert plain[0].startswith("copy") and plain[1].startswith("copy")
+    assert varied[0].startswith("copy") and varied[1] == "other.txt"

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .cli import _open_index, _say, _with_index_options
+from .cli import _chunker, _open_index, _say, _with_index_options
 from .errors import UsageError
 
 
@@ -178,13 +178,20 @@ def doctor(opts: dict[str, Any], model: str) -> None:
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Cut-off for the hit rate of a questions file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--chunk-size", type=int, default=None,
+              help="Chunk size of the BEIR index, in approximate tokens [default: ingest's].")
+@click.option("--chunk-overlap", type=int, default=None, help="Overlap of those chunks.")
+@click.option("--whole-documents", is_flag=True,
+              help="One chunk per document, cut at the model's window: the protocol behind "
+              "published MTEB scores.")
 @_with_index_options
-def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: bool) -> None:
+def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: bool,
+             chunk_size: int | None, chunk_overlap: int | None, whole_documents: bool) -> None:
     """Measure retrieval on DATASET: a BEIR folder, or a questions JSONL for --index.
 
     A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) is indexed into
-    eval-<name>-<model> (reused on later runs) and scored with nDCG@10, Recall@10,
-    Recall@100, MRR@10 and query latency. A JSONL file of {"question", "source",
+    eval-<name>-<model>[-<chunking>] (reused on later runs) and scored with
+    nDCG@10, Recall@10, Recall@100, MRR@10 and query latency. A JSONL file of {"question", "source",
     "page"?} lines is scored against the selected index by hit rate@k and MRR.
     """
     from .progress import CounterLine
@@ -195,7 +202,8 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
             raise UsageError(f"unknown retrieval mode '{mode}' — use vector, keyword or hybrid")
     with CounterLine() as counter:
         if dataset.is_dir():
-            rows = _eval_beir(opts, dataset, chosen, counter)
+            chunker = _eval_chunker(chunk_size, chunk_overlap, whole_documents)
+            rows = _eval_beir(opts, dataset, chosen, counter, chunker)
         else:
             rows = _eval_questions(opts, dataset, chosen, k)
     if as_json:
@@ -211,16 +219,39 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any) -> list[dict]:
+#: A chunk size no document reaches: each document becomes one chunk, and the
+#: embedder cuts it at its window, as sentence-transformers does for MTEB.
+WHOLE_DOCUMENT = 1_000_000
+
+
+def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
+    from .chunking import ChunkerSettings
+
+    if whole:
+        if size is not None or overlap is not None:
+            raise UsageError("--whole-documents cannot be combined with "
+                             "--chunk-size or --chunk-overlap")
+        return ChunkerSettings(size=WHOLE_DOCUMENT, overlap=0)
+    if size is None and overlap is None:
+        return None
+    return _chunker(size, overlap, ChunkerSettings)
+
+
+def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
+               chunker: Any) -> list[dict]:
     from .evaluate import BeirSet, evaluate_beir
     from .index import DEFAULT_EMBED_MODEL, index_home
 
     data = BeirSet.load(folder)
     model = opts["embed_model"] or DEFAULT_EMBED_MODEL
     if opts["index_name"] == "default":
-        opts = {**opts, "index_name": f"eval-{data.name}-{model.replace(':', '-')}"}
+        name = f"eval-{data.name}-{model.replace(':', '-')}"
+        if chunker is not None:
+            name += ("-whole" if chunker.size == WHOLE_DOCUMENT
+                     else f"-c{chunker.size}o{chunker.overlap}")
+        opts = {**opts, "index_name": name}
     docs = data.write_documents(index_home() / ".eval-docs" / data.name)
-    with _open_index(opts, create=True) as index:
+    with _open_index(opts, create=True, chunker=chunker) as index:
         report = index.ingest([docs], progress=counter.ingest)
         _say(f"index '{index.name}': {report.summary()}")
         names = {f"{d}.txt": d for d in data.corpus}

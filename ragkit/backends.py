@@ -91,7 +91,10 @@ class BackendChooser:
         if self._embedded is None:
             from .engine import EmbeddedBackend
 
-            self._embedded = EmbeddedBackend()
+            say = self._announce
+            self._embedded = EmbeddedBackend(on_convert=(
+                (lambda: say("converting all-minilm to GGUF (once; cached in RAGKIT_CACHE)…"))
+                if say else None))
         return self._embedded
 
     def _embedded_for(self, model: str) -> Backend:

@@ -5,7 +5,8 @@ Layout of ``indexes/<name>/``::
     manifest.json         embedding model, dimension, chunker settings, ragkit version
     chunks.sqlite         files, chunks (text, metadata and the vector bytes), the FTS5
                           keyword index over them, generation counter
-    vectors-<gen>.faiss   FAISS IndexIDMap2(IndexFlatIP) matching generation <gen>
+    vectors-<gen>.faiss   FAISS index matching generation <gen>: exact IndexIDMap2(IndexFlatIP)
+                          below APPROX_THRESHOLD chunks, IVF (IndexIVFFlat) from there on
     .lock                 held (flock) by the one process writing the index
 
 Why this shape: a crash or Ctrl-C must never leave an index that fails to load.
@@ -14,6 +15,19 @@ generation counter in the same transaction.  The FAISS file is written under
 a new name (temp file + rename) tagged with the generation it matches, so a
 reader either finds the file for the current generation or rebuilds the
 vectors from SQLite.  No vector can exist without its chunk, or the reverse.
+
+Large indexes: an exact search reads every vector for every query (100k chunks
+= 150 MB of memory traffic, ~15 ms on a 2-core machine), so from
+APPROX_THRESHOLD chunks on, the cache is rebuilt as an inverted-file index
+(IndexIVFFlat, inner product, about 4*sqrt(n) k-means lists, ``nprobe`` lists
+scanned per query).  IVF rather than HNSW because IVF removes ids natively
+(a re-ingested or deleted file needs no tombstones and no rebuild) and builds a
+million vectors in well under a minute on two cores, where HNSW takes many
+minutes.  The kind is chosen whenever the cache is (re)built, and
+:meth:`Store.save_vectors` rebuilds it when the index has crossed the
+threshold (with hysteresis) or outgrown the lists it was trained with.
+Searches restricted to a set of ids (``--path``) are exact over that set when
+it is small, so a filter never loses hits to unprobed lists.
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ import logging
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +49,8 @@ import numpy as np
 from .errors import IndexBusyError, IndexCorruptError
 from .keywords import fts_query, keyword_terms
 
-__all__ = ["ChunkRow", "FileRecord", "Store", "StoredChunk"]
+__all__ = ["APPROX_THRESHOLD", "ChunkRow", "FileRecord", "Store", "StoredChunk", "ivf_lists",
+           "new_exact_index", "new_ivf_index"]
 
 log = logging.getLogger("ragkit")
 
@@ -43,6 +58,15 @@ MANIFEST = "manifest.json"
 DATABASE = "chunks.sqlite"
 LOCKFILE = ".lock"
 FORMAT_VERSION = 1
+
+#: From this many chunks on, the vector cache is an approximate IVF index.
+APPROX_THRESHOLD = 50_000
+#: An IVF index goes back to exact search when it shrinks below this.
+EXACT_BELOW = APPROX_THRESHOLD // 2
+#: A filtered search over at most this many ids is exact over just those ids.
+EXACT_SUBSET_MAX = 20_000
+_MAX_LISTS = 2048  # k-means lists at most: training stays under a minute at 1M chunks
+_TRAIN_PER_LIST = 64  # training vectors per list
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,12 +122,18 @@ class StoredChunk:
     text: str
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
+def _write_atomic(path: Path, data: bytes | Callable[[str], None]) -> None:
+    """Write ``path`` so readers see the old file or the new one, never half.
+
+    ``data`` is the bytes, or a function that writes the file named by its argument.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes):
+                fh.write(data)
+            else:
+                data(tmp)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -229,21 +259,35 @@ class Store:
     def search(
         self, vector: np.ndarray, k: int, ids: Sequence[int] | None = None
     ) -> list[tuple[int, float]]:
-        """Exact inner-product search: ``k`` (chunk id, cosine) pairs, best first.
+        """Inner-product search: ``k`` (chunk id, cosine) pairs, best first.
 
+        Exact below :data:`APPROX_THRESHOLD` chunks, approximate (IVF) above.
         With ``ids``, only those chunks are candidates (a path filter).
         """
         index = self._vectors()
         if index.ntotal == 0 or (ids is not None and len(ids) == 0):
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        params = None
-        if ids is not None:
-            import faiss
+        approximate = _is_ivf(index)
+        if ids is not None and approximate and len(ids) <= EXACT_SUBSET_MAX:
+            return _subset_search(index, query[0], k, ids)
+        import faiss
 
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(ids, "int64")))
+        sel = faiss.IDSelectorBatch(np.asarray(ids, "int64")) if ids is not None else None
+        if approximate:
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
+        else:
+            params = faiss.SearchParameters(sel=sel) if sel is not None else None
         scores, found = index.search(query, min(k, index.ntotal), params=params)
-        return [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True) if i != -1]
+        hits = [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True) if i != -1]
+        if approximate and ids is not None and len(hits) < min(k, len(ids)):
+            return _subset_search(index, query[0], k, ids)  # the filter emptied the probed lists
+        return hits
+
+    @property
+    def approximate(self) -> bool:
+        """Whether searches use the approximate (IVF) index."""
+        return _is_ivf(self._vectors())
 
     def cosines(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """Cosine of ``vector`` with each stored chunk in ``ids`` (vectors are normalized)."""
@@ -324,10 +368,16 @@ class Store:
         return index
 
     def _rebuild_vectors(self) -> Any:
-        """Recreate the FAISS index from the vectors stored in SQLite."""
-        import faiss
+        """Recreate the FAISS index from the vectors stored in SQLite.
 
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
+        Exact below :data:`APPROX_THRESHOLD` chunks; above, an IVF index trained
+        on an evenly spaced sample, then filled in blocks (peak memory: the index).
+        """
+        count = self.count()
+        if count >= APPROX_THRESHOLD:
+            index = new_ivf_index(self.dimension, count, self._sample_vectors(count))
+        else:
+            index = new_exact_index(self.dimension)
         cursor = self._query("SELECT id, vector FROM chunks ORDER BY id")
         while rows := cursor.fetchmany(4096):
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -335,17 +385,41 @@ class Store:
             index.add_with_ids(vecs.reshape(len(rows), self.dimension), ids)
         return index
 
+    def _sample_vectors(self, count: int) -> np.ndarray:
+        """About ``_TRAIN_PER_LIST`` vectors per IVF list, spread evenly over the ids."""
+        wanted = _TRAIN_PER_LIST * ivf_lists(count)
+        top = int(self._query("SELECT MAX(id) FROM chunks").fetchone()[0] or 0)
+        step = max(1, top // wanted)
+        rows = self._query("SELECT vector FROM chunks WHERE id % ? = 0 LIMIT ?", (step, wanted))
+        data = b"".join(r[0] for r in rows)
+        return np.frombuffer(data, dtype=np.float32).reshape(-1, self.dimension)
+
+    def _needs_new_kind(self, index: Any) -> bool:
+        """Whether the cache should be rebuilt: it crossed the threshold or outgrew its lists."""
+        n = index.ntotal
+        if not _is_ivf(index):
+            return n >= APPROX_THRESHOLD
+        if n < EXACT_BELOW:
+            return True
+        return index.nlist < _MAX_LISTS and ivf_lists(n) >= 2 * index.nlist
+
     def _faiss_path(self, generation: int) -> Path:
         return self.root / f"vectors-{generation}.faiss"
 
     def save_vectors(self) -> None:
-        """Write the FAISS cache for the current generation and drop older ones."""
+        """Write the FAISS cache for the current generation and drop older ones.
+
+        An index that crossed :data:`APPROX_THRESHOLD` (or shrank below
+        :data:`EXACT_BELOW`) is rebuilt in the other kind first.
+        """
         import faiss
 
         index = self._vectors()
+        if self._needs_new_kind(index):
+            index = self._faiss = self._rebuild_vectors()
         path = self._faiss_path(self._faiss_generation)
         if not path.exists():
-            _write_atomic(path, faiss.serialize_index(index).tobytes())
+            _write_atomic(path, lambda name: faiss.write_index(index, name))
         for old in self.root.glob("vectors-*.faiss"):
             if old != path:
                 with contextlib.suppress(OSError):
@@ -423,6 +497,73 @@ class _Writer:
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
             (record.path, record.sha256, record.mtime_ns, record.size, record.chunks),
         )
+
+
+def ivf_lists(count: int) -> int:
+    """Number of IVF lists for ``count`` vectors: about 4*sqrt(n), at most ``_MAX_LISTS``.
+
+    >>> ivf_lists(100_000), ivf_lists(1_000_000)
+    (1264, 2048)
+    """
+    return int(max(16, min(_MAX_LISTS, 4 * count**0.5)))
+
+
+def ivf_probes(lists: int) -> int:
+    """Lists scanned per query: recall@10 >= 0.95 on clustered synthetic vectors.
+
+    >>> ivf_probes(1264), ivf_probes(2048), ivf_probes(100)
+    (64, 64, 16)
+    """
+    return int(min(lists, max(16, min(64, lists // 16))))
+
+
+def new_exact_index(dimension: int) -> Any:
+    """An empty exact inner-product index keyed by chunk id."""
+    import faiss
+
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+
+
+def new_ivf_index(dimension: int, count: int, sample: np.ndarray) -> Any:
+    """An empty IVF inner-product index for about ``count`` vectors, trained on ``sample``.
+
+    Ids are kept in a hash table, so vectors can be looked up and removed by chunk id.
+    """
+    import faiss
+
+    lists = min(ivf_lists(count), max(1, len(sample)))
+    quantizer = faiss.IndexFlatIP(dimension)
+    index = faiss.IndexIVFFlat(quantizer, dimension, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = 10
+    index.cp.max_points_per_centroid = _TRAIN_PER_LIST
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    index.nprobe = ivf_probes(lists)
+    return index
+
+
+def _is_ivf(index: Any) -> bool:
+    return hasattr(index, "nprobe")
+
+
+def _subset_search(index: Any, query: np.ndarray, k: int,
+                   ids: Sequence[int]) -> list[tuple[int, float]]:
+    """Exact search over just ``ids`` (vectors looked up by id; missing ids skipped)."""
+    keys = np.unique(np.asarray(ids, dtype=np.int64))
+    try:
+        matrix = index.reconstruct_batch(keys)
+    except RuntimeError:  # some id was removed by a writer: look them up one by one
+        found = {}
+        for key in keys:
+            with contextlib.suppress(RuntimeError):
+                found[int(key)] = index.reconstruct(int(key))
+        if not found:
+            return []
+        keys = np.fromiter(found, dtype=np.int64, count=len(found))
+        matrix = np.stack(list(found.values()))
+    scores = matrix @ query
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(int(keys[i]), float(scores[i])) for i in top]
 
 
 def _short(exc: BaseException) -> str:

@@ -123,3 +123,60 @@ def test_keyword_search_ranks_by_bm25_and_follows_deletes(store):
     with store.transaction() as tx:
         tx.remove_file("/k.md")
     assert store.keyword_search("espresso", 5) == []
+
+
+@pytest.fixture
+def small_threshold(monkeypatch):
+    """Make the approximate (IVF) index kick in at 300 chunks instead of tens of thousands."""
+    import ragkit.store as store_module
+
+    monkeypatch.setattr(store_module, "APPROX_THRESHOLD", 300)
+    monkeypatch.setattr(store_module, "EXACT_BELOW", 150)
+    monkeypatch.setattr(store_module, "EXACT_SUBSET_MAX", 20)
+
+
+def _fill(store: Store, files: int, per_file: int) -> dict[str, np.ndarray]:
+    return {f"/f{n}.md": _put(store, f"/f{n}.md", per_file, seed=100 + n) for n in range(files)}
+
+
+def test_past_the_threshold_the_cache_becomes_approximate(store, tmp_path, small_threshold):
+    vecs = _fill(store, 8, 50)
+    assert not store.approximate  # grown by transactions: still exact until saved
+    store.save_vectors()
+    assert store.approximate
+    reopened = Store.open(tmp_path / "idx")
+    assert reopened.approximate  # the IVF file is what was saved and loaded
+    cid, score = reopened.search(vecs["/f3.md"][7], 1)[0]
+    assert reopened.chunks([cid])[cid].text == "/f3.md chunk 7"
+    assert score == pytest.approx(1.0, abs=1e-5)
+    assert reopened.vectors([cid])[cid] == pytest.approx(vecs["/f3.md"][7], abs=1e-6)
+    reopened.close()
+
+
+def test_approximate_index_follows_removals_and_filters(store, small_threshold):
+    vecs = _fill(store, 8, 50)
+    store.save_vectors()
+    with store.transaction() as tx:
+        tx.remove_file("/f2.md")
+    found = store.search(vecs["/f2.md"][0], 20)
+    assert found and all(store.chunks([c])[c].path != "/f2.md" for c, _ in found)
+    small = store.chunk_ids(["/f5.md"])[:10]  # exact over the subset
+    hits = store.search(vecs["/f5.md"][4], 3, ids=small)
+    assert store.chunks([hits[0][0]])[hits[0][0]].text == "/f5.md chunk 4"
+    assert {c for c, _ in hits} <= set(small)
+    large = store.chunk_ids(["/f5.md", "/f6.md"])  # more than EXACT_SUBSET_MAX: the selector
+    hits = store.search(vecs["/f6.md"][9], 5, ids=large)
+    assert len(hits) == 5 and {c for c, _ in hits} <= set(large)
+    assert store.chunks([hits[0][0]])[hits[0][0]].text == "/f6.md chunk 9"
+    assert store.search(vecs["/f6.md"][9], 5, ids=store.chunk_ids(["/f2.md"])) == []
+
+
+def test_an_index_that_shrinks_goes_back_to_exact_search(store, small_threshold):
+    _fill(store, 8, 50)
+    store.save_vectors()
+    with store.transaction() as tx:
+        for n in range(6):
+            tx.remove_file(f"/f{n}.md")
+    store.save_vectors()
+    assert not store.approximate and store.count() == 100
+    assert len(store.search(_vectors(1, 3)[0], 200)) == 100

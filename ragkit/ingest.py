@@ -4,17 +4,25 @@ Files are committed whole: a file's chunks and vectors land in one SQLite
 transaction together with its hash, so an interrupted run keeps every file it
 finished and a re-run picks up the rest.  Reading and chunking the next files
 overlaps with embedding the current batch.
+
+Embedding is pipelined: each batch of about ``batch_size`` chunks goes out as
+``/api/embed`` requests of many texts, and up to ``parallel`` requests are in
+flight at once (``RAGKIT_PARALLEL``; by default ``OLLAMA_NUM_PARALLEL`` + 1, so
+the server always has the next request queued while ragkit decodes, writes and
+chunks).  Batches are committed in order as their vectors arrive, and at most
+about ``parallel + 1`` batches of text are held at any time, however large the
+corpus.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +33,7 @@ from .errors import LoadError
 from .loading import Document, Skipped, iter_files, load_file
 from .store import ChunkRow, FileRecord, Store
 
-__all__ = ["IngestProgress", "IngestReport", "Problem", "ingest"]
+__all__ = ["IngestProgress", "IngestReport", "Problem", "default_parallel", "ingest"]
 
 #: Embeds a batch of document texts into normalized float32 rows.
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
@@ -109,17 +117,23 @@ def ingest(
     batch_size: int = 64,
     follow_symlinks: bool = False,
     progress: Callable[[IngestProgress], None] | None = None,
+    parallel: int | None = None,
 ) -> IngestReport:
-    """Bring ``store`` up to date with the files under ``paths``."""
+    """Bring ``store`` up to date with the files under ``paths``.
+
+    ``parallel``: embedding requests in flight (default: :func:`default_parallel`).
+    """
     started = time.monotonic()
     report = IngestReport()
     roots = [Path(p).absolute() for p in paths]
     known = store.files()
     todo = _plan(roots, known, follow_symlinks, report)
     tracker = _Tracker(len(todo) + report.unchanged, report.unchanged, started, progress)
-    work = _prepare_in_background(todo, known, chunker, document_prefix)
-    for batch in _batches(work, batch_size, report):
-        vectors = _embed_batch(embed, [t for p in batch for t in p.texts], batch_size)
+    in_flight = default_parallel() if parallel is None else max(1, parallel)
+    work = _prepare_in_background(todo, known, chunker, document_prefix,
+                                  ahead=batch_size * (in_flight + 1))
+    batches = _batches(work, batch_size, report)
+    for batch, vectors in _embed_ahead(batches, embed, batch_size, in_flight):
         _commit(store, batch, vectors, report)
         tracker.advance(len(batch), len(vectors), batch[-1].record.path)
     _remove_missing(store, roots, known, todo, report)
@@ -153,33 +167,53 @@ def _plan(
 
 
 def _prepare_in_background(
-    files: list[Path], known: dict[str, FileRecord], chunker: ChunkerSettings, prefix: str
+    files: list[Path], known: dict[str, FileRecord], chunker: ChunkerSettings, prefix: str,
+    *, ahead: int = 256,
 ) -> Iterator[_Prepared | _Unchanged | Problem]:
-    """Read and chunk files in a thread, a few files ahead of the embedder."""
-    out: queue.Queue[object] = queue.Queue(maxsize=16)
+    """Read and chunk files in a thread, up to about ``ahead`` chunks ahead of the embedder."""
+    out: deque[object] = deque()
+    ready = threading.Condition()
+    queued = [0]  # chunks prepared and not yet taken
     stop = threading.Event()
     done = object()
+
+    def put(item: object) -> None:
+        size = len(item.texts) if isinstance(item, _Prepared) else 0
+        with ready:
+            while queued[0] >= ahead and out and not stop.is_set():
+                ready.wait(0.1)
+            out.append(item)
+            queued[0] += size
+            ready.notify_all()
 
     def work() -> None:
         try:
             for path in files:
                 if stop.is_set():
                     return
-                out.put(_prepare(path, known.get(str(path)), chunker, prefix))
+                put(_prepare(path, known.get(str(path)), chunker, prefix))
         finally:
-            out.put(done)
+            put(done)
 
     thread = threading.Thread(target=work, name="ragkit-prepare", daemon=True)
     thread.start()
     try:
-        while (item := out.get()) is not done:
+        while True:
+            with ready:
+                while not out:
+                    ready.wait()
+                item = out.popleft()
+                if isinstance(item, _Prepared):
+                    queued[0] -= len(item.texts)
+                ready.notify_all()
+            if item is done:
+                return
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                out.get_nowait()
-            thread.join(0.01)
+        with ready:
+            ready.notify_all()
+        thread.join()
 
 
 def _prepare(
@@ -253,6 +287,59 @@ def _batches(
 def _embed_batch(embed: EmbedFn, texts: list[str], size: int) -> np.ndarray:
     """Embed ``texts`` in requests of at most ``size`` texts each."""
     parts = [embed(texts[i : i + size]) for i in range(0, len(texts), size)]
+    return np.vstack(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def default_parallel() -> int:
+    """Embedding requests in flight: ``RAGKIT_PARALLEL``, else ``OLLAMA_NUM_PARALLEL`` + 1.
+
+    One more than the server runs at once, so a request is always waiting at the
+    server while ragkit handles the last reply.
+    """
+    for name, extra in (("RAGKIT_PARALLEL", 0), ("OLLAMA_NUM_PARALLEL", 1)):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value) + extra
+    return 2
+
+
+def _embed_ahead(
+    batches: Iterable[list[_Prepared]], embed: EmbedFn, size: int, in_flight: int
+) -> Iterator[tuple[list[_Prepared], np.ndarray]]:
+    """Yield each batch with its vectors, in order, keeping ``in_flight`` requests busy.
+
+    Requests of at most ``size`` texts go to a pool of ``in_flight`` threads; a
+    batch is handed back (to be committed) as soon as its requests are done,
+    while the requests of the following batches keep running.
+    """
+    if in_flight <= 1:
+        for batch in batches:
+            yield batch, _embed_batch(embed, [t for p in batch for t in p.texts], size)
+        return
+    pool = ThreadPoolExecutor(in_flight, thread_name_prefix="ragkit-embed")
+    pending: deque[tuple[list[_Prepared], list[Future[np.ndarray]]]] = deque()
+    running = 0
+    try:
+        for batch in batches:
+            texts = [t for p in batch for t in p.texts]
+            requests = [pool.submit(embed, texts[i : i + size]) for i in range(0, len(texts), size)]
+            pending.append((batch, requests))
+            running += len(requests)
+            while pending and (running > in_flight or not pending[0][1]):
+                done, parts = pending.popleft()
+                running -= len(parts)
+                yield done, _stacked([f.result() for f in parts])
+        while pending:
+            done, parts = pending.popleft()
+            yield done, _stacked([f.result() for f in parts])
+    finally:
+        for _, parts in pending:
+            for future in parts:
+                future.cancel()
+        pool.shutdown(wait=not pending)
+
+
+def _stacked(parts: list[np.ndarray]) -> np.ndarray:
     return np.vstack(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -11,10 +11,14 @@ Typical use (needs a backend; see the README)::
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import os
 import shutil
+import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +29,12 @@ from .answering import MODES, Answer, AnswerStream, options_for
 from .backend import Backend, embedding_prefixes
 from .backends import BackendChooser
 from .chunking import ChunkerSettings
-from .errors import EmbeddingMismatchError, IndexNotFoundError, UsageError
+from .errors import EmbeddingMismatchError, IndexBusyError, IndexNotFoundError, UsageError
 from .ingest import IngestProgress, IngestReport, ingest
 from .prompting import build_generate_prompt, build_messages
 from .retrieval import MODES as RETRIEVAL_MODES
 from .retrieval import Hit, match_paths, retrieve
-from .store import Store
+from .store import DATABASE, LOCKFILE, MANIFEST, Store
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
 
@@ -138,21 +142,73 @@ class Index:
         batch_size: int = 64,
         progress: Callable[[IngestProgress], None] | None = None,
     ) -> IngestReport:
-        """Index new and changed files under ``paths`` and drop deleted ones."""
+        """Index new and changed files under ``paths`` and drop deleted ones.
+
+        A first build writes straight into the index folder, so whatever it
+        committed survives Ctrl-C or a crash and the next run resumes.  A
+        ``rebuild`` of an existing index builds next to it and swaps the result
+        in, so the old index stays usable until the new one is complete.
+        """
         paths = [Path(p).expanduser() for p in paths]
         if not paths:
             raise UsageError("nothing to ingest — give at least one file or folder")
-        if rebuild or self._store is None:
+        if rebuild and (self._store is not None or Store.exists(self.path)):
+            # (No store but a manifest: the folder holds a damaged index to replace.)
             return self._build_fresh(paths, follow_symlinks, batch_size, progress)
+        if self._store is None:
+            return self._first_build(paths, follow_symlinks, batch_size, progress)
         self._check_settings()
         store = self._store
         store.lock()
         try:
-            return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
-                          document_prefix=self._prefixes()[1], batch_size=batch_size,
-                          follow_symlinks=follow_symlinks, progress=progress)
+            _clean_stale_work(self.path)
+            return self._ingest_into(store, paths, follow_symlinks, batch_size, progress)
         finally:
             store.unlock()
+
+    def _ingest_into(
+        self,
+        store: Store,
+        paths: list[Path],
+        follow: bool,
+        batch_size: int,
+        progress: Callable[[IngestProgress], None] | None,
+    ) -> IngestReport:
+        return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
+                      document_prefix=self._prefixes()[1], batch_size=batch_size,
+                      follow_symlinks=follow, progress=progress)
+
+    def _first_build(
+        self,
+        paths: list[Path],
+        follow: bool,
+        batch_size: int,
+        progress: Callable[[IngestProgress], None] | None,
+    ) -> IngestReport:
+        """Create the index in place under its write lock, then ingest incrementally."""
+        model = self._requested_model or self.embed_model
+        chunker = self._requested_chunker or ChunkerSettings()
+        probe = self._embed(model, ["dimension probe"])  # fails before anything is created
+        self.path.mkdir(parents=True, exist_ok=True)
+        with _writer_lock(self.path):
+            _clean_stale_work(self.path)
+            created = not Store.exists(self.path)
+            if created:
+                manifest = self._new_manifest(model, probe.shape[1], chunker)
+                self._store = Store.create(self.path, manifest)
+                self._requested_chunker = None
+            else:  # another process created it since we looked
+                self._store = Store.open(self.path)
+                self._check_settings()
+            store = self._store
+            try:
+                return self._ingest_into(store, paths, follow, batch_size, progress)
+            except BaseException:
+                if created and not store.files():  # nothing committed: leave no empty index
+                    store.close()
+                    self._store = None
+                    _remove_index_files(self.path)
+                raise
 
     def _build_fresh(
         self,
@@ -161,39 +217,53 @@ class Index:
         batch_size: int,
         progress: Callable[[IngestProgress], None] | None,
     ) -> IngestReport:
-        """Build into a sibling folder, then swap it in: the old index survives a failure."""
-        if self._store:
-            self._store.lock()
-        model = self._requested_model or self.embed_model
-        chunker = self._requested_chunker or ChunkerSettings()
-        probe = self._embed(model, ["dimension probe"])
-        building = self.path.with_name(f".{self.name}.building-{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
-        new = Store.create(building, self._new_manifest(model, probe.shape[1], chunker))
-        try:
-            report = ingest(new, paths, self._embed_documents_with(model), chunker=chunker,
-                            document_prefix=embedding_prefixes(model)[1],
-                            batch_size=batch_size, follow_symlinks=follow, progress=progress)
-        except BaseException:
-            new.close()
+        """Build into a work folder, then swap it in: the old index survives a failure.
+
+        The work folder lives in ``<home>/.ragkit-work/`` (hidden, and not an
+        index itself, so ``ragkit indexes list`` never shows it) and is locked
+        while it is built; one left behind by a killed process is removed by
+        the next ingest (:func:`_clean_stale_work`).
+        """
+        with _writer_lock(self.path):  # the lock Store.lock() takes: one writer at a time
+            _clean_stale_work(self.path)
+            model = self._requested_model or self.embed_model
+            chunker = self._requested_chunker or ChunkerSettings()
+            probe = self._embed(model, ["dimension probe"])
+            building = _work_dir(self.path) / f"{self.name}.building-{os.getpid()}"
             shutil.rmtree(building, ignore_errors=True)
-            if self._store:
-                self._store.unlock()
-            raise
-        new.close()
-        self._swap_in(building)
+            building.mkdir(parents=True)
+            with _writer_lock(building):
+                new = Store.create(building, self._new_manifest(model, probe.shape[1], chunker))
+                try:
+                    report = ingest(new, paths, self._embed_documents_with(model),
+                                    chunker=chunker, document_prefix=embedding_prefixes(model)[1],
+                                    batch_size=batch_size, follow_symlinks=follow,
+                                    progress=progress)
+                except BaseException:
+                    new.close()
+                    shutil.rmtree(building, ignore_errors=True)
+                    _remove_empty(building.parent)
+                    raise
+                new.close()
+                self._swap_in(building)
         return report
 
     def _swap_in(self, building: Path) -> None:
-        """Replace the index folder with the freshly built one."""
-        old = self.path.with_name(f".{self.name}.old-{os.getpid()}")
-        if self._store:
+        """Replace the index folder with the freshly built one, atomically where possible.
+
+        On Linux the two folders trade places in one ``renameat2(RENAME_EXCHANGE)``,
+        so there is no moment without an index at ``self.path``; elsewhere two
+        renames leave a window of microseconds.
+        """
+        if self._store is not None:
             self._store.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
+        if not _exchange(building, self.path):
+            old = building.with_name(building.name.replace(".building-", ".old-"))
             os.rename(self.path, old)
-        os.rename(building, self.path)
-        shutil.rmtree(old, ignore_errors=True)
+            os.rename(building, self.path)
+            building = old
+        shutil.rmtree(building, ignore_errors=True)  # now the old index
+        _remove_empty(building.parent)
         self._store = Store.open(self.path)
         self._requested_chunker = None
 
@@ -357,6 +427,80 @@ class Index:
     def ask(self, question: str, **kwargs: Any) -> Answer:
         """Like :meth:`ask_stream`, but wait for the whole answer."""
         return self.ask_stream(question, **kwargs).answer
+
+
+WORK_DIR = ".ragkit-work"
+
+
+def _work_dir(index_path: Path) -> Path:
+    """Where rebuilds of the indexes next to ``index_path`` are assembled."""
+    return index_path.parent / WORK_DIR
+
+
+@contextlib.contextmanager
+def _writer_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s single-writer lock (the one :meth:`Store.lock` takes), or raise busy."""
+    fh = open(folder / LOCKFILE, "a+")  # noqa: SIM115 - closed below
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBusyError(str(folder)) from None
+        yield
+    finally:
+        fh.close()  # closing releases the lock
+
+
+def _clean_stale_work(index_path: Path) -> None:
+    """Remove work folders left by killed rebuilds (their lock is free once the owner is dead)."""
+    work = _work_dir(index_path)
+    if not work.is_dir():
+        return
+    for folder in work.glob(f"{index_path.name}.*-*"):
+        try:
+            with _writer_lock(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+        except (IndexBusyError, OSError):
+            continue  # a live rebuild, or already gone
+    _remove_empty(work)
+
+
+def _remove_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _remove_index_files(path: Path) -> None:
+    """Delete an index folder ragkit created, keeping anything else a user put there."""
+    for name in (MANIFEST, DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm", LOCKFILE):
+        with contextlib.suppress(OSError):
+            (path / name).unlink()
+    for cache in path.glob("vectors-*.faiss"):
+        with contextlib.suppress(OSError):
+            cache.unlink()
+    _remove_empty(path)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two folders (Linux ``renameat2``); False where that is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: the kernel or filesystem says no
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
 
 
 def _check_k(k: int) -> None:

@@ -16,6 +16,7 @@ corpus.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -29,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import ChunkerSettings, chunk_text
-from .errors import LoadError
-from .loading import Document, Skipped, iter_files, load_file
+from .errors import BackendError, LoadError
+from .loading import Document, Skipped, check_size, iter_files, load_file
 from .store import ChunkRow, FileRecord, Store
 
 __all__ = ["IngestProgress", "IngestReport", "Problem", "default_parallel", "ingest"]
@@ -126,21 +127,43 @@ def ingest(
     started = time.monotonic()
     report = IngestReport()
     roots = [Path(p).absolute() for p in paths]
+    _remove_dead_temp_files(store.root)
     known = store.files()
     todo = _plan(roots, known, follow_symlinks, report)
     tracker = _Tracker(len(todo) + report.unchanged, report.unchanged, started, progress)
     in_flight = default_parallel() if parallel is None else max(1, parallel)
     work = _prepare_in_background(todo, known, chunker, document_prefix,
                                   ahead=batch_size * (in_flight + 1))
-    batches = _batches(work, batch_size, report)
-    for batch, vectors in _embed_ahead(batches, embed, batch_size, in_flight):
-        _commit(store, batch, vectors, report)
-        tracker.advance(len(batch), len(vectors), batch[-1].record.path)
+    try:
+        batches = _batches(work, batch_size, report)
+        for batch, vectors in _embed_ahead(batches, embed, batch_size, in_flight):
+            _commit(store, batch, vectors, report)
+            tracker.advance(len(batch), len(vectors), batch[-1].record.path)
+    except BackendError as exc:
+        _add_resume_hint(exc, report)
+        raise
     _remove_missing(store, roots, known, todo, report)
     store.save_vectors()
     report.total_chunks = store.count()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _remove_dead_temp_files(root: Path) -> None:
+    """Delete half-written temp files (``.NAME.XXXX.tmp``) a killed writer left behind.
+
+    The caller holds the index's write lock, so no live writer owns them.
+    """
+    for tmp in root.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _add_resume_hint(exc: BackendError, report: IngestReport) -> None:
+    """Tell the user the ingest can be resumed: committed files are kept."""
+    done = len(report.added) + len(report.updated)
+    kept = f"the {done} files indexed before that are kept" if done else "nothing new was indexed"
+    exc.args = (f"{exc} (ingest stopped: {kept}; run the same command again to finish)",)
 
 
 def _plan(
@@ -222,6 +245,7 @@ def _prepare(
     """Hash, load and chunk one file; failures become a :class:`Problem`."""
     try:
         st = path.stat()
+        check_size(path, st.st_size)  # before hashing: a refused file is never read
         digest = _sha256(path)
         if record and record.sha256 == digest:
             return _Unchanged(FileRecord(str(path), digest, st.st_mtime_ns, st.st_size,

@@ -5,6 +5,13 @@ out; :func:`load_file` turns one file into :class:`Document` objects (one per
 page for a PDF).  Files that cannot be read raise
 :class:`~ragkit.errors.LoadError` with a one-line reason, never a traceback,
 so ingest can report them and go on.
+
+Size cap: a file is read whole (text must be decoded and chunked, pypdf needs
+the whole PDF), so files above a cap are refused *before* they are read, with
+the reason and the way to raise the cap: 32 MB for text-like files, 8 times
+that for PDFs (most of a PDF's bytes are images and fonts).  ``RAGKIT_MAX_FILE_MB``
+changes the cap (the text cap; PDFs get 8 times it).  Memory for one file
+therefore stays within a small multiple of the cap however big the file is.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "Document",
     "Skipped",
+    "check_size",
     "decode_text",
     "html_to_text",
     "iter_files",
@@ -56,6 +64,8 @@ SUPPORTED_SUFFIXES: frozenset[str] = frozenset(SUFFIX_KIND)
 IGNORED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv"})
 
 _SNIFF = 8192  # bytes looked at to tell text from binary
+DEFAULT_MAX_FILE_MB = 32  # text-like files; PDFs may be PDF_SIZE_FACTOR times bigger
+PDF_SIZE_FACTOR = 8
 _BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
     (b"\xff\xfe\x00\x00", "utf-32-le"),
     (b"\x00\x00\xfe\xff", "utf-32-be"),
@@ -134,13 +144,44 @@ def _looks_binary(head: bytes) -> bool:
     return b"\x00" in head and not any(head.startswith(bom) for bom, _ in _BOMS)
 
 
+def max_file_bytes(kind: str) -> int:
+    """The size above which a file of ``kind`` is refused unread (see the module doc)."""
+    raw = os.environ.get("RAGKIT_MAX_FILE_MB", "").strip()
+    try:
+        megabytes = float(raw) if raw else DEFAULT_MAX_FILE_MB
+    except ValueError:
+        megabytes = DEFAULT_MAX_FILE_MB
+    factor = PDF_SIZE_FACTOR if kind == "pdf" else 1
+    return int(megabytes * factor * 1_000_000)
+
+
+def check_size(path: Path, size: int) -> None:
+    """Raise :class:`LoadError` if a file of ``size`` bytes is over the cap for its kind."""
+    kind = SUFFIX_KIND.get(Path(path).suffix.lower(), "text")
+    limit = max_file_bytes(kind)
+    if size > limit:
+        raise LoadError(
+            str(path),
+            f"file too large ({size / 1e6:.1f} MB; the limit for {kind} files is "
+            f"{limit / 1e6:g} MB) — split it, or raise RAGKIT_MAX_FILE_MB",
+        )
+
+
 def load_file(path: Path) -> list[Document]:
-    """Read one file into documents: one for a text file, one per page with text for a PDF."""
+    """Read one file into documents: one for a text file, one per page with text for a PDF.
+
+    Files over the size cap (:func:`max_file_bytes`) are refused without being read.
+    """
     path = Path(path)
     kind = SUFFIX_KIND.get(path.suffix.lower())
     if kind is None:
         raise LoadError(str(path), _unsupported(path))
-    data = _read(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise LoadError(str(path), _os_reason(exc)) from None
+    check_size(path, size)
+    data = _read(path, max_file_bytes(kind))
     if not data.strip():
         raise LoadError(str(path), "empty file")
     if kind == "pdf":
@@ -162,12 +203,16 @@ def _unsupported(path: Path) -> str:
     return f"unsupported file type {suffix}" if suffix else "unsupported file type (no extension)"
 
 
-def _read(path: Path) -> bytes:
-    """The file's bytes; OS errors become a LoadError with a short reason."""
+def _read(path: Path, limit: int) -> bytes:
+    """The file's bytes (at most ``limit``: a file that grew since it was measured is
+    refused, not read whole); OS errors become a LoadError with a short reason."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
     except OSError as exc:
         raise LoadError(str(path), _os_reason(exc)) from None
+    check_size(path, len(data))
+    return data
 
 
 def _os_reason(exc: OSError) -> str:
@@ -379,16 +424,34 @@ class _Walker:
         return True
 
     def _walk(self, folder: Path, root: Path) -> Iterator[Path | Skipped]:
+        """Depth first in name order, with an explicit stack: no recursion limit on depth."""
+        stack = [iter(self._entries(folder))]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+            elif isinstance(item, Skipped):
+                yield item
+            else:
+                for found in self._entry(item[0], item[1], root):
+                    if isinstance(found, _Folder):
+                        stack.append(iter(self._entries(found.path)))
+                    else:
+                        yield found
+
+    @staticmethod
+    def _entries(folder: Path) -> list[tuple[Path, bool] | Skipped]:
+        """A folder's wanted entries as (path, is_symlink), sorted; or why it cannot be read."""
         try:
             with os.scandir(folder) as it:
                 entries = sorted((e for e in it if _wanted(e.name)), key=lambda e: e.name)
         except OSError as exc:
-            yield Skipped(folder, _os_reason(exc))
-            return
-        for entry in entries:
-            yield from self._entry(folder / entry.name, entry.is_symlink(), root)
+            return [Skipped(folder, _os_reason(exc))]
+        return [(folder / e.name, e.is_symlink()) for e in entries]
 
-    def _entry(self, path: Path, is_link: bool, root: Path) -> Iterator[Path | Skipped]:
+    def _entry(
+        self, path: Path, is_link: bool, root: Path
+    ) -> Iterator[Path | Skipped | _Folder]:
         if is_link:
             target = Path(os.path.realpath(path))
             if not target.exists():
@@ -407,11 +470,18 @@ class _Walker:
         if not self._first_visit(st):
             return  # a loop, or a second way to the same file
         if stat.S_ISDIR(st.st_mode):
-            yield from self._walk(path, root)
+            yield _Folder(path)
         elif stat.S_ISREG(st.st_mode):
             yield _check_file(path)
         else:
             yield Skipped(path, "not a regular file")
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """A folder :meth:`_Walker._walk` still has to enter."""
+
+    path: Path
 
 
 def _wanted(name: str) -> bool:

@@ -92,6 +92,8 @@ class OllamaClient:
         retries: int = 3, backoff: float = 0.5, session: requests.Session | None = None,
     ) -> None:
         self.host = parse_host(host)
+        if not timeout > 0:  # also refuses NaN; requests would fail later with a ValueError
+            raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retries = max(0, retries)

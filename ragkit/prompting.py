@@ -64,7 +64,8 @@ def format_context(hits: Sequence[Hit]) -> str:
     """
     parts = []
     for n, hit in enumerate(hits, 1):
-        parts.append(f"[{n}] {hit.citation}\n{_defuse(hit.text.strip())}")
+        # The citation carries a file name and a heading: document text too.
+        parts.append(f"[{n}] {_defuse(hit.citation)}\n{_defuse(hit.text.strip())}")
     return "<documents>\n" + "\n\n".join(parts) + "\n</documents>"
 
 

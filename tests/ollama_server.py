@@ -123,6 +123,7 @@ class FakeOllama:
         self.registry = set(REGISTRY)
         self.loaded: dict[str, str] = {}  # model -> expires_at, as /api/ps reports
         self.requests: list[tuple[str, str, Any]] = []
+        self.delay = 0.0  # seconds every /api/embed reply waits: a slow model, for crash tests
         self._faults: dict[str, list[tuple[Any, str | None]]] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
@@ -294,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self._missing(model):
             return
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        if self.fake.delay:
+            time.sleep(self.fake.delay)
         dim = _profile(model).get("embedding_length", self.fake.dim)
         cut = body.get("dimensions") or dim  # matryoshka truncation, then normalize again
         vectors = [_unit(fake_embedding(t, dim)[:cut]) for t in texts]

@@ -1,0 +1,207 @@
+"""A hostile corpus, generated here, through ``ragkit ingest``: good files in, bad ones reported.
+
+Every good file must be indexed; every bad one reported exactly once with its
+reason; the exit status 5 ("completed with problems") must differ from success
+(0) and from failure (1-4); and a file too big to read is refused unread, so
+memory stays bounded (measured in a subprocess).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pdfgen import write_encrypted_pdf, write_image_only_pdf, write_pdf, write_truncated_pdf
+
+from ragkit import Index
+from ragkit.cli import cli
+from ragkit.errors import LoadError
+from ragkit.loading import DEFAULT_MAX_FILE_MB, load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+HUGE_MB = 52
+DEPTH = 60
+
+
+def write_huge(path: Path, megabytes: int = HUGE_MB) -> Path:
+    """A text file of ``megabytes`` MB without a single line break."""
+    block = b"lorem ipsum dolor sit amet " * 40_000  # ~1 MB
+    with open(path, "wb") as fh:
+        for _ in range(megabytes * 1_000_000 // len(block) + 1):
+            fh.write(block)
+        fh.truncate(megabytes * 1_000_000)
+    return path
+
+
+def hostile_corpus(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, str]]:
+    """The folder, its good files (name -> a phrase in it) and bad ones (name -> reason)."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    good = {
+        "notes with spaces.md": "# Spaces\n\nThe courier arrives on Tuesdays.\n",
+        "naïve café 笔记.md": "# Café\n\nThe barista grinds beans at dawn.\n",
+        "line\nbreak.txt": "A file whose name has a newline mentions zeppelins.\n",
+    }
+    for name, text in good.items():
+        (root / name).write_text(text, encoding="utf-8")
+    panda = "熊猫主要生活在中国四川的山区。它们每天吃大量的竹子。"
+    (root / "gb18030.txt").write_bytes(panda.encode("gb18030"))
+    good["gb18030.txt"] = "熊猫"
+    (root / "utf16.txt").write_bytes("UTF-16 text about glaciers melting.".encode("utf-16"))
+    good["utf16.txt"] = "glaciers"
+    (root / "invalid-utf8.txt").write_bytes(b"Caf\xe9 menu: croissants and \xff espresso.\n")
+    good["invalid-utf8.txt"] = "croissants"
+    write_encrypted_pdf(root / "encrypted-open.pdf", ["An open secret about lighthouses."], "")
+    good["encrypted-open.pdf"] = "lighthouses"
+    deep = root.joinpath(*[f"d{i}" for i in range(DEPTH)])
+    deep.mkdir(parents=True)
+    (deep / "bottom.md").write_text("The deepest note talks about submarines.\n")
+    good[str(Path(*[f"d{i}" for i in range(DEPTH)], "bottom.md"))] = "submarines"
+
+    bad: dict[str, str] = {}
+    (root / "empty.txt").write_bytes(b"")
+    bad["empty.txt"] = "failed: empty file"
+    (root / "binary.txt").write_bytes(bytes(range(256)) * 64)
+    bad["binary.txt"] = "skipped: binary file"
+    write_truncated_pdf(root / "truncated.pdf", ["one", "two", "three"])
+    bad["truncated.pdf"] = "failed: truncated PDF (no %%EOF at the end) — fetch or export it again"
+    write_encrypted_pdf(root / "encrypted-secret.pdf", ["Top secret."], "hunter2")
+    bad["encrypted-secret.pdf"] = "failed: encrypted PDF — decrypt it first"
+    write_image_only_pdf(root / "scanned.pdf")
+    bad["scanned.pdf"] = "failed: PDF has no text layer (scanned?) — run OCR on it first"
+    write_huge(root / "huge.txt")
+    bad["huge.txt"] = (f"failed: file too large ({HUGE_MB}.0 MB; the limit for text files is "
+                       f"{DEFAULT_MAX_FILE_MB} MB) — split it, or raise RAGKIT_MAX_FILE_MB")
+    (root / "unreadable.txt").write_text("you cannot read me")
+    (root / "unreadable.txt").chmod(0)
+    bad["unreadable.txt"] = "skipped: permission denied"
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "far.md").write_text("A note outside the folder mentions volcanoes.\n")
+    (root / "outside-link.md").symlink_to(outside / "far.md")
+    bad["outside-link.md"] = "skipped: symlink outside the folder (not followed)"
+    (root / "loop").symlink_to(root)  # a loop back to the top: passed over silently
+    (root / "d0" / "up").symlink_to(root / "d0")
+    (root / "cycle-a.md").symlink_to(root / "cycle-b.md")  # a link cycle resolves to nothing
+    (root / "cycle-b.md").symlink_to(root / "cycle-a.md")
+    bad["cycle-a.md"] = "skipped: broken symlink"
+    bad["cycle-b.md"] = "skipped: broken symlink"
+    return root, good, bad
+
+
+@pytest.fixture
+def unreadable_as_root(monkeypatch):
+    """chmod 000 does not stop root (CI often is root): make open() refuse as it would."""
+    if os.geteuid() != 0:
+        return
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(path, (str, os.PathLike)) and Path(path).name == "unreadable.txt":
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+
+
+def reported(stderr: str) -> dict[str, list[str]]:
+    """Path -> every 'skipped/failed: reason' line the CLI printed for it."""
+    out: dict[str, list[str]] = {}
+    for line in stderr.splitlines():
+        match = re.match(r"ragkit: (skipped|failed) (.+?): (.+)$", line)
+        if match:
+            out.setdefault(match.group(2), []).append(f"{match.group(1)}: {match.group(3)}")
+    return out
+
+
+def test_hostile_corpus_good_files_in_bad_ones_reported_once(env, tmp_path, unreadable_as_root):
+    root, good, bad = hostile_corpus(tmp_path)
+    result = CliRunner().invoke(cli, ["ingest", str(root), "--index", "h"],
+                                catch_exceptions=False)
+    assert result.exit_code == 5, result.output
+    assert "Traceback" not in result.output
+    lines = reported(result.stderr)
+    assert lines == {str(root / name): [reason] for name, reason in bad.items()}
+    assert re.search(rf"{len(good)} added, .* {sum(r.startswith('skipped') for r in bad.values())}"
+                     rf" skipped, {sum(r.startswith('failed') for r in bad.values())} failed",
+                     result.stdout)
+    with Index.open("h", backend="ollama") as index:
+        assert sorted(index._store.files()) == sorted(str(root / name) for name in good)
+        for name, phrase in good.items():
+            hits = index.search(phrase, k=1, mode="keyword")
+            assert hits and hits[0].path == str(root / name), name
+
+    # Asked to, ingest follows the outside link; a re-run reports the same problems again.
+    again = CliRunner().invoke(cli, ["ingest", str(root), "--index", "h", "--follow-symlinks"],
+                               catch_exceptions=False)
+    assert again.exit_code == 5
+    del bad["outside-link.md"]
+    assert reported(again.stderr) == {str(root / n): [r] for n, r in bad.items()}
+    with Index.open("h", backend="ollama") as index:
+        top = index.search("volcanoes", k=1, mode="keyword")[0]
+        assert top.path == str(root / "outside-link.md")
+
+
+def test_exit_status_tells_success_problems_and_failure_apart(env, tmp_path, ollama):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "ok.md").write_text("All fine here.\n")
+    run = CliRunner()
+    assert run.invoke(cli, ["ingest", str(folder)]).exit_code == 0
+    (folder / "empty.md").write_text("")
+    assert run.invoke(cli, ["ingest", str(folder)]).exit_code == 5
+    ollama.fail("/api/embed", 400, times=1)
+    (folder / "new.md").write_text("A new file to embed.\n")
+    failed = run.invoke(cli, ["ingest", str(folder)])
+    assert failed.exit_code == 3
+    assert [ln for ln in failed.stderr.splitlines() if not ln.startswith("ragkit: ")] == [
+        "error: Ollama returned HTTP 400: injected HTTP 400 (ingest stopped: nothing new was "
+        "indexed; run the same command again to finish)"]
+
+
+def test_a_huge_file_is_refused_unread_with_bounded_memory(env, tmp_path, ollama):
+    folder = tmp_path / "big"
+    folder.mkdir()
+    write_huge(folder / "huge.txt")
+    (folder / "small.md").write_text("Small files still get indexed.\n")
+    script = (
+        "import json, resource, sys\n"
+        "import numpy, faiss, requests, pypdf\n"  # what any ingest loads, before the baseline
+        "from ragkit.cli import cli\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    cli(['ingest', sys.argv[1]], prog_name='ragkit')\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps({'code': code, 'growth_mb': (peak - base) / 1024}))\n"
+    )
+    child_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True,
+                          text=True, env=child_env, cwd=str(ROOT), timeout=120)
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["code"] == 5, done.stderr
+    assert "huge.txt: file too large (52.0 MB" in done.stderr
+    # The file is 52 MB; reading it whole would grow the process by at least that.
+    assert measured["growth_mb"] < 20, measured
+
+
+def test_the_size_cap_is_configurable_and_checked_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "medium.txt"
+    path.write_text("word " * 300_000)  # 1.5 MB
+    monkeypatch.setenv("RAGKIT_MAX_FILE_MB", "1")
+    with pytest.raises(LoadError, match=r"file too large \(1\.5 MB; the limit for text files is "
+                                        r"1 MB\) — split it, or raise RAGKIT_MAX_FILE_MB"):
+        load_file(path)
+    pdf = write_pdf(tmp_path / "doc.pdf", ["PDFs may be eight times bigger."])
+    assert load_file(pdf)  # far below 8 MB
+    monkeypatch.setenv("RAGKIT_MAX_FILE_MB", "2")
+    assert load_file(path)[0].text.startswith("word word")

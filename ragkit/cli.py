@@ -341,6 +341,7 @@ cli.add_command(evaluate)
 cli.add_command(indexes)
 cli.add_command(models)
 cli.add_command(doctor)
+cli.add_command(__import__("ragkit.cli_bench", fromlist=["bench"]).bench)
 
 
 def main() -> None:

@@ -65,6 +65,9 @@ APPROX_THRESHOLD = 50_000
 EXACT_BELOW = APPROX_THRESHOLD // 2
 #: A filtered search over at most this many ids is exact over just those ids.
 EXACT_SUBSET_MAX = 20_000
+#: Past APPROX_THRESHOLD chunks, keyword search scores the query's rarest terms that
+#: together occur in at most this many chunks (FTS5 scores about 1 chunk per microsecond).
+KEYWORD_BUDGET = 3000
 _MAX_LISTS = 2048  # k-means lists at most: training stays under a minute at 1M chunks
 _TRAIN_PER_LIST = 64  # training vectors per list
 
@@ -153,6 +156,9 @@ class Store:
         self._faiss: Any = None  # loaded lazily: `ragkit indexes info` never needs it
         self._faiss_generation = -1
         self._lock_fh: Any = None
+        self._counted = (-1, 0)  # (generation, chunks) so searches need not count each time
+        self._term_counts: dict[str, int] = {}  # chunks holding a keyword, this generation
+        self._terms_generation = -1
 
     # -- opening -----------------------------------------------------------------
 
@@ -239,8 +245,12 @@ class Store:
         return {r[0]: FileRecord(*r) for r in rows}
 
     def count(self) -> int:
-        """Number of chunks stored."""
-        return int(self._query("SELECT COUNT(*) FROM chunks").fetchone()[0])
+        """Number of chunks stored (counted once per generation)."""
+        generation = self.generation()
+        if self._counted[0] != generation:
+            count = int(self._query("SELECT COUNT(*) FROM chunks").fetchone()[0])
+            self._counted = (generation, count)
+        return self._counted[1]
 
     def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
         """Fetch chunks by id (ids that no longer exist are left out)."""
@@ -312,11 +322,16 @@ class Store:
     ) -> list[tuple[int, float]]:
         """BM25 keyword search: ``k`` (chunk id, score) pairs, best first (higher = better).
 
-        With ``ids``, only those chunks are candidates (a path filter).
+        With ``ids``, only those chunks are candidates (a path filter).  From
+        :data:`APPROX_THRESHOLD` chunks on, only the query's rarest terms are
+        scored (see :meth:`_rarest_terms`): FTS5 scores every chunk that holds
+        any term, and a "the" or "how" would make that most of the index.
         """
         match = fts_query(text)
         if not match or (ids is not None and len(ids) == 0):
             return []
+        if self.count() >= APPROX_THRESHOLD:
+            match = self._rarest_terms(match)
         where, args = "chunk_terms MATCH ?", [match]
         if ids is not None:
             where += " AND rowid IN (SELECT value FROM json_each(?))"
@@ -327,6 +342,38 @@ class Store:
             (*args, k),
         )
         return [(int(r[0]), float(r[1])) for r in rows]
+
+    def _rarest_terms(self, match: str) -> str:
+        """The query's rarest terms, as many as hold at most :data:`KEYWORD_BUDGET` chunks.
+
+        Rare terms carry almost all of a BM25 score (a term in half the chunks
+        or more scores zero in FTS5), so the ranking barely moves while the work
+        stays bounded.  The rarest term is always kept.
+        """
+        terms = match.split(" OR ")
+        generation = self.generation()
+        if generation != self._terms_generation:
+            self._term_counts, self._terms_generation = {}, generation
+        counts = self._term_counts
+        for term in terms:
+            if term not in counts:
+                row = self._query("SELECT COUNT(*) FROM chunk_terms WHERE chunk_terms MATCH ?",
+                                  (term,)).fetchone()
+                counts[term] = int(row[0])
+        kept, total = [], 0
+        for term in sorted(terms, key=counts.__getitem__):
+            if kept and total + counts[term] > KEYWORD_BUDGET:
+                break
+            kept.append(term)
+            total += counts[term]
+        return " OR ".join(kept)
+
+    def sample_texts(self, n: int) -> list[str]:
+        """Up to ``n`` chunk texts spread evenly over the index (for benchmark queries)."""
+        top = int(self._query("SELECT MAX(id) FROM chunks").fetchone()[0] or 0)
+        step = max(1, top // max(1, n))
+        rows = self._query("SELECT text FROM chunks WHERE id % ? = 0 LIMIT ?", (step, n))
+        return [r[0] for r in rows]
 
     def chunk_ids(self, paths: Sequence[str]) -> list[int]:
         """Ids of every chunk of the files in ``paths``."""

@@ -180,3 +180,17 @@ def test_an_index_that_shrinks_goes_back_to_exact_search(store, small_threshold)
     store.save_vectors()
     assert not store.approximate and store.count() == 100
     assert len(store.search(_vectors(1, 3)[0], 200)) == 100
+
+
+def test_large_indexes_score_only_the_rarest_keywords(store, small_threshold, monkeypatch):
+    import ragkit.store as store_module
+
+    monkeypatch.setattr(store_module, "KEYWORD_BUDGET", 50)
+    rows = [ChunkRow(None, i, i + 1, "", f"the report number {i}" + (" zebra" if i < 3 else ""))
+            for i in range(400)]
+    with store.transaction() as tx:
+        tx.put_file(FileRecord("/many.md", "h", 1, 1, 400), rows, _vectors(400, 7))
+    hits = store.keyword_search("the zebra report", 10)
+    assert len(hits) == 3  # "the" and "report" (in every chunk) are left out of the match
+    assert all("zebra" in store.chunks([c])[c].text for c, _ in hits)
+    assert store.keyword_search("the report", 5)  # only common terms: the rarest is kept

@@ -66,8 +66,10 @@ EXACT_BELOW = APPROX_THRESHOLD // 2
 #: A filtered search over at most this many ids is exact over just those ids.
 EXACT_SUBSET_MAX = 20_000
 #: Past APPROX_THRESHOLD chunks, keyword search scores the query's rarest terms that
-#: together occur in at most this many chunks (FTS5 scores about 1 chunk per microsecond).
-KEYWORD_BUDGET = 3000
+#: together occur in at most this many chunks (FTS5 scores about 1 chunk per microsecond);
+#: if even the rarest term is in more, it alone is scored when it is in at most 8 times as
+#: many, and otherwise the query has no keyword worth scoring.
+KEYWORD_BUDGET = 1000
 _MAX_LISTS = 2048  # k-means lists at most: training stays under a minute at 1M chunks
 _TRAIN_PER_LIST = 64  # training vectors per list
 
@@ -332,6 +334,8 @@ class Store:
             return []
         if self.count() >= APPROX_THRESHOLD:
             match = self._rarest_terms(match)
+            if not match:
+                return []
         where, args = "chunk_terms MATCH ?", [match]
         if ids is not None:
             where += " AND rowid IN (SELECT value FROM json_each(?))"
@@ -348,7 +352,7 @@ class Store:
 
         Rare terms carry almost all of a BM25 score (a term in half the chunks
         or more scores zero in FTS5), so the ranking barely moves while the work
-        stays bounded.  The rarest term is always kept.
+        stays bounded.  An empty string when every term is very common.
         """
         terms = match.split(" OR ")
         generation = self.generation()
@@ -360,12 +364,15 @@ class Store:
                 row = self._query("SELECT COUNT(*) FROM chunk_terms WHERE chunk_terms MATCH ?",
                                   (term,)).fetchone()
                 counts[term] = int(row[0])
+        ranked = sorted(terms, key=counts.__getitem__)
         kept, total = [], 0
-        for term in sorted(terms, key=counts.__getitem__):
-            if kept and total + counts[term] > KEYWORD_BUDGET:
+        for term in ranked:
+            if total + counts[term] > KEYWORD_BUDGET:
                 break
             kept.append(term)
             total += counts[term]
+        if not kept and counts[ranked[0]] <= 8 * KEYWORD_BUDGET:
+            kept = ranked[:1]
         return " OR ".join(kept)
 
     def sample_texts(self, n: int) -> list[str]:

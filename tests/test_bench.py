@@ -105,3 +105,66 @@ def test_every_bench_command_has_help(run):
                  ["bench", "ingest", "--help"], ["bench", "search", "--help"]):
         result = run(*args)
         assert result.exit_code == 0 and "Usage: " in result.stdout
+
+
+def test_pipelined_ingest_commits_the_same_index_as_one_request_at_a_time(tmp_path, docs):
+    import numpy as np
+
+    from ragkit.chunking import ChunkerSettings
+    from ragkit.ingest import ingest
+    from ragkit.store import Store
+
+    sizes: list[int] = []
+
+    def embed(texts):
+        sizes.append(len(texts))
+        return np.eye(8, dtype=np.float32)[[len(t) % 8 for t in texts]]
+
+    built = {}
+    for parallel in (1, 4):
+        store = Store.create(tmp_path / f"p{parallel}", {"embed_model": "m", "dimension": 8})
+        report = ingest(store, [docs], embed, chunker=ChunkerSettings(size=16, overlap=0),
+                        batch_size=2, parallel=parallel)
+        assert not report.failed and len(report.added) == 4
+        ids = store.chunk_ids(sorted(store.files()))
+        built[parallel] = sorted((c.path, c.start, c.text) for c in store.chunks(ids).values())
+        store.close()
+    assert built[1] == built[4] and len(built[1]) > 8
+    assert max(sizes) <= 2  # requests never exceed the batch size
+
+
+def test_a_failed_request_stops_a_pipelined_ingest_keeping_whole_files(tmp_path, docs):
+    import numpy as np
+
+    from ragkit.chunking import ChunkerSettings
+    from ragkit.errors import ServerError
+    from ragkit.ingest import ingest
+    from ragkit.store import Store
+
+    calls = []
+
+    def embed(texts):
+        calls.append(texts)
+        if len(calls) == 3:
+            raise ServerError(500, "runner stopped")
+        return np.ones((len(texts), 8), dtype=np.float32) / 8**0.5
+
+    store = Store.create(tmp_path / "idx", {"embed_model": "m", "dimension": 8})
+    with pytest.raises(ServerError):
+        ingest(store, [docs], embed, chunker=ChunkerSettings(size=16, overlap=0),
+               batch_size=1, parallel=3)
+    for record in store.files().values():  # every committed file has all its chunks
+        assert len(store.chunk_ids([record.path])) == record.chunks
+    store.close()
+
+
+def test_default_parallel_follows_the_environment(monkeypatch):
+    from ragkit.ingest import default_parallel
+
+    monkeypatch.delenv("RAGKIT_PARALLEL", raising=False)
+    monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)
+    assert default_parallel() == 2
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "4")
+    assert default_parallel() == 5
+    monkeypatch.setenv("RAGKIT_PARALLEL", "3")
+    assert default_parallel() == 3

@@ -172,8 +172,9 @@ def _plan(
     """Walk the roots; return files that may have changed (mtime/size fast path)."""
     todo: list[Path] = []
     for item in iter_files(roots, follow_symlinks=follow):
-        if isinstance(item, Skipped):
-            report.skipped.append(Problem(str(item.path), item.reason))
+        if isinstance(item, Skipped):  # an unreadable file is a failure, not a choice
+            problems = report.failed if item.unreadable else report.skipped
+            problems.append(Problem(str(item.path), item.reason))
             continue
         path = item.absolute()
         record = known.get(str(path))

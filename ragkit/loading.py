@@ -89,10 +89,16 @@ class Document:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file or folder the walk left out, with a one-line reason."""
+    """A file or folder the walk left out, with a one-line reason.
+
+    ``unreadable``: ragkit should have read it but the system refused (permission
+    denied, I/O error), as opposed to leaving it out on purpose (unsupported
+    type, binary, a link out of the folder); ingest reports those as failures.
+    """
 
     path: Path
     reason: str
+    unreadable: bool = False
 
 
 def decode_text(data: bytes) -> str:
@@ -446,7 +452,7 @@ class _Walker:
             with os.scandir(folder) as it:
                 entries = sorted((e for e in it if _wanted(e.name)), key=lambda e: e.name)
         except OSError as exc:
-            return [Skipped(folder, _os_reason(exc))]
+            return [Skipped(folder, _os_reason(exc), unreadable=True)]
         return [(folder / e.name, e.is_symlink()) for e in entries]
 
     def _entry(
@@ -465,7 +471,7 @@ class _Walker:
         try:
             st = path.stat()
         except OSError as exc:
-            yield Skipped(path, _os_reason(exc))
+            yield Skipped(path, _os_reason(exc), unreadable=True)
             return
         if not self._first_visit(st):
             return  # a loop, or a second way to the same file
@@ -501,5 +507,5 @@ def _check_file(path: Path) -> Path | Skipped:
         with open(path, "rb") as fh:
             head = fh.read(_SNIFF)
     except OSError as exc:
-        return Skipped(path, _os_reason(exc))
+        return Skipped(path, _os_reason(exc), unreadable=True)
     return Skipped(path, "binary file") if _looks_binary(head) else path

@@ -348,3 +348,43 @@ def test_markdown_sections_are_respected(
         assert span.heading == sections[index][1]
     opened = {s.start for s in spans}
     assert all(start in opened for start, _ in sections[1:])  # a heading starts its section
+
+
+# Long runs without spaces in many scripts: hard splits must land between whole characters
+# (a combining mark or a ZWJ emoji sequence may be cut, but nothing may be lost or doubled).
+MIXED = st.lists(
+    st.one_of(
+        st.sampled_from("熊猫吃竹子ひらがなカタカナ한국어漢字"),  # CJK, kana, hangul
+        st.sampled_from("مرحبا بالعالم שלום"),  # right-to-left, with its own spaces
+        st.sampled_from("éñüßøЖжΩπ"),  # Latin-1, Cyrillic, Greek letters
+        st.sampled_from(["e\u0301", "\u200d", "\U0001f600", "\U0001f469\u200d\U0001f4bb"]),
+        st.sampled_from("abcxyz0123456789.。！?"),
+        st.characters(codec="utf-8"),  # anything else Unicode has
+    ),
+    min_size=1,
+    max_size=400,
+).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=MIXED, chunker=CHUNKERS, markdown=st.booleans())
+def test_invariants_on_long_mixed_script_runs(
+    text: str, chunker: ChunkerSettings, markdown: bool
+) -> None:
+    spans = chunk_text(text, chunker, markdown=markdown)
+    assert_invariants(text, spans, chunker)
+    assert all(s.end > s.start for s in spans)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=TEXTS, chunker=CHUNKERS)
+def test_neighbours_overlap_by_at_most_the_overlap_and_always_move_on(
+    text: str, chunker: ChunkerSettings
+) -> None:
+    spans = chunk_text(text, chunker)
+    for before, after in itertools.pairwise(spans):
+        assert after.end > before.end, "a chunk adds nothing new"
+        shared = text[after.start : before.end] if after.start < before.end else ""
+        assert approx_tokens(shared) <= chunker.overlap
+        if chunker.overlap == 0:
+            assert after.start >= before.end

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -164,7 +165,7 @@ def test_kill_9_at_random_points_never_loses_or_duplicates(tmp_path, ollama):
     root = home / "crash"
     ollama.delay = 0.01
     kills = 0
-    for round_ in range(7):
+    for round_ in range(6):
         if round_ >= 2:  # the corpus changes between runs: updates and removals get killed too
             for n in rng.sample(range(200), 12):
                 path = corpus / f"doc{n:03d}.txt"
@@ -190,7 +191,7 @@ def test_kill_9_at_random_points_never_loses_or_duplicates(tmp_path, ollama):
             check_consistent(root)
             check_searchable(root, ollama)
         assert listed_indexes(home) in ([], ["crash"])
-    assert kills >= 4, f"seed {seed}: only {kills} kills landed mid-ingest"
+    assert kills >= 3, f"seed {seed}: only {kills} kills landed mid-ingest"
 
     ollama.delay = 0
     final = subprocess.run(
@@ -280,3 +281,27 @@ def test_two_first_builds_at_once_the_second_is_refused(tmp_path, ollama):
         late.close()
     ollama.delay = 0
     assert check_consistent(home / "new") == clean_build(home, ollama, corpus)
+
+
+def test_ctrl_c_keeps_what_was_committed_and_says_so(tmp_path, ollama):
+    corpus = write_corpus(tmp_path / "corpus", 30)
+    home = tmp_path / "home"
+    ollama.delay = 0.03
+    proc = start_ingest(ollama, home, str(corpus), "--index", "idx")
+    try:
+        wait_for_commits(proc, home / "idx", 5)
+        kept = committed_files(home / "idx")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        assert proc.stderr is not None
+        assert proc.stderr.read().decode().splitlines()[-1] == (
+            "ragkit: interrupted — whatever was committed is kept")
+    finally:
+        kill(proc)
+    assert committed_files(home / "idx") >= kept
+    check_consistent(home / "idx")
+    ollama.delay = 0
+    with Index.open("idx", home=home, backend="ollama", host=ollama.url) as index:
+        report = index.ingest([corpus], batch_size=8)
+    assert report.unchanged >= kept and len(report.added) + report.unchanged == 30
+    assert check_consistent(home / "idx") == clean_build(home, ollama, corpus)

@@ -110,3 +110,26 @@ def _canonical(host: str) -> str:
         return ipaddress.ip_address(host).compressed
     except ValueError:
         return host.lower()
+
+
+@given(st.one_of(st.text(max_size=40), _urlish,
+                 st.builds(lambda s, h, p: f"{s}{h}{p}", _scheme, _hostname,
+                           st.sampled_from(["", ":1", ":65535", ":99999", ":x"]))))
+def test_parsing_is_idempotent_on_any_accepted_value(value):
+    try:
+        once = parse_host(value)
+    except UsageError:
+        return
+    assert parse_host(once) == once
+
+
+_name = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,12}", fullmatch=True)
+_registry = st.sampled_from(["", "registry.local:5000/", "hf.co/team/"])
+
+
+@given(_registry, _name, st.one_of(st.none(), _name))
+def test_with_tag_adds_latest_only_when_the_name_has_no_tag(registry, name, tag):
+    model = f"{registry}{name}" + (f":{tag}" if tag else "")
+    tagged = with_tag(model)
+    assert with_tag(tagged) == tagged
+    assert tagged == (model if tag else f"{model}:latest")

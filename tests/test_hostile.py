@@ -81,7 +81,7 @@ def hostile_corpus(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, str]
                        f"{DEFAULT_MAX_FILE_MB} MB) — split it, or raise RAGKIT_MAX_FILE_MB")
     (root / "unreadable.txt").write_text("you cannot read me")
     (root / "unreadable.txt").chmod(0)
-    bad["unreadable.txt"] = "skipped: permission denied"
+    bad["unreadable.txt"] = "failed: permission denied"
 
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -396,6 +396,7 @@ def test_permission_errors_are_reasons(tmp_path: Path, monkeypatch: pytest.Monke
         "locked: permission denied",
         "secret.md: permission denied",
     ]
+    assert all(item.unreadable for item in iter_files([tmp_path]))  # failures, not choices
     monkeypatch.setattr(Path, "read_bytes", lambda self: fake_open(self))
     with pytest.raises(LoadError) as exc:
         load_file(tmp_path / "secret.md")
@@ -418,3 +419,18 @@ def test_the_demo_corpus_loads_completely() -> None:
         "Performance tips",
         "Backing up and moving indexes",
     ]
+
+
+def test_a_very_deep_tree_does_not_exhaust_the_stack(tmp_path: Path) -> None:
+    folder = tmp_path
+    for _ in range(1100):  # deeper than Python's recursion limit
+        folder = folder / "d"
+        folder.mkdir()
+    (folder / "deep.md").write_text("x")
+    try:
+        assert [p.name for p in iter_files([tmp_path]) if isinstance(p, Path)] == ["deep.md"]
+    finally:  # shutil.rmtree (pytest's clean-up) recurses too deep for this tree
+        (folder / "deep.md").unlink()
+        while folder != tmp_path:
+            folder.rmdir()
+            folder = folder.parent

@@ -63,6 +63,17 @@ def _say(message: str) -> None:
     click.echo(f"ragkit: {message}", err=True)
 
 
+def _printable(path: str) -> str:
+    r"""A path on one line: control characters (a newline in a file name) escaped.
+
+    >>> _printable("odd\nname.txt")
+    'odd\\nname.txt'
+    """
+    if path.isprintable():
+        return path
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+
+
 def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that opens an index."""
     decorators = [
@@ -144,13 +155,16 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
     chunker = None
     if chunk_size is not None or chunk_overlap is not None:
         chunker = _chunker(chunk_size, chunk_overlap, ChunkerSettings)
-    with _open_index(opts, create=True, chunker=chunker) as index, ProgressLine() as bar:
+    with (
+        _open_index(opts, create=True, rebuild=rebuild, chunker=chunker) as index,
+        ProgressLine() as bar,
+    ):
         report = index.ingest(paths, rebuild=rebuild, follow_symlinks=follow_symlinks,
                               batch_size=batch_size, progress=bar)
     for problem in report.skipped:
-        _say(f"skipped {problem.path}: {problem.reason}")
+        _say(f"skipped {_printable(problem.path)}: {problem.reason}")
     for problem in report.failed:
-        _say(f"failed {problem.path}: {problem.reason}")
+        _say(f"failed {_printable(problem.path)}: {problem.reason}")
     click.echo(f"index '{index.name}': {report.summary()}")
     if report.failed:
         sys.exit(EXIT_PROBLEMS)

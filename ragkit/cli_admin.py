@@ -34,8 +34,13 @@ def indexes_list() -> None:
     if not found:
         click.echo(f"no indexes in {_home()} — create one with `ragkit ingest PATH`")
     for path in found:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-        click.echo(f"{path.name}\t{manifest.get('embed_model')}\t{_size(path)}")
+        try:
+            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+            model = manifest.get("embed_model")
+        except (OSError, ValueError, AttributeError):
+            model = (f"damaged — rebuild with `ragkit ingest PATH --index {path.name} "
+                     "--rebuild`")
+        click.echo(f"{path.name}\t{model}\t{_size(path)}")
 
 
 @indexes.command("info")

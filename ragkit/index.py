@@ -29,7 +29,13 @@ from .answering import MODES, Answer, AnswerStream, options_for
 from .backend import Backend, embedding_prefixes
 from .backends import BackendChooser
 from .chunking import ChunkerSettings
-from .errors import EmbeddingMismatchError, IndexBusyError, IndexNotFoundError, UsageError
+from .errors import (
+    EmbeddingMismatchError,
+    IndexBusyError,
+    IndexCorruptError,
+    IndexNotFoundError,
+    UsageError,
+)
 from .ingest import IngestProgress, IngestReport, ingest
 from .prompting import build_generate_prompt, build_messages
 from .retrieval import MODES as RETRIEVAL_MODES
@@ -95,11 +101,22 @@ class Index:
         embed_model: str | None = None,
         chunker: ChunkerSettings | None = None,
         create: bool = False,
+        rebuild: bool = False,
         announce: Callable[[str], None] | None = None,
     ) -> Index:
-        """Open an index by name (in ``home``) or path; ``create=True`` allows a new one."""
+        """Open an index by name (in ``home``) or path; ``create=True`` allows a new one.
+
+        ``rebuild=True`` (with ``create``) also opens a damaged index, as an empty
+        one, so that ``ingest(..., rebuild=True)`` can replace it.
+        """
         path = _resolve(name_or_path, home)
-        store = Store.open(path) if Store.exists(path) else None
+        store = None
+        if Store.exists(path):
+            try:
+                store = Store.open(path)
+            except IndexCorruptError:
+                if not (create and rebuild):
+                    raise
         if store is None and not create:
             raise IndexNotFoundError(str(name_or_path), str(path.parent))
         chooser = _chooser(backend, host, timeout, announce)

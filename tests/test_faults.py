@@ -131,8 +131,6 @@ def test_rebuild_replaces_a_damaged_index_folder(env, docs, ollama):
     assert sorted(p.name for p in env.iterdir()) == ["t"]
 
 
-@pytest.mark.xfail(strict=True, reason="Index.open() raises IndexCorruptError before ingest can "
-                   "rebuild: needs Index.open(rebuild=...) and cli.ingest passing it (see report)")
 def test_the_advised_rebuild_command_repairs_a_damaged_index(run, docs, env):
     assert run("ingest", str(docs)).exit_code == 0
     (env / "default" / "manifest.json").write_text("{garbage")
@@ -140,8 +138,6 @@ def test_the_advised_rebuild_command_repairs_a_damaged_index(run, docs, env):
     assert run("search", "backups").exit_code == 0
 
 
-@pytest.mark.xfail(strict=True, reason="cli_admin.indexes_list json-loads each manifest itself "
-                   "and a damaged one becomes an internal error (see report)")
 def test_indexes_list_survives_a_damaged_manifest(run, docs, env):
     assert run("ingest", str(docs)).exit_code == 0
     (env / "default" / "manifest.json").write_text("{garbage")

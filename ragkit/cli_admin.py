@@ -239,7 +239,8 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
         return ChunkerSettings(size=WHOLE_DOCUMENT, overlap=0)
     if size is None and overlap is None:
         return None
-    return _chunker(size, overlap, ChunkerSettings)
+    chosen = _chunker(size, overlap, ChunkerSettings)
+    return None if chosen == ChunkerSettings() else chosen  # the default index is reused
 
 
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,

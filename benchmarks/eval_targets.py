@@ -74,8 +74,8 @@ def calibrate(shared: Path, names: dict[str, str]) -> dict:
     queries = {s: list(BeirSet.load(shared / "eval" / s).queries.values()) for s in SETS}
     answerable = {s: best_cosines(names[s], queries[s]) for s in SETS}
     off_topic = {f"{q} -> {c}": best_cosines(names[c], queries[q]) for q, c in OFF_TOPIC}
-    # Round down to 0.01 so the published figure is the one actually applied.
-    threshold = np.floor(min(np.percentile(v, 5) for v in answerable.values()) * 100) / 100
+    # Round down to 0.001 so the published figure is the one actually applied.
+    threshold = np.floor(min(np.percentile(v, 5) for v in answerable.values()) * 1000) / 1000
     return {
         "threshold": float(threshold),
         "answerable_refused": {s: float(np.mean(v < threshold)) for s, v in answerable.items()},
@@ -131,7 +131,7 @@ def main() -> int:
         cells = [rows[(name, m)]["ndcg_at_10"] for m in ("vector", "keyword", "hybrid")]
         whole = rows[(name, "vector-whole")]["ndcg_at_10"]
         print(f"{name:<10}" + "".join(f"{c:>9.4f}" for c in cells) + f"{whole:>20.4f}")
-    print(f"\nrelevance threshold for all-minilm: {calibration['threshold']:.2f}")
+    print(f"\nrelevance threshold for all-minilm: {calibration['threshold']:.3f}")
     print(f"\n{'target':<62}{'measured':>10}  result")
     for label, value, ok in checks:
         print(f"{label:<62}{value:>10.4f}  {'PASS' if ok else 'FAIL'}")

@@ -39,7 +39,7 @@ from .errors import (
 from .ingest import IngestProgress, IngestReport, ingest
 from .prompting import build_generate_prompt, build_messages
 from .retrieval import MODES as RETRIEVAL_MODES
-from .retrieval import Hit, match_paths, retrieve
+from .retrieval import Hit, dense_weight, match_paths, retrieve
 from .store import DATABASE, LOCKFILE, MANIFEST, Store
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
@@ -365,7 +365,8 @@ class Index:
             return []
         ids = self._chunks_under(paths) if paths else None
         vector = None if mode == "keyword" else self._embed_query(query)
-        return retrieve(self._store, query, vector, k, mode, ids=ids, diversity=diversity)
+        return retrieve(self._store, query, vector, k, mode, ids=ids, diversity=diversity,
+                        dense=dense_weight(query, self.embed_model))
 
     def _chunks_under(self, patterns: Sequence[str]) -> list[int]:
         """Ids of the chunks whose file matches one of the glob ``patterns``."""

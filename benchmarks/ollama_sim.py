@@ -100,6 +100,8 @@ class SimOllama:
             self._requests = 0
             self._inputs = 0
             self._tokens = 0
+            self._first = 0.0  # wall-clock (epoch) start of the first request, end of the last
+            self._last = 0.0
 
     def stats(self) -> dict[str, Any]:
         """Busy seconds (wall time with a slot embedding), summed work, requests, inputs."""
@@ -108,6 +110,7 @@ class SimOllama:
             return {"busy_seconds": busy, "work_seconds": self._work,
                     "requests": self._requests, "inputs": self._inputs,
                     "tokens": self._tokens, "parallel": self.parallel,
+                    "first_start": self._first, "last_end": self._last,
                     "request_ms": self.request_s * 1000, "token_us": self.token_s * 1e6}
 
     def embed(self, texts: list[str]) -> str:
@@ -120,6 +123,7 @@ class SimOllama:
                 if self._active == 0:
                     self._busy_since = start
                 self._active += 1
+                self._first = self._first or time.time()
             time.sleep(cost)  # Linux overshoots by ~0.1 ms; the busy time counts it
             end = time.perf_counter()
             with self._lock:
@@ -130,6 +134,7 @@ class SimOllama:
                 self._requests += 1
                 self._inputs += len(texts)
                 self._tokens += tokens
+                self._last = time.time()
         pool = self._vectors
         return "[" + ",".join(pool[zlib.crc32(t.encode("utf-8")) % _POOL] for t in texts) + "]"
 

@@ -528,19 +528,23 @@ class _Writer:
             raise ValueError(f"{len(rows)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self._dimension)
         self.remove_file(record.path)
-        for row, vector in zip(rows, vectors, strict=True):
-            cur = self._db.execute(
-                "INSERT INTO chunks (path, page, start, end, heading, text, vector) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.path, row.page, row.start, row.end, row.heading, row.text,
-                 vector.tobytes()),
-            )
-            chunk_id = int(cur.lastrowid or 0)
-            self._db.execute(
-                "INSERT INTO chunk_terms (rowid, terms) VALUES (?, ?)",
-                (chunk_id, " ".join(keyword_terms(f"{row.heading} {row.text}"))),
-            )
-            self.added_ids.append(chunk_id)
+        # Ids are assigned here, as AUTOINCREMENT would (never reused; the write lock is
+        # held), so that both tables are filled with one executemany each.
+        seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='chunks'").fetchone()
+        first = (int(seq[0]) if seq else 0) + 1
+        ids = list(range(first, first + len(rows)))
+        self._db.executemany(
+            "INSERT INTO chunks (id, path, page, start, end, heading, text, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(cid, record.path, row.page, row.start, row.end, row.heading, row.text,
+              vector.tobytes()) for cid, row, vector in zip(ids, rows, vectors, strict=True)],
+        )
+        self._db.executemany(
+            "INSERT INTO chunk_terms (rowid, terms) VALUES (?, ?)",
+            [(cid, " ".join(keyword_terms(f"{row.heading} {row.text}")))
+             for cid, row in zip(ids, rows, strict=True)],
+        )
+        self.added_ids.extend(ids)
         if len(rows):
             self.added_vectors.append(vectors)
         self.touch_file(record)

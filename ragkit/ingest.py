@@ -333,39 +333,62 @@ def _embed_ahead(
 ) -> Iterator[tuple[list[_Prepared], np.ndarray]]:
     """Yield each batch with its vectors, in order, keeping ``in_flight`` requests busy.
 
-    Requests of at most ``size`` texts go to a pool of ``in_flight`` threads; a
-    batch is handed back (to be committed) as soon as its requests are done,
-    while the requests of the following batches keep running.
+    The chunk texts of consecutive batches form one stream, cut into requests of
+    ``size`` texts (so a batch boundary never produces a small request); up to
+    ``in_flight`` requests run in a thread pool, with one more queued behind them.
+    A batch is handed back (to be committed) as soon as the requests covering
+    its texts are done, while the following requests keep running.
     """
     if in_flight <= 1:
         for batch in batches:
             yield batch, _embed_batch(embed, [t for p in batch for t in p.texts], size)
         return
     pool = ThreadPoolExecutor(in_flight, thread_name_prefix="ragkit-embed")
-    pending: deque[tuple[list[_Prepared], list[Future[np.ndarray]]]] = deque()
-    running = 0
+    waiting: deque[tuple[list[_Prepared], int, int]] = deque()  # batch, first, end text
+    running: deque[Future[np.ndarray]] = deque()
+    done: list[np.ndarray] = []  # finished vectors from text ``base`` on, in order
+    base = finished = 0
+    unsent: list[str] = []
+
+    def send(n: int) -> None:
+        running.append(pool.submit(embed, unsent[:n]))
+        del unsent[:n]
+
+    def complete(limit: int) -> Iterator[tuple[list[_Prepared], np.ndarray]]:
+        nonlocal base, finished
+        while True:
+            while waiting and waiting[0][2] <= finished:
+                batch, first, end = waiting.popleft()
+                if end == first:
+                    yield batch, np.zeros((0, 0), dtype=np.float32)
+                    continue
+                rows = np.vstack(done) if len(done) > 1 else done[0]
+                yield batch, rows[first - base : end - base]
+                done[:] = [rows[end - base :]]
+                base = end
+            if len(running) <= limit:
+                return
+            vectors = running.popleft().result()
+            done.append(vectors)
+            finished += len(vectors)
+
+    total = 0
     try:
         for batch in batches:
             texts = [t for p in batch for t in p.texts]
-            requests = [pool.submit(embed, texts[i : i + size]) for i in range(0, len(texts), size)]
-            pending.append((batch, requests))
-            running += len(requests)
-            while pending and (running > in_flight or not pending[0][1]):
-                done, parts = pending.popleft()
-                running -= len(parts)
-                yield done, _stacked([f.result() for f in parts])
-        while pending:
-            done, parts = pending.popleft()
-            yield done, _stacked([f.result() for f in parts])
+            waiting.append((batch, total, total + len(texts)))
+            total += len(texts)
+            unsent.extend(texts)
+            while len(unsent) >= size:
+                send(size)
+            yield from complete(in_flight + 1)
+        if unsent:
+            send(len(unsent))
+        yield from complete(0)
     finally:
-        for _, parts in pending:
-            for future in parts:
-                future.cancel()
-        pool.shutdown(wait=not pending)
-
-
-def _stacked(parts: list[np.ndarray]) -> np.ndarray:
-    return np.vstack(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+        for future in running:
+            future.cancel()
+        pool.shutdown(wait=not running)
 
 
 def _commit(

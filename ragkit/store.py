@@ -69,7 +69,7 @@ EXACT_SUBSET_MAX = 20_000
 #: together occur in at most this many chunks (FTS5 scores about 1 chunk per microsecond);
 #: if even the rarest term is in more, it alone is scored when it is in at most 8 times as
 #: many, and otherwise the query has no keyword worth scoring.
-KEYWORD_BUDGET = 1000
+KEYWORD_BUDGET = 400
 _MAX_LISTS = 2048  # k-means lists at most: training stays under a minute at 1M chunks
 _TRAIN_PER_LIST = 64  # training vectors per list
 

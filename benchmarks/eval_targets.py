@@ -10,10 +10,10 @@ For each public set in ``<shared>/eval`` (SciFact, XQuAD-en, XQuAD-zh) this runs
   MTEB scores (one embedding per document, cut at the model's 256-token window),
   to show that loading, embedding and search reproduce them.
 
-Then it calibrates the "not in the documents" threshold: the best cosine among
-the top 4 hybrid hits (what ``ragkit ask`` looks at) for every query against its
-own corpus (answerable) and for every query of one set against another set's
-corpus (off-topic).  Indexes are built once under ``--home`` and reused.
+Then it calibrates the "not in the documents" threshold on the relevance that
+``ragkit ask`` computes from its top 4 hybrid hits (``ragkit.answering.relevance``)
+for every query against its own corpus (answerable) and for every query of one
+set against another set's corpus (off-topic).  Indexes are built once under ``--home`` and reused.
 
 Prints a table of targets with PASS/FAIL; exits 1 if one fails.
 """
@@ -56,15 +56,13 @@ def ragkit_eval(dataset: Path, env: dict[str, str], *args: str) -> list[dict]:
 
 
 def best_cosines(index_name: str, queries: list[str]) -> np.ndarray:
-    """Best cosine among the top hybrid hits for each query, as ``ragkit ask`` sees it."""
+    """The relevance of the top hybrid hits for each query, as ``ragkit ask`` computes it."""
     from ragkit import Index
+    from ragkit.answering import relevance
 
     with Index.open(index_name, backend="embedded") as index:
-        best = []
-        for query in queries:
-            hits = index.search(query, K_ASK)
-            best.append(max((h.cosine for h in hits if h.cosine is not None), default=-1.0))
-    return np.array(best)
+        scores = [relevance(query, index.search(query, K_ASK)) for query in queries]
+    return np.array([-1.0 if s is None else s for s in scores])
 
 
 def calibrate(shared: Path, names: dict[str, str]) -> dict:

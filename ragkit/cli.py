@@ -145,9 +145,13 @@ def cli() -> None:
               help="Overlap between chunks in approximate tokens [default: 30].")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Chunks per embedding request.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=None,
+              help="Embedding requests in flight [default: $RAGKIT_PARALLEL, else "
+              "$OLLAMA_NUM_PARALLEL + 1, else 2].")
 @_with_index_options
 def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_symlinks: bool,
-           chunk_size: int | None, chunk_overlap: int | None, batch_size: int) -> None:
+           chunk_size: int | None, chunk_overlap: int | None, batch_size: int,
+           parallel: int | None) -> None:
     """Index the files under PATHS (re-runs only redo what changed)."""
     from .chunking import ChunkerSettings
     from .progress import ProgressLine
@@ -160,7 +164,7 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
         ProgressLine() as bar,
     ):
         report = index.ingest(paths, rebuild=rebuild, follow_symlinks=follow_symlinks,
-                              batch_size=batch_size, progress=bar)
+                              batch_size=batch_size, progress=bar, parallel=parallel)
     for problem in report.skipped:
         _say(f"skipped {_printable(problem.path)}: {problem.reason}")
     for problem in report.failed:
@@ -209,9 +213,8 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
            paths: tuple[str, ...], diversity: float) -> None:
     """Show the chunks that best match QUERY.
 
-    Each line shows the cosine similarity of the chunk to the query (the
-    number --min-score is compared with); --json adds the ranking score of the
-    chosen retrieval mode.
+    Each line shows the cosine similarity of the chunk to the query; --json
+    adds the ranking score of the chosen retrieval mode.
     """
     with _open_index(opts) as index:
         hits = index.search(query, k, mode=retrieval, paths=paths, diversity=diversity)
@@ -259,9 +262,10 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, help="Chat model."),
         click.option("--retrieval", default="hybrid", show_default=True,
                      type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP),
-        click.option("--min-score", type=float, default=None, help="Answer only when a chunk "
-                     "reaches this cosine similarity [default: calibrated per embedding model; "
-                     "0.25 for all-minilm]."),
+        click.option("--min-score", type=float, default=None, help="Answer only when the "
+                     "retrieved chunks reach this relevance: best cosine + 0.3 x share of the "
+                     "question's words in one chunk [default: calibrated per embedding model; "
+                     "0.527 for all-minilm]."),
         click.option("--force", is_flag=True,
                      help="Ask the model even when no chunk looks relevant."),
         click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",

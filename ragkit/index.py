@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .answering import MODES, Answer, AnswerStream, options_for
+from .answering import MODES, Answer, AnswerStream, options_for, relevance
 from .backend import Backend, embedding_prefixes
 from .backends import BackendChooser
 from .chunking import ChunkerSettings
@@ -48,11 +48,12 @@ DEFAULT_EMBED_MODEL = "all-minilm"
 DEFAULT_CHAT_MODEL = "smollm2:135m"
 MAX_K = 1000
 
-# Below this cosine between the question and its best chunk, `ask` answers
-# "not in the documents" without calling the model.  Calibrated per embedding
-# model on BEIR data (see README, "Saying not in the documents"); models not
-# listed get no threshold unless the caller gives one.
-RELEVANCE_THRESHOLDS = {"all-minilm": 0.25}
+# Below this relevance (ragkit.answering.relevance: best cosine + 0.3 x word
+# coverage), `ask` answers "not in the documents" without calling the model.
+# Calibrated per embedding model by benchmarks/eval_targets.py (see README,
+# "Saying not in the documents"); models not listed get no threshold unless
+# the caller gives one.
+RELEVANCE_THRESHOLDS = {"all-minilm": 0.527}
 
 
 def index_home() -> Path:
@@ -88,6 +89,7 @@ class Index:
         self._backends = backends
         self._requested_model = embed_model
         self._requested_chunker = chunker
+        self._parallel: int | None = None  # embedding requests in flight, set per ingest
 
     @classmethod
     def open(
@@ -158,14 +160,19 @@ class Index:
         follow_symlinks: bool = False,
         batch_size: int = 64,
         progress: Callable[[IngestProgress], None] | None = None,
+        parallel: int | None = None,
     ) -> IngestReport:
         """Index new and changed files under ``paths`` and drop deleted ones.
+
+        ``parallel``: embedding requests in flight (default: ``RAGKIT_PARALLEL``,
+        else ``OLLAMA_NUM_PARALLEL`` + 1).
 
         A first build writes straight into the index folder, so whatever it
         committed survives Ctrl-C or a crash and the next run resumes.  A
         ``rebuild`` of an existing index builds next to it and swaps the result
         in, so the old index stays usable until the new one is complete.
         """
+        self._parallel = parallel
         paths = [Path(p).expanduser() for p in paths]
         if not paths:
             raise UsageError("nothing to ingest — give at least one file or folder")
@@ -193,6 +200,7 @@ class Index:
     ) -> IngestReport:
         return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
                       document_prefix=self._prefixes()[1], batch_size=batch_size,
+                      parallel=self._parallel,
                       follow_symlinks=follow, progress=progress)
 
     def _first_build(
@@ -254,7 +262,8 @@ class Index:
                 try:
                     report = ingest(new, paths, self._embed_documents_with(model),
                                     chunker=chunker, document_prefix=embedding_prefixes(model)[1],
-                                    batch_size=batch_size, follow_symlinks=follow,
+                                    batch_size=batch_size, parallel=self._parallel,
+                                    follow_symlinks=follow,
                                     progress=progress)
                 except BaseException:
                     new.close()
@@ -416,7 +425,8 @@ class Index:
         hits = self.search(search_query or question, k, mode=retrieval, paths=paths,
                            diversity=diversity)
         model = model or os.environ.get("RAGKIT_CHAT_MODEL") or DEFAULT_CHAT_MODEL
-        if not hits or (not force and not self._relevant(hits, min_score)):
+        relevant = force or self._relevant(search_query or question, hits, min_score)
+        if not hits or not relevant:
             return AnswerStream(question, hits, None, mode=mode, model=model)
         opts = options_for(model, dict(options or {}))
         backend = self._backends.for_model(model)
@@ -427,7 +437,7 @@ class Index:
         return AnswerStream(question, hits, chunks, mode=mode, model=model)
 
     def relevance_threshold(self, min_score: float | None = None) -> float | None:
-        """The cosine a question's best chunk must reach before the model is asked."""
+        """What :func:`~ragkit.answering.relevance` must reach before the model is asked."""
         if min_score is not None:
             return min_score
         if os.environ.get("RAGKIT_MIN_SCORE"):
@@ -437,10 +447,10 @@ class Index:
                 raise UsageError("RAGKIT_MIN_SCORE must be a number, e.g. 0.3") from None
         return RELEVANCE_THRESHOLDS.get(self.embed_model.split(":")[0])
 
-    def _relevant(self, hits: list[Hit], min_score: float | None) -> bool:
+    def _relevant(self, question: str, hits: list[Hit], min_score: float | None) -> bool:
         threshold = self.relevance_threshold(min_score)
-        best = max((h.cosine for h in hits if h.cosine is not None), default=None)
-        return threshold is None or best is None or best >= threshold
+        score = relevance(question, hits)
+        return threshold is None or score is None or score >= threshold
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
         """Like :meth:`ask_stream`, but wait for the whole answer."""

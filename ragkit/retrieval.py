@@ -53,7 +53,7 @@ def dense_weight(query: str, embed_model: str) -> float:
         return 1.0
     letters = [c for c in query if c.isalpha()]
     cjk = sum(1 for c in letters if _is_cjk_char(c))
-    return 0.0 if letters and cjk / len(letters) > 0.5 else 1.0
+    return 0.0 if cjk >= 2 and cjk / len(letters) > 0.2 else 1.0
 
 
 @dataclass(frozen=True)

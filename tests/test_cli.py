@@ -209,3 +209,19 @@ def test_a_bug_is_one_line_not_a_traceback(run, indexed, monkeypatch):
     assert result.exit_code == 1
     assert result.stderr == ("error: internal error: ValueError: boom — please report it; "
                              "set RAGKIT_DEBUG=1 to see the traceback\n")
+
+
+def test_ingest_parallel_option_reaches_the_pipeline(run, docs, monkeypatch):
+    from ragkit import index as index_module
+
+    seen = []
+    real = index_module.ingest
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["parallel"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index_module, "ingest", spy)
+    assert run("ingest", str(docs), "--parallel", "3").exit_code == 0
+    assert seen == [3]
+    assert run("ingest", str(docs), "--parallel", "0").exit_code == 2

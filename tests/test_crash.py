@@ -284,9 +284,10 @@ def test_two_first_builds_at_once_the_second_is_refused(tmp_path, ollama):
 
 
 def test_ctrl_c_keeps_what_was_committed_and_says_so(tmp_path, ollama):
-    corpus = write_corpus(tmp_path / "corpus", 30)
+    files = 120  # with the delay, ~3 s of work: Ctrl-C lands long before the end
+    corpus = write_corpus(tmp_path / "corpus", files)
     home = tmp_path / "home"
-    ollama.delay = 0.03
+    ollama.delay = 0.2
     proc = start_ingest(ollama, home, str(corpus), "--index", "idx")
     try:
         wait_for_commits(proc, home / "idx", 5)
@@ -303,5 +304,5 @@ def test_ctrl_c_keeps_what_was_committed_and_says_so(tmp_path, ollama):
     ollama.delay = 0
     with Index.open("idx", home=home, backend="ollama", host=ollama.url) as index:
         report = index.ingest([corpus], batch_size=8)
-    assert report.unchanged >= kept and len(report.added) + report.unchanged == 30
+    assert report.unchanged >= kept and len(report.added) + report.unchanged == files
     assert check_consistent(home / "idx") == clean_build(home, ollama, corpus)

@@ -72,10 +72,13 @@ class BackendChooser:
             return embedded
         if self._ollama_models:  # Ollama is up: its own "not found — pull it" is the best advice
             return self.ollama()
+        if model in embedded.available_models():
+            embedded.require(model)  # ours but not installed: says what to install
         raise ModelNotFoundError(
             model,
             f"model '{model}' is not available: no Ollama answers at {self.host} and the embedded "
-            f"engine does not have it — start `ollama serve`, then `ollama pull {model}`",
+            f"engine does not have it (it has {', '.join(embedded.available_models())}) — "
+            f"start `ollama serve`, then `ollama pull {model}`",
         )
 
     def ollama(self) -> OllamaClient:

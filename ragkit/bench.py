@@ -87,7 +87,7 @@ def bench_generate(
     opts = dict(options or {})
     if warmup:  # load the model once, outside the timings
         collect(backend.generate(model, prompts[0], options={**opts, "num_predict": 1}))
-    results = []
+    results: list[dict[str, Any]] = []
     total = len(prompts) * runs
     for p, prompt in enumerate(prompts):
         done: list[GenerateRun] = []

@@ -31,7 +31,7 @@ EXIT_NOT_FOUND = 6  # ask: the documents do not contain the answer
 class _Error(click.ClickException):
     def __init__(self, error: RagkitError) -> None:
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click types it as a ClassVar
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.message}", err=True)

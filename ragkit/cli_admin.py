@@ -260,10 +260,8 @@ def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: An
     with _open_index(opts, create=True, chunker=chunker) as index:
         report = index.ingest([docs], progress=counter.ingest)
         _say(f"index '{index.name}': {report.summary()}")
-        names = {f"{d}.txt": d for d in data.corpus}
         results = evaluate_beir(data, lambda q, n, m: index.search(q, n, mode=m), modes,
-                                lambda hit: names.get(Path(hit.path).name, hit.path),
-                                progress=counter.queries)
+                                data.doc_of(), progress=counter.queries)
     return [r.as_dict() for r in results]
 
 

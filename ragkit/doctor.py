@@ -51,7 +51,7 @@ def _check_ollama(chooser: BackendChooser) -> Check:
 def _check_embedded(chooser: BackendChooser) -> Check:
     try:
         engine = chooser.embedded()
-        names = [m for m in engine.available_models() if engine.has_model(m)]  # type: ignore[attr-defined]
+        names = [m for m in engine.available_models() if engine.has_model(m)]
     except RagkitError as exc:
         return Check("embedded", False, str(exc), "run `make setup`", blocking=False)
     if not names:
@@ -90,7 +90,7 @@ def _check_index(path: Path) -> Check:
     return Check(name, True, f"{files} files, {chunks} chunks, embedded with {model}")
 
 
-def _zero(dimension: int):  # type: ignore[no-untyped-def]
+def _zero(dimension: int):
     import numpy as np
 
     return np.zeros(dimension, dtype=np.float32)

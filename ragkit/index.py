@@ -173,20 +173,20 @@ class Index:
         in, so the old index stays usable until the new one is complete.
         """
         self._parallel = parallel
-        paths = [Path(p).expanduser() for p in paths]
-        if not paths:
+        roots = [Path(p).expanduser() for p in paths]
+        if not roots:
             raise UsageError("nothing to ingest — give at least one file or folder")
         if rebuild and (self._store is not None or Store.exists(self.path)):
             # (No store but a manifest: the folder holds a damaged index to replace.)
-            return self._build_fresh(paths, follow_symlinks, batch_size, progress)
+            return self._build_fresh(roots, follow_symlinks, batch_size, progress)
         if self._store is None:
-            return self._first_build(paths, follow_symlinks, batch_size, progress)
+            return self._first_build(roots, follow_symlinks, batch_size, progress)
         self._check_settings()
         store = self._store
         store.lock()
         try:
             _clean_stale_work(self.path)
-            return self._ingest_into(store, paths, follow_symlinks, batch_size, progress)
+            return self._ingest_into(store, roots, follow_symlinks, batch_size, progress)
         finally:
             store.unlock()
 
@@ -373,7 +373,9 @@ class Index:
         if self._store is None or len(self) == 0:
             return []
         ids = self._chunks_under(paths) if paths else None
-        vector = None if mode == "keyword" else self._embed_query(query)
+        # Keyword mode embeds the query too: every hit carries its cosine, which the
+        # relevance threshold of ``ask``, MMR diversity and ``search --json`` rely on.
+        vector = self._embed_query(query)
         return retrieve(self._store, query, vector, k, mode, ids=ids, diversity=diversity,
                         dense=dense_weight(query, self.embed_model))
 
@@ -384,7 +386,8 @@ class Index:
         if not matched:
             shown = " ".join(f"'{p}'" for p in patterns)
             raise UsageError(f"no file in index '{self.name}' matches --path {shown} — "
-                             "`ragkit indexes info` lists what is indexed")
+                             "'*.pdf' matches file names, 'docs/' or 'docs/*.md' paths from "
+                             "the current folder")
         return self._store.chunk_ids(matched)
 
     def _embed_query(self, query: str) -> np.ndarray:

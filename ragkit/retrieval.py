@@ -125,10 +125,12 @@ def retrieve(
     """
     want = max(20, 3 * k) if diversity > 0 and vector is not None else k
     depth = max(50, 3 * want)
-    if mode == "vector":
-        ranked = store.search(vector, want, ids)
-    elif mode == "keyword":
+    if mode == "keyword":
         ranked = store.keyword_search(query, want, ids)
+    elif vector is None:
+        raise ValueError(f"retrieval mode {mode!r} needs the query's embedding")
+    elif mode == "vector":
+        ranked = store.search(vector, want, ids)
     else:
         dense_hits = store.search(vector, depth, ids) if dense > 0 else []
         keyword_hits = store.keyword_search(query, depth, ids)
@@ -177,30 +179,39 @@ def match_paths(paths: Iterable[str], patterns: Sequence[str], cwd: str | None =
     """The ``paths`` (absolute) that match any of the glob ``patterns``.
 
     A pattern without a slash matches the file name, like ``*.pdf``; one with a
-    slash matches the whole path, relative patterns being taken from ``cwd``;
-    a trailing slash means everything below that folder.  ``*`` crosses folders.
+    slash matches the whole path, relative patterns being taken from ``cwd``
+    (``./`` and ``../`` allowed); a trailing slash means everything below that
+    folder.  ``*`` crosses folders.  A pattern with no wildcard also matches
+    everything below the folder it names, so ``guide`` and ``guide/`` agree.
 
     >>> files = ["/w/guide/a.md", "/w/guide/zh/b.md", "/w/notes/c.pdf"]
     >>> match_paths(files, ["*.pdf"], cwd="/w")
     ['/w/notes/c.pdf']
-    >>> match_paths(files, ["guide/"], cwd="/w")
-    ['/w/guide/a.md', '/w/guide/zh/b.md']
+    >>> match_paths(files, ["guide/"], cwd="/w") == match_paths(files, ["guide"], cwd="/w")
+    True
+    >>> match_paths(files, ["./guide/zh"], cwd="/w"), match_paths(files, ["../notes/"], cwd="/w/x")
+    (['/w/guide/zh/b.md'], ['/w/notes/c.pdf'])
     >>> match_paths(files, ["/w/guide/*.md", "c.*"], cwd="/x")
     ['/w/guide/a.md', '/w/guide/zh/b.md', '/w/notes/c.pdf']
     """
     base = cwd if cwd is not None else os.getcwd()
-    by_name, by_path = [], []
+    by_name, by_path, folders = [], [], []
     for pattern in patterns:
+        wild = any(c in pattern for c in "*?[")
+        full = os.path.normpath(os.path.join(base, pattern))
+        if not wild:
+            folders.append(full.rstrip(os.sep) + os.sep)
         if "/" not in pattern:
             by_name.append(pattern)
-            continue
-        if pattern.endswith("/"):
-            pattern += "*"
-        by_path.append(pattern if os.path.isabs(pattern) else os.path.join(base, pattern))
+        elif pattern.endswith("/"):
+            by_path.append(os.path.join(full, "*"))
+        else:
+            by_path.append(full)
     return [
         path for path in paths
         if any(fnmatchcase(os.path.basename(path), p) for p in by_name)
         or any(fnmatchcase(path, p) for p in by_path)
+        or any(path.startswith(folder) for folder in folders)
     ]
 
 

@@ -286,10 +286,11 @@ class Store:
         import faiss
 
         sel = faiss.IDSelectorBatch(np.asarray(ids, "int64")) if ids is not None else None
+        params: Any = None  # faiss's stubs do not know the keyword arguments
         if approximate:
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
-        else:
-            params = faiss.SearchParameters(sel=sel) if sel is not None else None
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)  # type: ignore[call-arg]
+        elif sel is not None:
+            params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
         scores, found = index.search(query, min(k, index.ntotal), params=params)
         hits = [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True) if i != -1]
         if approximate and ids is not None and len(hits) < min(k, len(ids)):
@@ -595,7 +596,7 @@ def new_ivf_index(dimension: int, count: int, sample: np.ndarray) -> Any:
     index.cp.niter = 10
     index.cp.max_points_per_centroid = _TRAIN_PER_LIST
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
     index.nprobe = ivf_probes(lists)
     return index
 

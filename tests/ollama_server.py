@@ -115,8 +115,12 @@ class FakeOllama:
     """An Ollama-compatible server on an ephemeral loopback port; use it as a context manager."""
 
     def __init__(self, *, legacy: bool = False, dim: int = DIM, port: int = 0,
-                 models: Iterable[str] = ("all-minilm:latest", "smollm2:135m")) -> None:
+                 models: Iterable[str] = ("all-minilm:latest", "smollm2:135m"),
+                 embedder: Callable[[str, list[str]], list[list[float]]] | None = None) -> None:
         self.models: set[str] = {_tagged(m) for m in models}
+        # (model, texts) -> unit vectors; e.g. the real embedded engine, so an index
+        # can be built on one backend and queried through this server.
+        self.embedder = embedder
         self.legacy = legacy  # True: an Ollama from before /api/embed existed
         self.dim = dim
         self.version = "0.12.6"
@@ -299,7 +303,10 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(self.fake.delay)
         dim = _profile(model).get("embedding_length", self.fake.dim)
         cut = body.get("dimensions") or dim  # matryoshka truncation, then normalize again
-        vectors = [_unit(fake_embedding(t, dim)[:cut]) for t in texts]
+        if self.fake.embedder is not None:
+            vectors = [_unit(list(v)[:cut]) for v in self.fake.embedder(model, texts)]
+        else:
+            vectors = [_unit(fake_embedding(t, dim)[:cut]) for t in texts]
         self._touch(model, body)
         self._json({"model": model, "embeddings": vectors, "total_duration": 14_000_000,
                     "load_duration": 1_000_000,

@@ -250,13 +250,17 @@ def test_second_ingest_stops_with_a_clear_message_and_readers_see_commits(tmp_pa
             with pytest.raises(IndexBusyError):
                 other.ingest([first])
             # Readers see whole committed files only, and more of them as commits land.
+            # (The last look is taken after the writer exited, so it sees the final commit.)
             seen = []
-            while proc.poll() is None or not seen:
+            while True:
+                finished = proc.poll() is not None
                 hits = other.search("sentence", k=1000, mode="vector")
                 files = other._store.files()
                 counts = Counter(h.source for h in hits)
                 assert all(counts[path] == files[path].chunks for path in counts)
                 seen.append(len(counts))
+                if finished:
+                    break
                 time.sleep(0.05)
         assert proc.wait(timeout=60) == 0
         assert seen == sorted(seen) and seen[-1] == 70

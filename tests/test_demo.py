@@ -68,3 +68,80 @@ def test_every_retrieval_mode_finds_the_expected_sources(demo, mode):
 def test_chinese_question_finds_the_chinese_guide(demo):
     hits = json.loads(run(demo, "search", "如何建立索引", "-k", "1", "--json").stdout)["hits"]
     assert hits[0]["source"].endswith("快速入门.md")
+
+
+OFF_TOPIC = "What is the boiling point of tungsten at sea level?"
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector", "keyword"])
+def test_off_topic_questions_are_refused_at_the_calibrated_threshold(demo, mode):
+    result = run(demo, "ask", OFF_TOPIC, "--retrieval", mode, "--json")
+    assert result.exit_code == 6, result.output
+    data = json.loads(result.stdout)
+    assert (data["found"], data["answer"]) == (False, "The documents do not contain the answer.")
+    assert data["metrics"]["eval_count"] == 0  # the model was never asked
+    forced = json.loads(run(demo, "ask", OFF_TOPIC, "--retrieval", mode, "--force",
+                            "--json").stdout)
+    assert forced["found"] and forced["metrics"]["eval_count"] > 0
+
+
+@pytest.fixture(scope="module")
+def real_ollama():
+    """Ollama's wire protocol (the test server) serving the real all-minilm vectors."""
+    from ollama_server import FakeOllama
+
+    from ragkit.engine import EmbeddedBackend
+
+    engine = EmbeddedBackend()
+    with FakeOllama(models=["all-minilm:latest"],
+                    embedder=lambda model, texts: engine.embed(model, texts).tolist()) as server:
+        yield server
+
+
+def hits_of(result) -> list[tuple[str, int, float]]:
+    assert result.exit_code == 0, result.output
+    return [(h["source"], h["start"], h["cosine"]) for h in json.loads(result.stdout)["hits"]]
+
+
+def same_hits(a, b) -> bool:
+    return [x[:2] for x in a] == [x[:2] for x in b] and all(
+        abs(x[2] - y[2]) < 1e-4 for x, y in zip(a, b, strict=True))
+
+
+def test_an_index_moves_between_backends_without_reindexing(demo, real_ollama, tmp_path):
+    runner, corpus = demo
+    query = ["search", "How do I rebuild an index?", "-k", "5", "--json"]
+    on_engine = hits_of(run(demo, *query))
+    # Built on the embedded engine, queried through Ollama's protocol: same hits.
+    auto = runner.invoke(cli, [*query, "--index", "demo", "--backend", "auto",
+                               "--host", real_ollama.url])
+    assert same_hits(hits_of(auto), on_engine)
+    assert auto.stderr.count("ragkit: using") == 1
+    assert f"ragkit: using Ollama at {real_ollama.url}" in auto.stderr
+    # Built through Ollama, queried on the embedded engine: the same again.
+    built = runner.invoke(cli, ["ingest", str(corpus), "--index", "via-ollama",
+                                "--backend", "ollama", "--host", real_ollama.url])
+    assert built.exit_code == 0, built.output
+    back = runner.invoke(cli, [*query, "--index", "via-ollama", "--backend", "embedded"])
+    assert same_hits(hits_of(back), on_engine)
+
+
+def test_auto_takes_each_model_from_whoever_has_it_and_says_so_once(demo, real_ollama):
+    runner, _ = demo
+    # The server has all-minilm but not smollm2:135m: embeddings go to Ollama,
+    # the answer comes from the embedded engine.
+    result = runner.invoke(cli, ["ask", "How do I pass model options like temperature?",
+                                 "--index", "demo", "--backend", "auto", "--host",
+                                 real_ollama.url])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("ragkit: using")]
+    assert lines == [f"ragkit: using Ollama at {real_ollama.url}",
+                     "ragkit: using the embedded engine (llama.cpp)"]
+    assert "`-o`" in result.stdout
+    embeds = real_ollama.bodies("/api/embed")
+    assert embeds and all(b["model"] == "all-minilm" for b in embeds)
+    assert not real_ollama.bodies("/api/chat")
+    # No server at all: auto settles on the embedded engine for both.
+    dead = runner.invoke(cli, ["search", "rebuild", "--index", "demo", "--backend", "auto"])
+    assert dead.exit_code == 0
+    assert dead.stderr.splitlines() == ["ragkit: using the embedded engine (llama.cpp)"]

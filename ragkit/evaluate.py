@@ -70,10 +70,10 @@ class BeirSet:
         skips them); files of documents no longer in the corpus are deleted.
         """
         folder.mkdir(parents=True, exist_ok=True)
-        wanted = {}
+        wanted: set[str] = set()
         for doc_id, text in self.corpus.items():
             path = folder / document_file(doc_id)
-            wanted[path.name] = None
+            wanted.add(path.name)
             data = text.encode("utf-8")
             if not path.is_file() or path.stat().st_size != len(data) or (
                     path.read_bytes() != data):

@@ -43,6 +43,8 @@ class BackendChooser:
         choice = (choice or os.environ.get("RAGKIT_BACKEND") or "auto").lower()
         if choice not in CHOICES:
             raise UsageError(f"unknown backend '{choice}' — use one of: {', '.join(CHOICES)}")
+        if not timeout > 0:  # also refuses NaN (the Ollama client checks it the same way)
+            raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
         self.choice = choice
         self.host = parse_host(host)
         self.timeout = timeout
@@ -50,6 +52,7 @@ class BackendChooser:
         self._announced: set[str] = set()
         self._ollama: OllamaClient | None = None
         self._ollama_models: set[str] | None = None  # None: not probed yet
+        self._ollama_up = False  # the probe found a server (perhaps with no models)
         self._embedded: EmbeddedBackend | None = None
 
     def for_model(self, model: str) -> Backend:
@@ -70,7 +73,7 @@ class BackendChooser:
         embedded = self.embedded()
         if embedded.has_model(model):
             return embedded
-        if self._ollama_models:  # Ollama is up: its own "not found — pull it" is the best advice
+        if self._ollama_up:  # Ollama is up: its own "not found — pull it" is the best advice
             return self.ollama()
         if model in embedded.available_models():
             embedded.require(model)  # ours but not installed: says what to install
@@ -115,7 +118,8 @@ class BackendChooser:
             if client.is_alive(timeout=PROBE_TIMEOUT):
                 try:
                     names = {m.get("name", "") for m in client.list_models()}
-                except Exception:
+                    self._ollama_up = True
+                except Exception:  # not an Ollama we can use: as good as none
                     names = set()
             self._ollama_models = names
         return with_tag(model) in {with_tag(n) for n in self._ollama_models}

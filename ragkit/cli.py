@@ -12,13 +12,13 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
-from .errors import RagkitError, UsageError
+from .errors import BackendError, ModelNotFoundError, RagkitError, UsageError
 
 if TYPE_CHECKING:
     from .index import Index
@@ -46,7 +46,8 @@ class _Group(click.Group):
         except RagkitError as exc:
             raise _Error(exc) from exc
         except KeyboardInterrupt:
-            click.echo("\nragkit: interrupted — whatever was committed is kept", err=True)
+            kept = " — whatever was committed is kept" if ctx.invoked_subcommand == "ingest" else ""
+            click.echo(f"\nragkit: interrupted{kept}", err=True)
             ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
@@ -218,13 +219,14 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
     """
     with _open_index(opts) as index:
         hits = index.search(query, k, mode=retrieval, paths=paths, diversity=diversity)
+        empty = len(index) == 0
     if as_json:
         payload = {"query": query, "retrieval": retrieval, "hits": [h.as_dict() for h in hits]}
         click.echo(json.dumps(payload,
                               ensure_ascii=False, indent=2))
         return
     if not hits:
-        click.echo("no matches (the index is empty)")
+        click.echo("no matches (the index is empty)" if empty else "no matches")
     for hit in hits:
         shown = hit.cosine if hit.cosine is not None else hit.score
         click.echo(f"{hit.rank}. {shown:.3f}  {hit.citation}")
@@ -296,9 +298,11 @@ def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, m
         stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
                                   retrieval=retrieval, min_score=min_score, force=force,
                                   paths=paths, diversity=diversity)
-        for delta in stream:
-            if not as_json:
-                click.echo(delta, nl=False)
+        if as_json:
+            for _ in stream:  # the answer is printed whole, below
+                pass
+        else:
+            _echo_stream(stream)
     answer = stream.answer
     if as_json:
         click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
@@ -307,6 +311,19 @@ def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, m
         _print_sources(answer)
     if not answer.found:
         sys.exit(EXIT_NOT_FOUND)
+
+
+def _echo_stream(deltas: Iterator[str]) -> None:
+    """Print text deltas as they arrive; a failure mid-answer starts its message on a new line."""
+    shown = False
+    try:
+        for delta in deltas:
+            click.echo(delta, nl=False)
+            shown = shown or bool(delta)
+    except RagkitError:
+        if shown:
+            click.echo()
+        raise
 
 
 def _print_sources(answer: Any) -> None:
@@ -339,8 +356,13 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
         while (question := _read_question()) is not None:
             if not question.strip():
                 continue
-            for delta in session.ask_stream(question):
-                click.echo(delta, nl=False)
+            try:
+                _echo_stream(session.ask_stream(question))
+            except (ModelNotFoundError, UsageError):
+                raise  # asking again would fail the same way
+            except BackendError as exc:  # the session, and its history, go on
+                click.echo(f"error: {exc} — the question was not answered; ask again", err=True)
+                continue
             click.echo()
             if session.last:
                 _print_sources(session.last)

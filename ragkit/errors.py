@@ -95,7 +95,11 @@ class ResponseError(BackendError):
     def __init__(self, status_code: int, error: str) -> None:
         self.status_code = status_code
         self.error = error
-        super().__init__(f"Ollama returned HTTP {status_code}: {error}")
+        super().__init__(f"Ollama returned HTTP {status_code}: {error} — {self.advice()}")
+
+    def advice(self) -> str:
+        """What to do about it."""
+        return "check the model name and the options given with -o"
 
 
 class BadRequestError(ResponseError):
@@ -105,13 +109,22 @@ class BadRequestError(ResponseError):
 class ServerError(ResponseError):
     """A 5xx answer: the server or its model runner failed (503 = busy, retry later)."""
 
+    def advice(self) -> str:
+        """Busy: wait; anything else: the server's log knows why the runner failed."""
+        if self.status_code == 503:
+            return ("the server's queue is full; retry in a moment, or raise "
+                    "OLLAMA_MAX_QUEUE / OLLAMA_NUM_PARALLEL")
+        return ("see the `ollama serve` log; a model runner that stops often lacks memory "
+                "(try a smaller model or -o num_ctx=2048)")
+
 
 class StreamError(BackendError):
     """The server reported an error in the middle of a streamed reply."""
 
     def __init__(self, error: str) -> None:
         self.error = error
-        super().__init__(f"Ollama stopped mid-reply with an error: {error}")
+        super().__init__(f"Ollama stopped mid-reply with an error: {error} — see the "
+                         "`ollama serve` log, then retry")
 
 
 class ProtocolError(BackendError):

@@ -101,10 +101,19 @@ def document_file(doc_id: str) -> str:
 
 
 def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    """The JSON objects of a JSONL file; a bad line is a :class:`UsageError` naming it."""
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not isinstance(row, dict):
+                raise UsageError(f"{path}:{n}: not a JSON object — each line of a JSONL file "
+                                 "must be one")
+            yield row
 
 
 @dataclass(frozen=True)
@@ -206,6 +215,9 @@ class HitRateResult:
 def load_questions(path: Path) -> list[dict[str, Any]]:
     """Read a questions JSONL; each line needs ``question`` and ``source``."""
     rows = list(_jsonl(path))
+    if not rows:
+        raise UsageError(f"{path} holds no questions — write one JSON object per line: "
+                         '{"question": "...", "source": "file.md"}')
     for n, row in enumerate(rows, 1):
         if not row.get("question") or not row.get("source"):
             raise UsageError(f"{path}:{n}: each line needs \"question\" and \"source\"")

@@ -224,20 +224,27 @@ class OllamaClient:
         status = None
         records = self._records("/api/pull", {"model": model, "stream": True})
         with contextlib.closing(records):
-            for record in records:
-                status = record.get("status")
-                yield record
+            try:
+                for record in records:
+                    status = record.get("status")
+                    yield record
+            except StreamError as exc:  # the registry's refusal arrives as a stream error
+                raise ModelNotFoundError(model, (
+                    f"cannot pull '{model}': {exc.error} — check the name and tag in "
+                    "Ollama's library (ollama.com/library)")) from None
         if status != "success":  # a pull that stops short must not look like a finished one
             raise ProtocolError(f"the pull of {model} ended before 'success' — "
                                 "the server may have crashed; run it again to resume")
 
     def copy(self, source: str, destination: str) -> None:
         """Copy a model under a new name (``/api/copy``)."""
-        self._json("POST", "/api/copy", {"source": source, "destination": destination})
+        with _absent(source, "to copy"):
+            self._json("POST", "/api/copy", {"source": source, "destination": destination})
 
     def delete(self, model: str) -> None:
         """Delete a model from the server (``DELETE /api/delete``)."""
-        self._json("DELETE", "/api/delete", {"model": model})
+        with _absent(model, "to delete"):
+            self._json("DELETE", "/api/delete", {"model": model})
 
     def ps(self) -> list[dict[str, Any]]:
         """The models loaded in memory right now (``/api/ps``)."""
@@ -259,10 +266,21 @@ class OllamaClient:
 
     def _json(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
               retry: bool = False) -> dict[str, Any]:
-        """One request whose reply is a JSON object (or empty, as copy and delete answer)."""
-        with self._send(method, path, body, retry=retry) as response:
-            content = response.content
-        return _record(content, path, "reply") if content.strip() else {}
+        """One request whose reply is a JSON object (or empty, as copy and delete answer).
+
+        With ``retry``, a garbled reply is asked for again too, like a failed request.
+        """
+        attempts = 1 + self.retries if retry else 1
+        for attempt in range(attempts):
+            with self._send(method, path, body, retry=retry) as response:
+                content = response.content
+            try:
+                return _record(content, path, "reply") if content.strip() else {}
+            except ProtocolError:
+                if attempt + 1 == attempts:
+                    raise
+                time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _records(self, path: str, body: Mapping[str, Any]) -> Generator[dict[str, Any], None, None]:
         """The NDJSON records of a streamed reply, each checked for an error."""
@@ -307,8 +325,7 @@ class OllamaClient:
             error, is_json = _error_text(failure)
             model = (body or {}).get("model") or (body or {}).get("source")
             if status == 404 and not is_json:
-                return _NoRoute(status, f"{path} does not exist on this server ({error}) — "
-                                        "is OLLAMA_HOST an Ollama server, and a recent one?")
+                return _NoRoute(status, f"{path} does not exist on this server ({error})")
             if status == 404 and model:
                 return ModelNotFoundError(str(model))
             return BadRequestError(status, error) if status < 500 else ServerError(status, error)
@@ -327,6 +344,20 @@ class OllamaClient:
 
 class _NoRoute(BadRequestError):
     """A 404 from the router, not from a handler: the server lacks the endpoint."""
+
+    def advice(self) -> str:
+        """An endpoint is missing: the wrong server, or an old Ollama."""
+        return "is OLLAMA_HOST an Ollama server, and a recent one?"
+
+
+@contextlib.contextmanager
+def _absent(model: str, purpose: str) -> Iterator[None]:
+    """A missing model, where pulling it is not the advice (copy, delete)."""
+    try:
+        yield
+    except ModelNotFoundError:
+        raise ModelNotFoundError(model, f"the server has no model '{model}' {purpose} — "
+                                        "`ragkit models list` shows what it has") from None
 
 
 def _transient(failure: _Failure) -> bool:

@@ -148,6 +148,20 @@ def _write_atomic(path: Path, data: bytes | Callable[[str], None]) -> None:
         raise
 
 
+def index_spec(root: Path) -> str:
+    """How to name the index in ``root`` on the command line, for error messages.
+
+    Its bare name when it lives in ``RAGKIT_HOME`` (``./indexes``), else its path,
+    so ``--index SPEC`` in a suggested command reaches this very index.
+    """
+    home = Path(os.environ.get("RAGKIT_HOME") or "indexes")  # as ragkit.index.index_home
+    try:
+        in_home = root.resolve().parent == home.resolve()
+    except OSError:
+        in_home = False
+    return root.name if in_home else str(root)
+
+
 class Store:
     """One index directory: manifest, SQLite database and FAISS vectors."""
 
@@ -182,9 +196,9 @@ class Store:
             if not isinstance(manifest, dict) or "dimension" not in manifest:
                 raise ValueError("missing fields")
         except (OSError, ValueError) as exc:
-            raise IndexCorruptError(str(manifest_path), _short(exc), root.name) from exc
+            raise IndexCorruptError(str(manifest_path), _short(exc), index_spec(root)) from exc
         if not (root / DATABASE).exists():
-            raise IndexCorruptError(str(root / DATABASE), "file is missing", root.name)
+            raise IndexCorruptError(str(root / DATABASE), "file is missing", index_spec(root))
         return cls(root, manifest, cls._connect(root / DATABASE))
 
     @staticmethod
@@ -201,7 +215,7 @@ class Store:
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(str(path), _short(exc), path.parent.name) from exc
+            raise IndexCorruptError(str(path), _short(exc), index_spec(path.parent)) from exc
         return db
 
     def close(self) -> None:
@@ -399,7 +413,7 @@ class Store:
             return self._db.execute(sql, tuple(args))
         except sqlite3.DatabaseError as exc:
             path = self.root / DATABASE
-            raise IndexCorruptError(str(path), _short(exc), self.root.name) from exc
+            raise IndexCorruptError(str(path), _short(exc), index_spec(self.root)) from exc
 
     # -- vectors -----------------------------------------------------------------
 

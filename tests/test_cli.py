@@ -90,6 +90,26 @@ def test_chat_keeps_history_and_exits_on_eof(run, indexed, ollama):
     assert second[1]["content"] == "When do backups run?"
 
 
+def test_chat_survives_a_failed_turn_and_keeps_its_history(run, indexed, ollama):
+    ollama.fail("/api/chat", "midstream")
+    result = run("chat", input="When do backups run?\nWhen do backups run?\nAnd monitoring?\n")
+    assert result.exit_code == 0
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].endswith(
+        "then retry — the question was not answered; ask again")
+    assert result.stdout.count("Sources:") == 2
+    # The failed turn left no trace in the history the model sees.
+    last = [r for r in ollama.requests if r[1] == "/api/chat"][-1][2]["messages"]
+    assert [m["role"] for m in last] == ["system", "user", "assistant", "user"]
+
+
+def test_chat_stops_on_a_model_it_can_never_use(run, indexed):
+    result = run("chat", "--model", "llama3", input="When do backups run?\nAgain?\n")
+    assert result.exit_code == 3
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: model 'llama3' not found — run `ollama pull llama3`")
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -144,7 +164,7 @@ def test_models_commands_go_through_ollama(run, ollama):
     assert "mine" in run("models", "list").stdout
     assert run("models", "rm", "mine").stdout == "deleted mine\n"
     missing = run("models", "rm", "mine")
-    assert missing.exit_code == 3 and "model 'mine' not found" in missing.stderr
+    assert missing.exit_code == 3 and "the server has no model 'mine' to delete" in missing.stderr
     assert run("models", "pull", "qwen2.5:0.5b").stdout.strip().endswith("pulled qwen2.5:0.5b")
 
 
@@ -225,3 +245,24 @@ def test_ingest_parallel_option_reaches_the_pipeline(run, docs, monkeypatch):
     assert run("ingest", str(docs), "--parallel", "3").exit_code == 0
     assert seen == [3]
     assert run("ingest", str(docs), "--parallel", "0").exit_code == 2
+
+
+def test_search_without_matches_says_so(run, indexed, env):
+    assert run("search", "zzyzx", "--retrieval", "keyword").stdout == "no matches\n"
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["search", "x"], "ragkit: interrupted"),
+    (["ingest", "."], "ragkit: interrupted — whatever was committed is kept"),
+])
+def test_ctrl_c_says_what_was_kept_only_when_something_was_being_written(
+        run, indexed, monkeypatch, command, said):
+    from ragkit.index import Index
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Index, command[0], interrupted)
+    result = run(*command)
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines()[-1] == said

@@ -95,3 +95,18 @@ def test_an_unknown_mode_is_refused(env, tmp_path, bad):
                                       "--retrieval", bad])
     assert result.exit_code == 2
     assert "unknown retrieval mode 'fuzzy'" in result.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"question": "Why?", "source": "a.md"}\nnot json\n', "{path}:2: not a JSON object"),
+    ("\n\n", "{path} holds no questions"),
+    ('{"question": "Why?"}\n', '{path}:1: each line needs "question" and "source"'),
+])
+def test_a_bad_questions_file_is_one_line(env, tmp_path, docs, content, message):
+    assert CliRunner().invoke(cli, ["ingest", str(docs)]).exit_code == 0
+    path = tmp_path / "questions.jsonl"
+    path.write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["eval", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: " + message.format(path=path))
+    assert "Traceback" not in result.output

@@ -221,12 +221,15 @@ def test_a_first_build_that_commits_nothing_leaves_no_index(run, docs, env, olla
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
-        ("midstream", f"error: Ollama stopped mid-reply with an error: {RUNNER_STOPPED}"),
+        ("midstream", f"error: Ollama stopped mid-reply with an error: {RUNNER_STOPPED} — see "
+                      "the `ollama serve` log, then retry"),
         ("malformed", "error: Ollama sent a line that is not a JSON object on /api/chat: "
                       "b'{\"response\": \"unterminated'"),
         ("truncated", "error: Ollama's stream ended before the final record — the server may "
                       "have crashed; retry"),
-        (500, f"error: Ollama returned HTTP 500: {RUNNER_STOPPED}"),
+        (500, f"error: Ollama returned HTTP 500: {RUNNER_STOPPED} — see the `ollama serve` "
+              "log; a model runner that stops often lacks memory (try a smaller model or "
+              "-o num_ctx=2048)"),
     ],
 )
 def test_ask_reports_a_broken_answer_stream_in_one_line(run, docs, ollama, fault, message):
@@ -236,6 +239,8 @@ def test_ask_reports_a_broken_answer_stream_in_one_line(run, docs, ollama, fault
     assert result.exit_code == 3
     assert error_line(result) == message.replace("b'", "'")
     assert len([r for r in ollama.requests if r[1] == "/api/chat"]) == 1  # never retried
+    # On the terminal (stdout and stderr together) the message starts a line of its own.
+    assert message.replace("b'", "'") in result.output.splitlines()
 
 
 def test_ask_slower_than_the_timeout(run, docs, ollama):

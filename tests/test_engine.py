@@ -212,7 +212,7 @@ def test_a_finished_conversion_is_never_redone(converted: Path, cache: Path) -> 
     after = converted.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert minilm_gguf_path(cache) == converted and converted.name.endswith(".gguf")
-    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []  # no temp files
+    assert not list(cache.glob(".*.tmp"))  # no temp files
 
 
 @needs_converter
@@ -231,7 +231,7 @@ def test_conversion_clears_dead_temp_files_and_explains_an_unwritable_cache(
 
 
 @needs_converter
-def test_two_processes_converting_at_once_both_end_with_the_same_valid_file(
+def test_two_processes_starting_at_once_convert_once_and_share_the_file(
     tmp_path: Path, converted: Path
 ) -> None:
     go = tmp_path / "go"
@@ -240,7 +240,8 @@ def test_two_processes_converting_at_once_both_end_with_the_same_valid_file(
         "from ragkit.convert import ensure_minilm_gguf\n"
         "go = pathlib.Path(sys.argv[1])\n"
         "while not go.exists(): time.sleep(0.005)\n"
-        "print(ensure_minilm_gguf(pathlib.Path(sys.argv[2])))\n"
+        "said = lambda: print('converting', file=sys.stderr)\n"
+        "print(ensure_minilm_gguf(pathlib.Path(sys.argv[2]), on_convert=said))\n"
     )
     target = tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -251,7 +252,9 @@ def test_two_processes_converting_at_once_both_end_with_the_same_valid_file(
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
     assert [out.strip() for out, _ in results] == [str(minilm_gguf_path(target))] * 2
-    assert [p.name for p in target.iterdir()] == [converted.name]  # and no temp files
+    # One converted while the other waited for it; no temp files are left.
+    assert sorted(err.count("converting") for _, err in results) == [0, 1]
+    assert sorted(p.name for p in target.iterdir()) == [".all-minilm.lock", converted.name]
     made = Path(results[0][0].strip())
     assert hashlib.sha256(made.read_bytes()).digest() == hashlib.sha256(
         converted.read_bytes()).digest()

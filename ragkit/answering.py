@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .backend import Metrics, StreamChunk
+from .errors import UsageError
 from .keywords import keyword_terms
-from .prompting import NOT_FOUND
+from .prompting import NOT_FOUND, ContextFit
 from .retrieval import Hit
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "AnswerStream",
     "attribute",
     "cited_numbers",
+    "context_limits",
     "options_for",
     "relevance",
 ]
@@ -58,6 +61,38 @@ def options_for(model: str, overrides: dict[str, Any] | None = None) -> dict[str
     (120, 300)
     """
     return {**DEFAULT_OPTIONS, **MODEL_OPTIONS.get(model, {}), **(overrides or {})}
+
+
+def context_limits(options: Mapping[str, Any]) -> tuple[int, int]:
+    """``(num_ctx, tokens kept free for the answer)`` under ``options`` (see :func:`options_for`).
+
+    The answer gets ``num_predict`` tokens, or a quarter of ``num_ctx`` when
+    that is unlimited (-1, or Ollama's -2), and never more than half of ``num_ctx``.
+
+    >>> context_limits(options_for("smollm2:135m")), context_limits({"num_predict": -1})
+    ((2048, 120), (4096, 1024))
+    """
+    num_ctx = _whole(options, "num_ctx", DEFAULT_OPTIONS["num_ctx"])
+    if num_ctx <= 0:
+        raise UsageError(f"num_ctx must be positive, got {num_ctx} — e.g. -o num_ctx=4096")
+    predict = _whole(options, "num_predict", -1)
+    return num_ctx, min(predict if predict > 0 else num_ctx // 4, num_ctx // 2)
+
+
+def _whole(options: Mapping[str, Any], key: str, default: int) -> int:
+    """``options[key]`` as an int, or a UsageError naming the option."""
+    value = options.get(key)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not number.is_integer():
+        raise UsageError(f"option {key}={value!r} is not a whole number — "
+                         f"e.g. -o {key}={DEFAULT_OPTIONS[key]}")
+    return int(number)
+
 
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
@@ -175,6 +210,18 @@ class Answer:
     metrics: Metrics = field(default_factory=Metrics)
     #: Who put the [n] marks in the text: "model", "ragkit" (post-hoc attribution) or None.
     cited_by: str | None = None
+    #: What was sent and what was left out to fit num_ctx (None when the model was not asked).
+    fit: ContextFit | None = None
+
+    @property
+    def left_out(self) -> list[Hit]:
+        """Retrieved passages not sent to the model to fit its context, best-ranked first."""
+        return self.fit.left_out if self.fit else []
+
+    @property
+    def note(self) -> str | None:
+        """What was left out to fit num_ctx, as one line for the user (None: nothing was)."""
+        return self.fit.note if self.fit else None
 
     @property
     def cited_sources(self) -> list[tuple[int, Hit]]:
@@ -190,6 +237,9 @@ class Answer:
             "cited": self.cited,
             "sources": [{"n": n, **hit.as_dict()} for n, hit in enumerate(self.sources, 1)],
             "cited_by": self.cited_by,
+            "left_out": [hit.as_dict() for hit in self.left_out],
+            "history_left_out": self.fit.history_left_out if self.fit else 0,
+            "note": self.note,
             "model": self.model,
             "mode": self.mode,
             "done_reason": self.done_reason,
@@ -202,6 +252,7 @@ class AnswerStream:
 
     When retrieval found nothing usable, no model is called: the stream yields
     ragkit's own "not in the documents" sentence and ``answer.found`` is False.
+    :attr:`note` says, before the first delta, what was left out to fit num_ctx.
     """
 
     def __init__(
@@ -212,9 +263,11 @@ class AnswerStream:
         *,
         mode: str,
         model: str | None,
+        fit: ContextFit | None = None,
     ) -> None:
         self.question = question
         self.hits = hits
+        self.fit = fit
         self._chunks = chunks
         self._mode, self._model = mode, model
         self._parts: list[str] = []
@@ -235,6 +288,16 @@ class AnswerStream:
                 if chunk.done:
                     self._final = chunk
         self._answer = self._finish()
+
+    @property
+    def left_out(self) -> list[Hit]:
+        """Retrieved passages not sent to the model to fit its context."""
+        return self.fit.left_out if self.fit else []
+
+    @property
+    def note(self) -> str | None:
+        """What was left out to fit num_ctx, e.g. for a line on stderr; None if nothing was."""
+        return self.fit.note if self.fit else None
 
     @property
     def answer(self) -> Answer:
@@ -264,4 +327,5 @@ class AnswerStream:
             model=self._model if self._chunks is not None else None,
             done_reason=final.done_reason if final else None,
             metrics=(final.metrics or Metrics()) if final else Metrics(),
+            fit=self.fit,
         )

@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -298,6 +298,8 @@ def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, m
         stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
                                   retrieval=retrieval, min_score=min_score, force=force,
                                   paths=paths, diversity=diversity)
+        if stream.note:  # passages left out to fit num_ctx
+            _say(stream.note)
         if as_json:
             for _ in stream:  # the answer is printed whole, below
                 pass
@@ -313,7 +315,7 @@ def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, m
         sys.exit(EXIT_NOT_FOUND)
 
 
-def _echo_stream(deltas: Iterator[str]) -> None:
+def _echo_stream(deltas: Iterable[str]) -> None:
     """Print text deltas as they arrive; a failure mid-answer starts its message on a new line."""
     shown = False
     try:
@@ -365,6 +367,8 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
                 continue
             click.echo()
             if session.last:
+                if session.last.note:
+                    _say(session.last.note)
                 _print_sources(session.last)
 
 

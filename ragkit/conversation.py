@@ -16,7 +16,9 @@ __all__ = ["Conversation"]
 class Conversation:
     """A chat session; follow-up questions are searched together with the previous one."""
 
-    #: Messages of history sent to the model (older turns fall out of the window).
+    #: Messages of history sent to the model (older turns fall out of the window, and
+    #: :meth:`Index.ask_stream` leaves out the oldest of these first when the prompt
+    #: would not fit ``num_ctx``; ``last.note`` then says so).
     HISTORY = 6
 
     def __init__(

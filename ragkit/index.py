@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .answering import MODES, Answer, AnswerStream, options_for, relevance
-from .backend import Backend, embedding_prefixes
+from .answering import MODES, Answer, AnswerStream, context_limits, options_for, relevance
+from .backend import Backend, StreamChunk, embedding_prefixes
 from .backends import BackendChooser
 from .chunking import ChunkerSettings
 from .errors import (
@@ -37,7 +37,7 @@ from .errors import (
     UsageError,
 )
 from .ingest import IngestProgress, IngestReport, ingest
-from .prompting import build_generate_prompt, build_messages
+from .prompting import ContextFit, build_generate_prompt, build_messages, fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
 from .retrieval import Hit, dense_weight, match_paths, retrieve
 from .store import DATABASE, LOCKFILE, MANIFEST, Store
@@ -154,7 +154,7 @@ class Index:
 
     def ingest(
         self,
-        paths: Iterable[str | Path],
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         *,
         rebuild: bool = False,
         follow_symlinks: bool = False,
@@ -163,6 +163,10 @@ class Index:
         parallel: int | None = None,
     ) -> IngestReport:
         """Index new and changed files under ``paths`` and drop deleted ones.
+
+        ``paths``: files and folders; a single ``str`` or ``Path`` is taken as
+        one path (``ingest("docs")`` is ``ingest(["docs"])``), never as a
+        sequence of one-character paths.
 
         ``parallel``: embedding requests in flight (default: ``RAGKIT_PARALLEL``,
         else ``OLLAMA_NUM_PARALLEL`` + 1).
@@ -173,6 +177,8 @@ class Index:
         in, so the old index stays usable until the new one is complete.
         """
         self._parallel = parallel
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
         roots = [Path(p).expanduser() for p in paths]
         if not roots:
             raise UsageError("nothing to ingest — give at least one file or folder")
@@ -420,7 +426,14 @@ class Index:
         paths: Sequence[str] | None = None,
         diversity: float = 0.0,
     ) -> AnswerStream:
-        """Retrieve for ``question`` and stream the model's answer (see :class:`AnswerStream`)."""
+        """Retrieve for ``question`` and stream the model's answer (see :class:`AnswerStream`).
+
+        The prompt is kept within the ``num_ctx`` in effect (ragkit's options
+        for the model, or ``options``) minus room for ``num_predict``: the
+        oldest ``history`` turns, then the lowest-ranked passages, are left
+        out until it fits, and the stream's ``note`` says so.  A UsageError
+        when not even the best passage fits.
+        """
         if not question.strip():
             raise UsageError("the question is empty — ask something")
         if mode not in MODES:
@@ -432,12 +445,21 @@ class Index:
         if not hits or not relevant:
             return AnswerStream(question, hits, None, mode=mode, model=model)
         opts = options_for(model, dict(options or {}))
+        num_ctx, reserve = context_limits(opts)
+        fit = fit_context(question, hits, history, mode=mode, num_ctx=num_ctx, reserve=reserve)
+        chunks = self._generate(model, mode, question, fit, opts)
+        return AnswerStream(question, fit.hits, chunks, mode=mode, model=model, fit=fit)
+
+    def _generate(
+        self, model: str, mode: str, question: str, fit: ContextFit, opts: dict[str, Any]
+    ) -> Iterator[StreamChunk]:
+        """Send the fitted passages (and, in chat mode, history) in ``mode``'s prompt shape."""
         backend = self._backends.for_model(model)
         if mode == "chat":
-            chunks = backend.chat(model, build_messages(question, hits, history), options=opts)
-        else:
-            chunks = backend.generate(model, build_generate_prompt(question, hits), options=opts)
-        return AnswerStream(question, hits, chunks, mode=mode, model=model)
+            messages = build_messages(question, fit.hits, fit.history)
+            return backend.chat(model, messages, options=opts)
+        prompt = build_generate_prompt(question, fit.hits)
+        return backend.generate(model, prompt, options=opts)
 
     def relevance_threshold(self, min_score: float | None = None) -> float | None:
         """What :func:`~ragkit.answering.relevance` must reach before the model is asked."""

@@ -39,6 +39,7 @@ def test_auto_falls_back_per_model_and_says_each_backend_once():
 def test_auto_without_a_server_uses_the_embedded_engine():
     pick, said = chooser(f"http://127.0.0.1:{free_port()}")
     assert pick.for_model("all-minilm").name == "embedded"
+    assert said == ["using the embedded engine (llama.cpp)"]
     with pytest.raises(ModelNotFoundError) as info:
         pick.for_model("llama3")
     assert str(info.value) == (

@@ -145,3 +145,27 @@ def test_auto_takes_each_model_from_whoever_has_it_and_says_so_once(demo, real_o
     dead = runner.invoke(cli, ["search", "rebuild", "--index", "demo", "--backend", "auto"])
     assert dead.exit_code == 0
     assert dead.stderr.splitlines() == ["ragkit: using the embedded engine (llama.cpp)"]
+
+
+LARGE_K = ["ask", "How do I rebuild an index?", "-k", "40"]
+LEFT_OUT = re.compile(r"(\d+) of 40 passages left out to fit num_ctx=2048 — "
+                      r"raise it with -o num_ctx=(4096|8192)")
+
+
+def test_a_large_k_is_fitted_to_the_context_of_the_real_model(demo):
+    # Before: "the prompt is 4258 tokens, more than the model's context (num_ctx=2048)".
+    result = run(demo, *LARGE_K, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    sent, left_out = len(data["sources"]), len(data["left_out"])
+    assert sent + left_out == 40 and sent >= 4 and left_out > 0
+    assert LEFT_OUT.fullmatch(data["note"]) and data["note"].startswith(f"{left_out} of 40")
+    assert data["found"] and data["metrics"]["prompt_eval_count"] <= 2048 - 120
+    assert data["metrics"]["eval_count"] > 0
+
+
+def test_ask_says_once_on_stderr_what_was_left_out(demo):
+    result = run(demo, *LARGE_K)
+    assert result.exit_code == 0, result.output
+    notes = [ln for ln in result.stderr.splitlines() if "passages left out" in ln]
+    assert len(notes) == 1 and LEFT_OUT.fullmatch(notes[0].removeprefix("ragkit: "))

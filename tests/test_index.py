@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from ragkit import Index
 from ragkit.answering import options_for
+from ragkit.conversation import Conversation
 from ragkit.errors import (
     EmbeddingMismatchError,
     IndexNotFoundError,
@@ -44,6 +46,17 @@ def test_ingest_indexes_every_supported_file(env, docs):
         assert index.manifest["embed_model"] == "all-minilm"
         assert index.manifest["dimension"] == 384
         assert index.manifest["chunker"] == {"size": 200, "overlap": 30, "unit": "approx_tokens"}
+
+
+@pytest.mark.parametrize("as_path", [str, Path])
+def test_ingest_takes_a_single_path_as_one_path(env, docs, as_path, monkeypatch):
+    # Relative, so that a regression walks "d", "o", "c", "s" rather than "/" first.
+    monkeypatch.chdir(docs.parent)
+    with _open(env) as index:
+        report = index.ingest(as_path("docs"))  # not a list: still the one folder
+        assert sorted(os.path.basename(p) for p in report.added) == [
+            "backups.md", "garden.txt", "manual.pdf", "panda.md"]
+        assert report.failed == [] and report.skipped == []
 
 
 def test_search_finds_the_right_passage_with_page_and_heading(env, docs):
@@ -291,3 +304,82 @@ def test_diversity_keeps_near_copies_out_of_the_top(env, tmp_path):
             index.search("reactor", diversity=1.5)
     assert plain[0].startswith("copy") and plain[1].startswith("copy")
     assert varied[0].startswith("copy") and varied[1] == "other.txt"
+
+
+TOPICS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+          "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu"]
+
+
+@pytest.fixture
+def many(tmp_path):
+    """26 one-chunk files about backups, each some 130 estimated tokens long."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for topic in TOPICS:
+        (folder / f"{topic}.md").write_text(
+            f"The {topic} backups run every night and are kept for thirty days. " * 8)
+    return folder
+
+
+def _sent_labels(text):
+    """The passage labels in a prompt: (n, file name) in order."""
+    return [(int(n), name) for n, name in re.findall(r"^\[(\d+)\] (\S+)", text, re.M)]
+
+
+QUESTION = "When do the backups run?"
+
+
+@pytest.mark.parametrize("mode", ["chat", "generate"])
+def test_a_large_k_sends_only_the_best_passages_that_fit_num_ctx(env, many, ollama, mode):
+    with _open(env) as index:
+        index.ingest([many])
+        ranked = index.search(QUESTION, k=26)
+        stream = index.ask_stream(QUESTION, k=26, mode=mode)
+        note = stream.note
+        answer = stream.answer
+    kept = len(answer.sources)
+    assert 1 < kept < 26 and answer.sources == ranked[:kept] and answer.left_out == ranked[kept:]
+    body = ollama.bodies(f"/api/{mode}")[-1]
+    prompt = body["messages"][0]["content"] if mode == "chat" else body["prompt"]
+    assert _sent_labels(prompt) == [(n, h.source) for n, h in enumerate(ranked[:kept], 1)]
+    assert body["options"]["num_ctx"] == 2048  # ragkit's tuned options for smollm2:135m
+    assert note == answer.note == (f"{26 - kept} of 26 passages left out to fit num_ctx=2048 — "
+                                   "raise it with -o num_ctx=8192")
+    data = answer.as_dict()
+    assert [h["source"] for h in data["left_out"]] == [h.source for h in ranked[kept:]]
+    assert data["note"] == note and answer.found and answer.cited == [1]
+
+
+def test_the_users_num_ctx_decides_what_fits(env, many, ollama):
+    with _open(env) as index:
+        index.ingest([many])
+        roomy = index.ask(QUESTION, k=26, options={"num_ctx": 8192})
+        assert len(roomy.sources) == 26 and roomy.left_out == [] and roomy.note is None
+        roomy_prompt = ollama.bodies("/api/chat")[-1]["messages"][0]["content"]
+        assert [n for n, _ in _sent_labels(roomy_prompt)] == list(range(1, 27))
+        small = index.ask(QUESTION, k=26, options={"num_ctx": 1024, "num_predict": 100})
+        assert 1 <= len(small.sources) < 10
+        calls = len(ollama.bodies("/api/chat"))
+        with pytest.raises(UsageError, match=r"best passage need about \d+ tokens, more than "
+                           r"the 156 that num_ctx=256 leaves after 100 for the answer — raise "
+                           r"it with -o num_ctx=512"):
+            index.ask(QUESTION, options={"num_ctx": 256, "num_predict": 100})
+        assert len(ollama.bodies("/api/chat")) == calls  # refused before any request
+
+
+def test_chat_leaves_out_the_oldest_turns_first(env, many, ollama):
+    with _open(env) as index:
+        index.ingest([many])
+        session = Conversation(index, k=4, options={"num_predict": 100})
+        session.history = [m for t in TOPICS[:3] for m in (
+            {"role": "user", "content": f"What about {t}?"},
+            {"role": "assistant", "content": f"The {t} backups run nightly [1]. " * 30})]
+        "".join(session.ask_stream(QUESTION))
+    messages = ollama.bodies("/api/chat")[-1]["messages"]
+    assert [m["content"] for m in messages[1:-1]] == [
+        m["content"] for m in session.history[2:6]]  # the oldest turn left out
+    assert len(_sent_labels(messages[0]["content"])) == 4  # every passage kept
+    assert session.last is not None
+    assert session.last.note == ("2 earlier chat messages left out to fit num_ctx=2048 — "
+                                 "raise it with -o num_ctx=4096")

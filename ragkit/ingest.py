@@ -5,6 +5,12 @@ transaction together with its hash, so an interrupted run keeps every file it
 finished and a re-run picks up the rest.  Reading and chunking the next files
 overlaps with embedding the current batch.
 
+A big text file (see :func:`~ragkit.loading.streams`) is read, chunked and
+embedded in parts of about a batch of chunks each, so its text is never held
+whole; each part is written as its vectors arrive, into one transaction that
+stays open until the file's last part is in.  Readers (WAL) and a crash see
+the index as it was before the file.
+
 Embedding is pipelined: each batch of about ``batch_size`` chunks goes out as
 ``/api/embed`` requests of many texts, and up to ``parallel`` requests are in
 flight at once (``RAGKIT_PARALLEL``; by default ``OLLAMA_NUM_PARALLEL`` + 1, so
@@ -18,21 +24,35 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .chunking import ChunkerSettings, chunk_text
+from .chunking import ChunkerSettings, Span, chunk_stream, chunk_text
 from .errors import BackendError, LoadError
-from .loading import Document, Skipped, check_size, iter_files, load_file
+from .loading import (
+    SUFFIX_KIND,
+    Document,
+    Skipped,
+    check_size,
+    iter_files,
+    load_file,
+    open_text,
+    streams,
+)
 from .store import ChunkRow, FileRecord, Store
+
+if TYPE_CHECKING:
+    from .store import _Writer
 
 __all__ = ["IngestProgress", "IngestReport", "Problem", "default_parallel", "ingest"]
 
@@ -95,12 +115,20 @@ class IngestProgress:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A file read and chunked, waiting for its vectors."""
+    """A file read and chunked, waiting for its vectors; or one part of a big file.
+
+    A big file's parts replace its old chunks (``first``), add to them, and
+    record the file (``final``, with the chunk count in ``record``).  ``failed``:
+    reading broke off after some parts; what they wrote is to be dropped.
+    """
 
     record: FileRecord
     rows: list[ChunkRow]
     texts: list[str]
     is_new: bool
+    first: bool = True
+    final: bool = True
+    failed: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,12 +161,14 @@ def ingest(
     tracker = _Tracker(len(todo) + report.unchanged, report.unchanged, started, progress)
     in_flight = default_parallel() if parallel is None else max(1, parallel)
     work = _prepare_in_background(todo, known, chunker, document_prefix,
-                                  ahead=batch_size * (in_flight + 1))
+                                  ahead=batch_size * (in_flight + 1), part=batch_size)
     try:
-        batches = _batches(work, batch_size, report)
-        for batch, vectors in _embed_ahead(batches, embed, batch_size, in_flight):
-            _commit(store, batch, vectors, report)
-            tracker.advance(len(batch), len(vectors), batch[-1].record.path)
+        with _Committer(store, report) as committer:
+            batches = _batches(work, batch_size, report)
+            for batch, vectors in _embed_ahead(batches, embed, batch_size, in_flight):
+                committer.write(batch, vectors)
+                files = sum(item.final for item in batch)
+                tracker.advance(files, len(vectors), batch[-1].record.path)
     except BackendError as exc:
         _add_resume_hint(exc, report)
         raise
@@ -192,9 +222,12 @@ def _plan(
 
 def _prepare_in_background(
     files: list[Path], known: dict[str, FileRecord], chunker: ChunkerSettings, prefix: str,
-    *, ahead: int = 256,
+    *, ahead: int = 256, part: int = 64,
 ) -> Iterator[_Prepared | _Unchanged | Problem]:
-    """Read and chunk files in a thread, up to about ``ahead`` chunks ahead of the embedder."""
+    """Read and chunk files in a thread, up to about ``ahead`` chunks ahead of the embedder.
+
+    A big file comes in parts of ``part`` chunks.
+    """
     out: deque[object] = deque()
     ready = threading.Condition()
     queued = [0]  # chunks prepared and not yet taken
@@ -213,9 +246,12 @@ def _prepare_in_background(
     def work() -> None:
         try:
             for path in files:
-                if stop.is_set():
-                    return
-                put(_prepare(path, known.get(str(path)), chunker, prefix))
+                parts = _prepare_parts(path, known.get(str(path)), chunker, prefix, part)
+                with contextlib.closing(parts):
+                    for item in parts:
+                        if stop.is_set():
+                            return
+                        put(item)
         finally:
             put(done)
 
@@ -263,6 +299,70 @@ def _prepare(
     return _Prepared(new, rows, texts, is_new=record is None)
 
 
+def _prepare_parts(
+    path: Path, record: FileRecord | None, chunker: ChunkerSettings, prefix: str, part: int
+) -> Generator[_Prepared | _Unchanged | Problem, None, None]:
+    """:func:`_prepare` for a file read whole; a big text file in parts of ``part`` chunks."""
+    try:
+        st = path.stat()
+        if not streams(path, st.st_size):
+            yield _prepare(path, record, chunker, prefix)
+            return
+        digest = _sha256(path)
+        if record and record.sha256 == digest:
+            yield _Unchanged(FileRecord(str(path), digest, st.st_mtime_ns, st.st_size,
+                                        record.chunks))
+            return
+        windows = open_text(path)
+    except LoadError as exc:
+        yield Problem(str(path), exc.reason)
+        return
+    except OSError as exc:
+        yield Problem(str(path), exc.strerror or str(exc))
+        return
+    new = FileRecord(str(path), digest, st.st_mtime_ns, st.st_size, 0)
+    markdown = SUFFIX_KIND.get(path.suffix.lower()) == "markdown"
+    yield from _parts(new, chunk_stream(windows, chunker, markdown=markdown), prefix, part,
+                      is_new=record is None)
+
+
+def _parts(
+    record: FileRecord, spans: Iterator[Span], prefix: str, size: int, *, is_new: bool
+) -> Iterator[_Prepared | Problem]:
+    """A streamed file's chunks as parts of ``size``; the last one (held back) is final."""
+    held: _Prepared | None = None
+    count = 0
+    try:
+        while group := list(itertools.islice(spans, size)):
+            if held is not None:
+                yield held
+            rows, texts = _rows(None, group, prefix)
+            held = _Prepared(record, rows, texts, is_new, first=count == 0, final=False)
+            count += len(rows)
+    except LoadError as exc:  # the file broke off: drop what its parts wrote
+        if held is None or held.first:
+            yield Problem(record.path, exc.reason)
+        else:
+            yield _Prepared(record, [], [], is_new, first=False, failed=exc.reason)
+        return
+    if held is None:
+        yield Problem(record.path, "empty file")
+        return
+    yield replace(held, record=replace(record, chunks=count), final=True)
+
+
+def _rows(page: int | None, spans: Iterable[Span], prefix: str) -> tuple[list[ChunkRow], list[str]]:
+    """Stored rows and embedded texts of ``spans``; the embedded text carries the heading path."""
+    rows: list[ChunkRow] = []
+    texts: list[str] = []
+    for span in spans:
+        rows.append(ChunkRow(page, span.start, span.end, span.heading, span.text))
+        lead = span.text.lstrip("# ")
+        titled = span.heading and not span.heading.endswith(lead.split("\n", 1)[0])
+        texts.append(f"{prefix}{span.heading}\n{span.text}" if titled else prefix + span.text)
+    return rows, texts
+
+
 def _chunk_documents(
     documents: list[Document], chunker: ChunkerSettings, prefix: str
 ) -> tuple[list[ChunkRow], list[str]]:
@@ -270,11 +370,10 @@ def _chunk_documents(
     rows: list[ChunkRow] = []
     texts: list[str] = []
     for doc in documents:
-        for span in chunk_text(doc.text, chunker, markdown=doc.kind == "markdown"):
-            rows.append(ChunkRow(doc.page, span.start, span.end, span.heading, span.text))
-            lead = span.text.lstrip("# ")
-            titled = span.heading and not span.heading.endswith(lead.split("\n", 1)[0])
-            texts.append(f"{prefix}{span.heading}\n{span.text}" if titled else prefix + span.text)
+        spans = chunk_text(doc.text, chunker, markdown=doc.kind == "markdown")
+        more_rows, more_texts = _rows(doc.page, spans, prefix)
+        rows.extend(more_rows)
+        texts.extend(more_texts)
     return rows, texts
 
 
@@ -391,23 +490,82 @@ def _embed_ahead(
         pool.shutdown(wait=not running)
 
 
-def _commit(
-    store: Store, batch: list[_Prepared], vectors: np.ndarray, report: IngestReport
-) -> None:
-    """Write a batch of files in one transaction and account for them."""
-    offset = 0
-    with store.transaction() as tx:
+class _Committer:
+    """Writes batches as their vectors arrive, committing whenever no file is half written.
+
+    Batches of whole files are committed one by one; the parts of a big file
+    go into one transaction that is committed after its last part (and rolled
+    back if the run stops first).
+    """
+
+    def __init__(self, store: Store, report: IngestReport) -> None:
+        self.store, self.report = store, report
+        self._open = contextlib.ExitStack()
+        self._tx: _Writer | None = None
+        # Written but not committed yet: chunks, and files for the report's lists.
+        self._chunks = 0
+        self._files: list[tuple[list[Any], Any]] = []
+
+    def __enter__(self) -> _Committer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None and self._tx is not None:  # a file's parts stopped short
+            error = RuntimeError("ingest ended inside a file")
+            exc = (RuntimeError, error, None)
+        self._tx = None
+        self._open.__exit__(*exc)  # commits, or rolls back on an exception
+
+    def write(self, batch: list[_Prepared], vectors: np.ndarray) -> None:
+        """Write one batch; commit if its last item ends a file (and before a big file)."""
+        offset = 0
         for item in batch:
-            if not item.rows and item.record.chunks:  # content unchanged, only mtime moved
-                tx.touch_file(item.record)
-                continue
+            if item.first and not item.final:
+                self._commit()  # what came before a big file need not wait for it
+            if self._tx is None:
+                self._tx = self._open.enter_context(self.store.transaction())
             n = len(item.rows)
-            tx.put_file(item.record, item.rows, vectors[offset : offset + n])
+            _write_item(self._tx, item, vectors[offset : offset + n])
             offset += n
-    for item in batch:
-        if item.rows:
-            (report.added if item.is_new else report.updated).append(item.record.path)
-            report.chunks_written += len(item.rows)
+            self._note(item)
+        if batch[-1].final:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Commit the open transaction, if any, and report what it held."""
+        if self._tx is None:
+            return
+        self._tx = None
+        self._open.close()
+        self.report.chunks_written += self._chunks
+        for where, what in self._files:
+            where.append(what)
+        self._chunks, self._files = 0, []
+
+    def _note(self, item: _Prepared) -> None:
+        """Remember what ``item`` adds to the report (not the item: a big file's text)."""
+        self._chunks += len(item.rows)
+        report = self.report
+        if item.failed:
+            self._files.append((report.failed, Problem(item.record.path, item.failed)))
+        elif item.final and item.rows:
+            self._files.append((report.added if item.is_new else report.updated,
+                                item.record.path))
+
+
+def _write_item(tx: _Writer, item: _Prepared, vectors: np.ndarray) -> None:
+    """Write one file, or one part of a big file."""
+    path = item.record.path
+    if item.failed:
+        tx.remove_file(path)
+    elif not item.rows and item.record.chunks:  # content unchanged, only mtime moved
+        tx.touch_file(item.record)
+    else:
+        if item.first:
+            tx.remove_file(path)
+        tx.add_chunks(path, item.rows, vectors)
+        if item.final:
+            tx.touch_file(item.record)
 
 
 def _remove_missing(

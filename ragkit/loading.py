@@ -6,16 +6,20 @@ page for a PDF).  Files that cannot be read raise
 :class:`~ragkit.errors.LoadError` with a one-line reason, never a traceback,
 so ingest can report them and go on.
 
-Size cap: a file is read whole (text must be decoded and chunked, pypdf needs
-the whole PDF), so files above a cap are refused *before* they are read, with
-the reason and the way to raise the cap: 32 MB for text-like files, 8 times
-that for PDFs (most of a PDF's bytes are images and fonts).  ``RAGKIT_MAX_FILE_MB``
-changes the cap (the text cap; PDFs get 8 times it).  Memory for one file
-therefore stays within a small multiple of the cap however big the file is.
+Big files: a text-like file (plain text, markdown, source code, ...) over
+:data:`STREAM_ABOVE` bytes is not loaded whole: :func:`open_text` decodes it
+in windows of about a megabyte, for :func:`~ragkit.chunking.chunk_stream`, so
+it may be of any size.  The formats that must be read whole (pypdf needs the
+whole PDF, HTML is parsed in one go) are capped instead: above 32 MB for HTML,
+8 times that for PDFs (most of a PDF's bytes are images and fonts), a file is
+refused *before* it is read, with the reason and the way to raise the cap,
+``RAGKIT_MAX_FILE_MB`` (PDFs get 8 times it).  Memory for one file therefore
+stays within a window, or a small multiple of the cap.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import os
@@ -41,6 +45,8 @@ __all__ = [
     "html_to_text",
     "iter_files",
     "load_file",
+    "open_text",
+    "streams",
 ]
 
 _KINDS = {
@@ -64,8 +70,12 @@ SUPPORTED_SUFFIXES: frozenset[str] = frozenset(SUFFIX_KIND)
 IGNORED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv"})
 
 _SNIFF = 8192  # bytes looked at to tell text from binary
-DEFAULT_MAX_FILE_MB = 32  # text-like files; PDFs may be PDF_SIZE_FACTOR times bigger
+DEFAULT_MAX_FILE_MB = 32  # HTML files; PDFs may be PDF_SIZE_FACTOR times bigger
 PDF_SIZE_FACTOR = 8
+_WHOLE_KINDS = frozenset({"html", "pdf"})  # read whole, so capped; other kinds can be streamed
+#: Text-like files bigger than this are decoded and chunked in windows (:func:`open_text`).
+STREAM_ABOVE = 4_000_000
+WINDOW_BYTES = 1 << 20
 _BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
     (b"\xff\xfe\x00\x00", "utf-32-le"),
     (b"\x00\x00\xfe\xff", "utf-32-be"),
@@ -115,34 +125,45 @@ def decode_text(data: bytes) -> str:
     ...
     ValueError: binary file
     """
+    codec, bom = _detect(data)
+    return data[bom:].decode(codec, errors="replace")
+
+
+def _detect(data: bytes, complete: bool = True) -> tuple[str, int]:
+    """(codec, length of its BOM) of a text file's bytes, or ValueError for a binary file.
+
+    ``complete``: ``data`` is the whole file, not its first bytes (which may end
+    inside a character).
+    """
     for bom, codec in _BOMS:
         if data.startswith(bom):
-            return data[len(bom) :].decode(codec, errors="replace")
+            return codec, len(bom)
     if b"\x00" in data[:_SNIFF]:
         raise ValueError("binary file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    chinese = _as_gb18030(data)
-    if chinese is not None:
-        return chinese
+    if _decoded(data, "utf-8", complete) is not None:
+        return "utf-8", 0
+    chinese = _decoded(data, "gb18030", complete)
+    if chinese is not None and _looks_chinese(chinese):
+        return "gb18030", 0
     text = data.decode("utf-8", errors="replace")
     if text.count("\ufffd") * 3 > len(text):  # mostly undecodable: not text at all
         raise ValueError("binary file")
-    return text
+    return "utf-8", 0
 
 
-def _as_gb18030(data: bytes) -> str | None:
-    """The GB18030 reading of ``data`` if it is one and looks like Chinese text."""
+def _decoded(data: bytes, codec: str, complete: bool) -> str | None:
+    """``data`` decoded strictly, or None if it is not in ``codec``."""
     try:
-        text = data.decode("gb18030")
+        return codecs.getincrementaldecoder(codec)().decode(data, final=complete)
     except UnicodeDecodeError:
         return None
-    # Some Latin-1 byte pairs are valid GB18030 too; real Chinese text decodes
-    # to mostly CJK characters and punctuation.
+
+
+def _looks_chinese(text: str) -> bool:
+    """Whether a GB18030 reading is Chinese text rather than Latin-1 bytes that happen to decode."""
+    # Real Chinese text decodes to mostly CJK characters and punctuation.
     foreign = len(_NON_ASCII.findall(text))
-    return text if len(_CHINESE.findall(text)) * 2 >= foreign else None
+    return len(_CHINESE.findall(text)) * 2 >= foreign
 
 
 def _looks_binary(head: bytes) -> bool:
@@ -150,8 +171,14 @@ def _looks_binary(head: bytes) -> bool:
     return b"\x00" in head and not any(head.startswith(bom) for bom, _ in _BOMS)
 
 
+def streams(path: Path, size: int) -> bool:
+    """Whether a file of ``size`` bytes is read in windows (:func:`open_text`), not whole."""
+    kind = SUFFIX_KIND.get(Path(path).suffix.lower())
+    return kind is not None and kind not in _WHOLE_KINDS and size > STREAM_ABOVE
+
+
 def max_file_bytes(kind: str) -> int:
-    """The size above which a file of ``kind`` is refused unread (see the module doc)."""
+    """The size above which a PDF or HTML file is refused unread (see the module doc)."""
     raw = os.environ.get("RAGKIT_MAX_FILE_MB", "").strip()
     try:
         megabytes = float(raw) if raw else DEFAULT_MAX_FILE_MB
@@ -162,8 +189,13 @@ def max_file_bytes(kind: str) -> int:
 
 
 def check_size(path: Path, size: int) -> None:
-    """Raise :class:`LoadError` if a file of ``size`` bytes is over the cap for its kind."""
+    """Raise :class:`LoadError` if a file of ``size`` bytes is over the cap for its kind.
+
+    Only PDF and HTML files are capped: text-like files of any size can be streamed.
+    """
     kind = SUFFIX_KIND.get(Path(path).suffix.lower(), "text")
+    if kind not in _WHOLE_KINDS:
+        return
     limit = max_file_bytes(kind)
     if size > limit:
         raise LoadError(
@@ -176,7 +208,9 @@ def check_size(path: Path, size: int) -> None:
 def load_file(path: Path) -> list[Document]:
     """Read one file into documents: one for a text file, one per page with text for a PDF.
 
-    Files over the size cap (:func:`max_file_bytes`) are refused without being read.
+    PDF and HTML files over the size cap (:func:`max_file_bytes`) are refused
+    without being read; other files are read whole whatever their size
+    (:func:`open_text` reads a big one a window at a time).
     """
     path = Path(path)
     kind = SUFFIX_KIND.get(path.suffix.lower())
@@ -187,7 +221,7 @@ def load_file(path: Path) -> list[Document]:
     except OSError as exc:
         raise LoadError(str(path), _os_reason(exc)) from None
     check_size(path, size)
-    data = _read(path, max_file_bytes(kind))
+    data = _read(path, max_file_bytes(kind) if kind in _WHOLE_KINDS else -1)
     if not data.strip():
         raise LoadError(str(path), "empty file")
     if kind == "pdf":
@@ -210,15 +244,59 @@ def _unsupported(path: Path) -> str:
 
 
 def _read(path: Path, limit: int) -> bytes:
-    """The file's bytes (at most ``limit``: a file that grew since it was measured is
-    refused, not read whole); OS errors become a LoadError with a short reason."""
+    """The file's bytes (at most ``limit``, unless -1: a file that grew since it was
+    measured is refused, not read whole); OS errors become a LoadError with a short reason."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+            data = fh.read(limit + 1 if limit >= 0 else -1)
     except OSError as exc:
         raise LoadError(str(path), _os_reason(exc)) from None
     check_size(path, len(data))
     return data
+
+
+def open_text(path: Path, *, window: int = 0) -> Iterator[str]:
+    """Decode a text-like file a window at a time (``window`` bytes, :data:`WINDOW_BYTES` if 0).
+
+    The pieces join up to the text :func:`load_file` reads (newlines
+    normalized), except that the encoding is chosen from the first megabyte.  A
+    binary, empty or unreadable file raises :class:`LoadError` here, before
+    any text is read; bytes that do not decode become U+FFFD.
+    """
+    path, window = Path(path), window or WINDOW_BYTES
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(max(window, WINDOW_BYTES))  # what the encoding is judged on
+            complete = not fh.read(1)
+    except OSError as exc:
+        raise LoadError(str(path), _os_reason(exc)) from None
+    if complete and not head.strip():
+        raise LoadError(str(path), "empty file")
+    try:
+        codec, bom = _detect(head, complete)
+    except ValueError as exc:
+        raise LoadError(str(path), str(exc)) from None
+    return _windows(path, codec, bom, window)
+
+
+def _windows(path: Path, codec: str, skip: int, window: int) -> Iterator[str]:
+    """The text of ``path`` from byte ``skip`` on, decoded incrementally."""
+    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+    held = ""  # a final CR waits: it may be the first half of a CRLF
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(skip)
+            while True:
+                data = fh.read(window)
+                text = held + decoder.decode(data, final=not data)
+                held = "\r" if data and text.endswith("\r") else ""
+                text = text[: len(text) - len(held)].replace("\r\n", "\n").replace("\r", "\n")
+                if text:
+                    yield text
+                if not data:
+                    return
+    except OSError as exc:
+        raise LoadError(str(path), _os_reason(exc)) from None
 
 
 def _os_reason(exc: OSError) -> str:

@@ -498,9 +498,14 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[_Writer]:
-        """Group writes; they all land, with one generation bump, or none do."""
+        """Group writes; they all land, with one generation bump, or none do.
+
+        New vectors go into the in-memory FAISS index as they are written (so a
+        transaction holding a huge file does not hold its vectors twice); a
+        rolled-back transaction drops that index, to be reloaded when needed.
+        """
         index = self._vectors()
-        writer = _Writer(self._db, self.dimension)
+        writer = _Writer(self._db, self.dimension, index)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield writer
@@ -510,24 +515,21 @@ class Store:
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._faiss, self._faiss_generation = None, -1
             raise
-        # Mirror the committed change into the in-memory FAISS index.
-        if writer.removed:
+        if writer.removed:  # removals are mirrored once, at the end: each one scans the index
             index.remove_ids(np.array(writer.removed, dtype=np.int64))
-        if writer.added_ids:
-            index.add_with_ids(np.vstack(writer.added_vectors), np.array(writer.added_ids))
         self._faiss_generation = self.generation()
 
 
 class _Writer:
-    """Writes inside one :meth:`Store.transaction`; records what changed for FAISS."""
+    """Writes inside one :meth:`Store.transaction`; new vectors go straight into FAISS."""
 
-    def __init__(self, db: sqlite3.Connection, dimension: int) -> None:
+    def __init__(self, db: sqlite3.Connection, dimension: int, index: Any) -> None:
         self._db = db
         self._dimension = dimension
+        self._index = index
         self.removed: list[int] = []
-        self.added_ids: list[int] = []
-        self.added_vectors: list[np.ndarray] = []
 
     def remove_file(self, path: str) -> None:
         """Forget a file and its chunks."""
@@ -539,10 +541,15 @@ class _Writer:
 
     def put_file(self, record: FileRecord, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
         """Replace a file's chunks with ``rows`` and their ``vectors``."""
+        self.remove_file(record.path)
+        self.add_chunks(record.path, rows, vectors)
+        self.touch_file(record)
+
+    def add_chunks(self, path: str, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+        """Add chunks of a file (which :meth:`touch_file` records once all are in)."""
         if len(rows) != len(vectors):
             raise ValueError(f"{len(rows)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self._dimension)
-        self.remove_file(record.path)
         # Ids are assigned here, as AUTOINCREMENT would (never reused; the write lock is
         # held), so that both tables are filled with one executemany each.
         seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='chunks'").fetchone()
@@ -551,7 +558,7 @@ class _Writer:
         self._db.executemany(
             "INSERT INTO chunks (id, path, page, start, end, heading, text, vector) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(cid, record.path, row.page, row.start, row.end, row.heading, row.text,
+            [(cid, path, row.page, row.start, row.end, row.heading, row.text,
               vector.tobytes()) for cid, row, vector in zip(ids, rows, vectors, strict=True)],
         )
         self._db.executemany(
@@ -559,10 +566,8 @@ class _Writer:
             [(cid, " ".join(keyword_terms(f"{row.heading} {row.text}")))
              for cid, row in zip(ids, rows, strict=True)],
         )
-        self.added_ids.extend(ids)
-        if len(rows):
-            self.added_vectors.append(vectors)
-        self.touch_file(record)
+        if ids:
+            self._index.add_with_ids(vectors, np.array(ids, dtype=np.int64))
 
     def touch_file(self, record: FileRecord) -> None:
         """Record a file's hash, mtime and size without touching its chunks."""

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragkit.chunking import ChunkerSettings, Span, approx_tokens, chunk_text
+from ragkit.chunking import ChunkerSettings, Span, approx_tokens, chunk_stream, chunk_text
 
 GUIDE = """Intro line.
 
@@ -388,3 +388,67 @@ def test_neighbours_overlap_by_at_most_the_overlap_and_always_move_on(
         assert approx_tokens(shared) <= chunker.overlap
         if chunker.overlap == 0:
             assert after.start >= before.end
+
+
+# --- windows: chunk_stream gives chunk_text's chunks ---------------------------------------
+
+WINDOWED = (
+    "# Guide\n\nIntro sentence one. Intro sentence two! 熊猫主要生活在中国四川的山区。它们每天吃"
+    "大量的竹子；还有🐼表情。\n\n## Setup ##\n\n```\n# not a heading\n```\n\n"
+    + "lorem ipsum dolor sit amet " * 40
+    + "\n\n" + "熊猫吃竹子" * 30 + "\n\n"
+    + "naïve café — «quoted» end!” next (line)\nsecond line\r\nthird line\n\n"
+    + "x" * 150 + " tail.\n\n### Deep\n\nLast words here."
+)
+
+
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+@pytest.mark.parametrize("markdown", [False, True], ids=["text", "markdown"])
+@pytest.mark.parametrize("window", [1, 7, 64, 500])
+@pytest.mark.parametrize("chunker", [ChunkerSettings(12, 3), ChunkerSettings(40, 10),
+                                     ChunkerSettings(5, 0)], ids=["12-3", "40-10", "5-0"])
+def test_windowed_chunking_gives_the_whole_text_chunks(
+    markdown: bool, window: int, chunker: ChunkerSettings
+) -> None:
+    whole = chunk_text(WINDOWED, chunker, markdown=markdown)
+    windows = pieces(WINDOWED, window)
+    assert len(windows) > 3
+    assert list(chunk_stream(windows, chunker, markdown=markdown)) == whole
+    # Offsets are global: every window edge lies inside or between chunks of the whole text.
+    assert [s.text for s in whole] == [WINDOWED[s.start : s.end] for s in whole]
+
+
+def test_windowed_chunking_of_one_endless_line_at_the_default_size() -> None:
+    text = "熊猫 lorem ipsum dolor 🐼 sit amet, " * 3000  # no sentence end, no line break
+    whole = chunk_text(text)
+    assert len(whole) > 20
+    assert list(chunk_stream(pieces(text, 4096))) == whole
+
+
+def test_a_stretch_with_nowhere_to_stop_is_cut_at_max_carry() -> None:
+    text = "# " + "title words " * 2000 + "\n\nBody text."  # a 24 kB heading line
+    spans = list(chunk_stream(pieces(text, 1000), ChunkerSettings(20, 5), markdown=True,
+                              max_carry=5000))
+    assert_invariants(text, spans, ChunkerSettings(20, 5))
+    assert spans[-1].text.endswith("Body text.")
+
+
+SPLITS = st.lists(st.integers(1, 30), min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXTS, chunker=CHUNKERS, markdown=st.booleans(), sizes=SPLITS)
+def test_windowed_chunking_equals_whole_text_chunking(
+    text: str, chunker: ChunkerSettings, markdown: bool, sizes: list[int]
+) -> None:
+    windows, pos = [], 0
+    for size in itertools.cycle(sizes):
+        if pos >= len(text):
+            break
+        windows.append(text[pos : pos + size])
+        pos += size
+    assert list(chunk_stream(windows, chunker, markdown=markdown)) == chunk_text(
+        text, chunker, markdown=markdown)

@@ -2,28 +2,36 @@
 
 Every good file must be indexed; every bad one reported exactly once with its
 reason; the exit status 5 ("completed with problems") must differ from success
-(0) and from failure (1-4); and a file too big to read is refused unread, so
-memory stays bounded (measured in a subprocess).
+(0) and from failure (1-4); a huge text file is streamed, so memory stays
+bounded (measured in a subprocess), and a huge HTML file, which would have to
+be read whole, is refused unread.
 """
 
 from __future__ import annotations
 
 import builtins
+import itertools
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from ollama_server import FakeOllama
 from pdfgen import write_encrypted_pdf, write_image_only_pdf, write_pdf, write_truncated_pdf
 
-from ragkit import Index
+from ragkit import Index, loading
+from ragkit.chunking import ChunkerSettings, chunk_text
 from ragkit.cli import cli
-from ragkit.errors import LoadError
+from ragkit.errors import BackendError, LoadError
+from ragkit.ingest import ingest
 from ragkit.loading import DEFAULT_MAX_FILE_MB, load_file
+from ragkit.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 HUGE_MB = 52
@@ -76,9 +84,9 @@ def hostile_corpus(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, str]
     bad["encrypted-secret.pdf"] = "failed: encrypted PDF — decrypt it first"
     write_image_only_pdf(root / "scanned.pdf")
     bad["scanned.pdf"] = "failed: PDF has no text layer (scanned?) — run OCR on it first"
-    write_huge(root / "huge.txt")
-    bad["huge.txt"] = (f"failed: file too large ({HUGE_MB}.0 MB; the limit for text files is "
-                       f"{DEFAULT_MAX_FILE_MB} MB) — split it, or raise RAGKIT_MAX_FILE_MB")
+    write_huge(root / "huge.html")  # HTML is parsed whole, so it is capped (text is streamed)
+    bad["huge.html"] = (f"failed: file too large ({HUGE_MB}.0 MB; the limit for html files is "
+                        f"{DEFAULT_MAX_FILE_MB} MB) — split it, or raise RAGKIT_MAX_FILE_MB")
     (root / "unreadable.txt").write_text("you cannot read me")
     (root / "unreadable.txt").chmod(0)
     bad["unreadable.txt"] = "failed: permission denied"
@@ -168,40 +176,130 @@ def test_exit_status_tells_success_problems_and_failure_apart(env, tmp_path, oll
         "again to finish)"]
 
 
-def test_a_huge_file_is_refused_unread_with_bounded_memory(env, tmp_path, ollama):
+MEASURE = """
+import json, resource, sys, time
+import numpy, faiss, requests, pypdf  # what any ingest loads, before the baseline
+from ragkit.cli import cli
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.monotonic()
+try:
+    cli(['ingest', *sys.argv[1:]], prog_name='ragkit')
+except SystemExit as exc:
+    code = exc.code
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({'code': code, 'growth_mb': (peak - base) / 1024,
+                  'seconds': time.monotonic() - started}))
+"""
+
+
+def stored(home: Path, path: Path) -> list[tuple[int, int, str]]:
+    """(start, end, text) of the chunks stored for ``path`` in the default index, in order."""
+    db = sqlite3.connect(home / "default" / "chunks.sqlite")
+    try:
+        return db.execute("SELECT start, end, text FROM chunks WHERE path=? ORDER BY start",
+                          (str(path),)).fetchall()
+    finally:
+        db.close()
+
+
+@pytest.mark.slow  # about 30 s: 52 MB to chunk and 27,000 chunks to embed
+def test_a_huge_single_line_file_is_streamed_with_bounded_memory(tmp_path):
     folder = tmp_path / "big"
     folder.mkdir()
-    write_huge(folder / "huge.txt")
+    huge = write_huge(folder / "huge.txt")
     (folder / "small.md").write_text("Small files still get indexed.\n")
-    script = (
-        "import json, resource, sys\n"
-        "import numpy, faiss, requests, pypdf\n"  # what any ingest loads, before the baseline
-        "from ragkit.cli import cli\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "try:\n"
-        "    cli(['ingest', sys.argv[1]], prog_name='ragkit')\n"
-        "except SystemExit as exc:\n"
-        "    code = exc.code\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(json.dumps({'code': code, 'growth_mb': (peak - base) / 1024}))\n"
-    )
-    child_env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True,
-                          text=True, env=child_env, cwd=str(ROOT), timeout=120)
+    home = tmp_path / "indexes"
+    # 8-dimensional vectors: FAISS holds every vector of the index in memory (1.5 kB a chunk
+    # at all-minilm's 384), which grows with the index, not with how a file is read.  Chunks of
+    # 400 keep the index under the size where it is rebuilt as IVF at the end.
+    with FakeOllama(dim=8) as server:
+        child_env = {**os.environ, "PYTHONPATH": str(ROOT), "OLLAMA_HOST": server.url,
+                     "RAGKIT_HOME": str(home), "RAGKIT_BACKEND": "ollama"}
+        args = [str(folder), "--chunk-size", "400", "--chunk-overlap", "40"]
+        done = subprocess.run([sys.executable, "-c", MEASURE, *args], capture_output=True,
+                              text=True, env=child_env, cwd=str(ROOT), timeout=300)
     measured = json.loads(done.stdout.strip().splitlines()[-1])
-    assert measured["code"] == 5, done.stderr
-    assert "huge.txt: file too large (52.0 MB" in done.stderr
-    # The file is 52 MB; reading it whole would grow the process by at least that.
-    assert measured["growth_mb"] < 20, measured
+    assert measured["code"] == 0, done.stderr
+    assert "2 added" in done.stdout
+    # Read whole, the file alone would take 52 MB as bytes and 52 MB more as text.
+    assert measured["growth_mb"] < 30, measured
+
+    chunks = stored(home, huge)
+    text = huge.read_bytes().decode("ascii")  # ASCII: character offsets are byte offsets
+    assert chunks[0][0] == 0 and chunks[-1][1] == len(text.rstrip())
+    window = loading.WINDOW_BYTES
+    edge = next(c for c in chunks if c[0] < window < c[1])  # a chunk across the first window edge
+    for start, end, chunk in (chunks[0], edge, chunks[-1]):
+        assert chunk == text[start:end]
+    assert all(chunk == text[start:end] for start, end, chunk in chunks)
+    # The chunks cover the file, each one overlapping the one before.
+    assert all(b[0] < a[1] < b[1] for a, b in itertools.pairwise(chunks))
+
+
+def test_a_big_file_is_chunked_as_if_read_whole(env, tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "STREAM_ABOVE", 10_000)
+    monkeypatch.setattr(loading, "WINDOW_BYTES", 1000)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    parts = ["# Pandas\n\n", "熊猫主要生活在中国四川的山区。它们每天吃大量的竹子。" * 40,
+             "\n\n## Diet\r\n\r\n", "Bamboo, bamboo and more bamboo, naïvely eaten. " * 300]
+    path = folder / "big.md"
+    path.write_text("".join(parts), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["ingest", str(folder)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = load_file(path)[0].text
+    want = [(s.start, s.end, s.text) for s in chunk_text(text, ChunkerSettings(), markdown=True)]
+    assert len(want) > 20
+    assert stored(env, path) == want
+
+
+def _vectors(texts):
+    rng = np.random.default_rng(len(texts))
+    rows = rng.normal(size=(len(texts), 8)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_a_big_file_cut_short_leaves_no_trace_and_a_rerun_finishes(tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "STREAM_ABOVE", 10_000)
+    monkeypatch.setattr(loading, "WINDOW_BYTES", 4096)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.md").write_text("Before the big file.\n")
+    (folder / "b.txt").write_text("A sentence about bamboo and pandas. " * 3000)  # 300 chunks
+    (folder / "c.md").write_text("After the big file.\n")
+    calls = []
+
+    def dying(texts):
+        calls.append(len(texts))
+        if len(calls) == 6:  # the server dies in the middle of b.txt
+            raise BackendError("server gone")
+        return _vectors(texts)
+
+    store = Store.create(tmp_path / "idx", {"dimension": 8})
+    with pytest.raises(BackendError):
+        ingest(store, [folder], dying, chunker=ChunkerSettings(), batch_size=8, parallel=1)
+    assert list(store.files()) == [str(folder / "a.md")]  # committed before b.txt began
+    assert store.count() == 1 and len(store.search(_vectors(["q"])[0], 10)) == 1
+    store.close()
+    reopened = Store.open(tmp_path / "idx")
+    assert reopened.count() == 1
+    report = ingest(reopened, [folder], _vectors, chunker=ChunkerSettings(), batch_size=8)
+    assert report.added == [str(folder / "b.txt"), str(folder / "c.md")]
+    big = reopened.files()[str(folder / "b.txt")].chunks
+    assert reopened.count() == report.total_chunks == big + 2
+    assert reopened._vectors().ntotal == reopened.count()
 
 
 def test_the_size_cap_is_configurable_and_checked_before_reading(tmp_path, monkeypatch):
-    path = tmp_path / "medium.txt"
+    path = tmp_path / "medium.html"
     path.write_text("word " * 300_000)  # 1.5 MB
     monkeypatch.setenv("RAGKIT_MAX_FILE_MB", "1")
-    with pytest.raises(LoadError, match=r"file too large \(1\.5 MB; the limit for text files is "
+    with pytest.raises(LoadError, match=r"file too large \(1\.5 MB; the limit for html files is "
                                         r"1 MB\) — split it, or raise RAGKIT_MAX_FILE_MB"):
         load_file(path)
+    text = tmp_path / "medium.txt"  # text-like files are never capped
+    text.write_text("word " * 300_000)
+    assert load_file(text)[0].text.startswith("word word")
     pdf = write_pdf(tmp_path / "doc.pdf", ["PDFs may be eight times bigger."])
     assert load_file(pdf)  # far below 8 MB
     monkeypatch.setenv("RAGKIT_MAX_FILE_MB", "2")

@@ -23,6 +23,8 @@ from ragkit.loading import (
     html_to_text,
     iter_files,
     load_file,
+    open_text,
+    streams,
 )
 
 CHINESE = "# 简介\n\n熊猫主要生活在中国四川的山区。它们每天吃大量的竹子。\n"
@@ -434,3 +436,43 @@ def test_a_very_deep_tree_does_not_exhaust_the_stack(tmp_path: Path) -> None:
         while folder != tmp_path:
             folder.rmdir()
             folder = folder.parent
+
+
+# --- big files: read in windows ----------------------------------------------------------
+
+ENCODED = {
+    "utf8": "naïve café 熊猫🐼 line\r\nnext\rlast\n".encode() * 5,
+    "utf8-bom": b"\xef\xbb\xbf" + "été 熊猫\r\n".encode() * 5,
+    "utf16-le": "\ufeff熊猫 and pandas🐼\r\n".encode("utf-16-le") * 5,
+    "utf16-be": "\ufeff熊猫 and pandas🐼\n".encode("utf-16-be") * 5,
+    "gb18030": (CHINESE * 5).encode("gb18030"),
+    "invalid-utf8": b"Caf\xe9 au lait, cr\xe8me \xff br\xfbl\xe9e.\r\n" * 5,
+}
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 5, 16])
+@pytest.mark.parametrize("name", list(ENCODED))
+def test_windows_join_up_to_the_whole_text(tmp_path: Path, name: str, window: int) -> None:
+    path = tmp_path / f"{name}.txt"
+    path.write_bytes(ENCODED[name])
+    windows = list(open_text(path, window=window))
+    assert len(windows) > 3  # multi-byte characters and CRLFs straddle the window edges
+    assert "".join(windows) == load_file(path)[0].text
+
+
+@pytest.mark.parametrize(
+    ("data", "why"), [(b"", "empty file"), (b"\x89PNG\r\n\x1a\n\x00\x00", "binary file")])
+def test_windows_refuse_a_bad_file_before_reading_it(tmp_path: Path, data: bytes, why: str) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data)
+    with pytest.raises(LoadError) as exc:
+        open_text(path)
+    assert reason(exc) == why
+
+
+def test_only_big_text_like_files_are_streamed(tmp_path: Path) -> None:
+    big = 50_000_000
+    assert streams(tmp_path / "log.txt", big) and streams(tmp_path / "notes.md", big)
+    assert streams(tmp_path / "main.py", big)
+    assert not streams(tmp_path / "page.html", big) and not streams(tmp_path / "doc.pdf", big)
+    assert not streams(tmp_path / "small.txt", 1000)

@@ -25,8 +25,8 @@ SHARED = Path(os.environ.get("RAGKIT_SHARED") or Path(__file__).resolve().parent
 
 # dataset -> mode -> lowest acceptable nDCG@10
 FLOORS = {
-    "xquad-en": {"vector": 0.94, "keyword": 0.955, "hybrid": 0.96},
-    "xquad-zh": {"vector": 0.20, "keyword": 0.95, "hybrid": 0.95},
+    "xquad-en": {"vector": 0.94, "keyword": 0.955, "hybrid": 0.975},
+    "xquad-zh": {"vector": 0.28, "keyword": 0.955, "hybrid": 0.96},
 }
 
 
@@ -43,9 +43,6 @@ def test_eval_meets_the_floors_and_hybrid_beats_its_parts(tmp_path, name):
     scores = {row["mode"]: row["ndcg_at_10"] for row in json.loads(result.stdout)}
     for mode, floor in FLOORS[name].items():
         assert scores[mode] >= floor, (mode, scores)
-    if name == "xquad-zh":
-        # all-minilm does not read Chinese: hybrid ranks Chinese questions by keywords
-        # alone (ragkit.retrieval.dense_weight), so it equals keyword mode.
-        assert scores["hybrid"] == pytest.approx(scores["keyword"], abs=0.002), scores
-    else:
-        assert scores["hybrid"] > max(scores["vector"], scores["keyword"]), scores
+    # On XQuAD-zh by a hair only: all-minilm does not read Chinese, so its share of
+    # the hybrid score is small there (ragkit.retrieval.CJK_DENSE_SHARE).
+    assert scores["hybrid"] > max(scores["vector"], scores["keyword"]), scores

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backend import Metrics, StreamChunk
+from .backend import Backend, Metrics, StreamChunk
 from .errors import UsageError
 from .keywords import keyword_terms
-from .prompting import NOT_FOUND, ContextFit
+from .prompting import NOT_FOUND, ContextFit, build_generate_prompt, build_messages
 from .retrieval import Hit
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "context_limits",
     "options_for",
     "relevance",
+    "relevance_threshold",
+    "stream_reply",
 ]
 
 MODES = ("chat", "generate")
@@ -147,6 +150,37 @@ def relevance(question: str, hits: Sequence[Hit]) -> float | None:
     coverage = max((len(terms & set(keyword_terms(h.text))) / len(terms) for h in hits),
                    default=0.0) if terms else 0.0
     return max(cosines) + COVERAGE_WEIGHT * coverage
+
+
+# Below this relevance (best cosine + 0.3 x word coverage, :func:`relevance`),
+# `ask` answers "not in the documents" without calling the model.  Calibrated
+# per embedding model by benchmarks/eval_targets.py (see README, "Saying not in
+# the documents"); models not listed get no threshold unless the caller gives one.
+RELEVANCE_THRESHOLDS = {"all-minilm": 0.527}
+
+
+def relevance_threshold(embed_model: str, min_score: float | None = None) -> float | None:
+    """What :func:`relevance` must reach: ``min_score``, ``RAGKIT_MIN_SCORE`` or the model's."""
+    if min_score is not None:
+        return min_score
+    if os.environ.get("RAGKIT_MIN_SCORE"):
+        try:
+            return float(os.environ["RAGKIT_MIN_SCORE"])
+        except ValueError:
+            raise UsageError("RAGKIT_MIN_SCORE must be a number, e.g. 0.3") from None
+    return RELEVANCE_THRESHOLDS.get(embed_model.split(":")[0])
+
+
+def stream_reply(
+    backend: Backend, model: str, mode: str, question: str, fit: ContextFit,
+    options: dict[str, Any],
+) -> Iterator[StreamChunk]:
+    """Send the fitted passages (and, in chat mode, history) in ``mode``'s prompt shape."""
+    if mode == "chat":
+        messages = build_messages(question, fit.hits, fit.history)
+        return backend.chat(model, messages, options=options)
+    prompt = build_generate_prompt(question, fit.hits)
+    return backend.generate(model, prompt, options=options)
 
 
 def attribute(text: str, hits: list[Hit], min_share: float = 0.6) -> tuple[str, list[int]]:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .engine import EmbeddedBackend
     from .ollama import OllamaClient
 
-__all__ = ["CHOICES", "BackendChooser"]
+__all__ = ["CHOICES", "BackendChooser", "chooser"]
 
 CHOICES = ("auto", "ollama", "embedded")
 
@@ -124,3 +124,25 @@ class BackendChooser:
             self._ollama_models = names
         return with_tag(model) in {with_tag(n) for n in self._ollama_models}
 
+
+def chooser(
+    backend: str | Backend | None,
+    host: str | None,
+    timeout: float,
+    announce: Callable[[str], None] | None,
+) -> BackendChooser:
+    """Wrap a ready backend, or choose one by name (``auto`` by default)."""
+    if backend is None or isinstance(backend, str):
+        return BackendChooser(backend, host=host, timeout=timeout, announce=announce)
+    return _FixedChooser(backend)
+
+
+class _FixedChooser(BackendChooser):
+    """A chooser that always hands out the one backend the caller supplied."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__("auto")
+        self._fixed = backend
+
+    def for_model(self, model: str) -> Backend:
+        return self._fixed

@@ -181,7 +181,7 @@ def bench_ingest(
     files = report.added + report.updated
     size = sum(os.path.getsize(f) for f in files if os.path.exists(f))
     requests = backend.embed_seconds[1:]  # the first call is the dimension probe
-    from .ingest import default_parallel
+    from .embedding import default_parallel
 
     return {"embed_model": model, "files": len(files), "chunks": report.total_chunks,
             "bytes": size, "seconds": seconds,

@@ -11,50 +11,48 @@ Typical use (needs a backend; see the README)::
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import fcntl
 import os
-import shutil
-import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .answering import MODES, Answer, AnswerStream, context_limits, options_for, relevance
-from .backend import Backend, StreamChunk, embedding_prefixes
-from .backends import BackendChooser
-from .chunking import ChunkerSettings
-from .errors import (
-    EmbeddingMismatchError,
-    IndexBusyError,
-    IndexCorruptError,
-    IndexNotFoundError,
-    UsageError,
+from .answering import (
+    MODES,
+    Answer,
+    AnswerStream,
+    context_limits,
+    options_for,
+    relevance,
+    relevance_threshold,
+    stream_reply,
 )
+from .answering import RELEVANCE_THRESHOLDS as RELEVANCE_THRESHOLDS  # re-exported
+from .backend import Backend, embedding_prefixes
+from .backends import BackendChooser, chooser
+from .building import WORK_DIR as WORK_DIR  # re-exported: where rebuilds are assembled
+from .building import (
+    clean_stale_work,
+    new_manifest,
+    remove_index_files,
+    replacement,
+    swap_folders,
+    writer_lock,
+)
+from .chunking import ChunkerSettings
+from .errors import EmbeddingMismatchError, IndexCorruptError, IndexNotFoundError, UsageError
 from .ingest import IngestProgress, IngestReport, ingest
-from .prompting import ContextFit, build_generate_prompt, build_messages, fit_context
+from .prompting import fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
 from .retrieval import Hit, dense_weight, match_paths, retrieve
-from .store import DATABASE, LOCKFILE, MANIFEST, Store
+from .store import Store
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
 
 DEFAULT_EMBED_MODEL = "all-minilm"
 DEFAULT_CHAT_MODEL = "smollm2:135m"
 MAX_K = 1000
-
-# Below this relevance (ragkit.answering.relevance: best cosine + 0.3 x word
-# coverage), `ask` answers "not in the documents" without calling the model.
-# Calibrated per embedding model by benchmarks/eval_targets.py (see README,
-# "Saying not in the documents"); models not listed get no threshold unless
-# the caller gives one.
-RELEVANCE_THRESHOLDS = {"all-minilm": 0.527}
-
 
 def index_home() -> Path:
     """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes``."""
@@ -121,8 +119,8 @@ class Index:
                     raise
         if store is None and not create:
             raise IndexNotFoundError(str(name_or_path), str(path.parent))
-        chooser = _chooser(backend, host, timeout, announce)
-        return cls(path, store, chooser, embed_model=embed_model, chunker=chunker)
+        backends = chooser(backend, host, timeout, announce)
+        return cls(path, store, backends, embed_model=embed_model, chunker=chunker)
 
     # -- properties ----------------------------------------------------------------
 
@@ -191,7 +189,7 @@ class Index:
         store = self._store
         store.lock()
         try:
-            _clean_stale_work(self.path)
+            clean_stale_work(self.path)
             return self._ingest_into(store, roots, follow_symlinks, batch_size, progress)
         finally:
             store.unlock()
@@ -217,15 +215,13 @@ class Index:
         progress: Callable[[IngestProgress], None] | None,
     ) -> IngestReport:
         """Create the index in place under its write lock, then ingest incrementally."""
-        model = self._requested_model or self.embed_model
-        chunker = self._requested_chunker or ChunkerSettings()
-        probe = self._embed(model, ["dimension probe"])  # fails before anything is created
+        model, chunker, dimension = self._new_settings()  # fails before anything is created
         self.path.mkdir(parents=True, exist_ok=True)
-        with _writer_lock(self.path):
-            _clean_stale_work(self.path)
+        with writer_lock(self.path):
+            clean_stale_work(self.path)
             created = not Store.exists(self.path)
             if created:
-                manifest = self._new_manifest(model, probe.shape[1], chunker)
+                manifest = new_manifest(model, dimension, chunker)
                 self._store = Store.create(self.path, manifest)
                 self._requested_chunker = None
             else:  # another process created it since we looked
@@ -238,7 +234,7 @@ class Index:
                 if created and not store.files():  # nothing committed: leave no empty index
                     store.close()
                     self._store = None
-                    _remove_index_files(self.path)
+                    remove_index_files(self.path)
                 raise
 
     def _build_fresh(
@@ -250,66 +246,33 @@ class Index:
     ) -> IngestReport:
         """Build into a work folder, then swap it in: the old index survives a failure.
 
-        The work folder lives in ``<home>/.ragkit-work/`` (hidden, and not an
-        index itself, so ``ragkit indexes list`` never shows it) and is locked
-        while it is built; one left behind by a killed process is removed by
-        the next ingest (:func:`_clean_stale_work`).
+        See :mod:`ragkit.building` for the work folder and the swap.
         """
-        with _writer_lock(self.path):  # the lock Store.lock() takes: one writer at a time
-            _clean_stale_work(self.path)
-            model = self._requested_model or self.embed_model
-            chunker = self._requested_chunker or ChunkerSettings()
-            probe = self._embed(model, ["dimension probe"])
-            building = _work_dir(self.path) / f"{self.name}.building-{os.getpid()}"
-            shutil.rmtree(building, ignore_errors=True)
-            building.mkdir(parents=True)
-            with _writer_lock(building):
-                new = Store.create(building, self._new_manifest(model, probe.shape[1], chunker))
-                try:
-                    report = ingest(new, paths, self._embed_documents_with(model),
-                                    chunker=chunker, document_prefix=embedding_prefixes(model)[1],
-                                    batch_size=batch_size, parallel=self._parallel,
-                                    follow_symlinks=follow,
-                                    progress=progress)
-                except BaseException:
-                    new.close()
-                    shutil.rmtree(building, ignore_errors=True)
-                    _remove_empty(building.parent)
-                    raise
-                new.close()
-                self._swap_in(building)
+        with writer_lock(self.path):  # the lock Store.lock() takes: one writer at a time
+            clean_stale_work(self.path)
+            model, chunker, dimension = self._new_settings()
+            manifest = new_manifest(model, dimension, chunker)
+            with replacement(self.path, manifest, self._swap_in) as new:
+                report = ingest(new, paths, self._embed_documents_with(model),
+                                chunker=chunker, document_prefix=embedding_prefixes(model)[1],
+                                batch_size=batch_size, parallel=self._parallel,
+                                follow_symlinks=follow,
+                                progress=progress)
         return report
 
     def _swap_in(self, building: Path) -> None:
-        """Replace the index folder with the freshly built one, atomically where possible.
-
-        On Linux the two folders trade places in one ``renameat2(RENAME_EXCHANGE)``,
-        so there is no moment without an index at ``self.path``; elsewhere two
-        renames leave a window of microseconds.
-        """
+        """Replace the index folder with the freshly built one and open it."""
         if self._store is not None:
             self._store.close()
-        if not _exchange(building, self.path):
-            old = building.with_name(building.name.replace(".building-", ".old-"))
-            os.rename(self.path, old)
-            os.rename(building, self.path)
-            building = old
-        shutil.rmtree(building, ignore_errors=True)  # now the old index
-        _remove_empty(building.parent)
+        swap_folders(building, self.path)
         self._store = Store.open(self.path)
         self._requested_chunker = None
 
-    def _new_manifest(self, model: str, dimension: int, chunker: ChunkerSettings) -> dict[str, Any]:
-        query_prefix, document_prefix = embedding_prefixes(model)
-        return {
-            "embed_model": model,
-            "dimension": dimension,
-            "chunker": chunker.as_dict(),
-            "query_prefix": query_prefix,
-            "document_prefix": document_prefix,
-            "ragkit_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+    def _new_settings(self) -> tuple[str, ChunkerSettings, int]:
+        """Model, chunker and vector size of a new build (the model embeds a probe)."""
+        model = self._requested_model or self.embed_model
+        chunker = self._requested_chunker or ChunkerSettings()
+        return model, chunker, self._embed(model, ["dimension probe"]).shape[1]
 
     def _chunker(self) -> ChunkerSettings:
         settings = dict(self.manifest.get("chunker", {}))
@@ -447,30 +410,12 @@ class Index:
         opts = options_for(model, dict(options or {}))
         num_ctx, reserve = context_limits(opts)
         fit = fit_context(question, hits, history, mode=mode, num_ctx=num_ctx, reserve=reserve)
-        chunks = self._generate(model, mode, question, fit, opts)
+        chunks = stream_reply(self._backends.for_model(model), model, mode, question, fit, opts)
         return AnswerStream(question, fit.hits, chunks, mode=mode, model=model, fit=fit)
-
-    def _generate(
-        self, model: str, mode: str, question: str, fit: ContextFit, opts: dict[str, Any]
-    ) -> Iterator[StreamChunk]:
-        """Send the fitted passages (and, in chat mode, history) in ``mode``'s prompt shape."""
-        backend = self._backends.for_model(model)
-        if mode == "chat":
-            messages = build_messages(question, fit.hits, fit.history)
-            return backend.chat(model, messages, options=opts)
-        prompt = build_generate_prompt(question, fit.hits)
-        return backend.generate(model, prompt, options=opts)
 
     def relevance_threshold(self, min_score: float | None = None) -> float | None:
         """What :func:`~ragkit.answering.relevance` must reach before the model is asked."""
-        if min_score is not None:
-            return min_score
-        if os.environ.get("RAGKIT_MIN_SCORE"):
-            try:
-                return float(os.environ["RAGKIT_MIN_SCORE"])
-            except ValueError:
-                raise UsageError("RAGKIT_MIN_SCORE must be a number, e.g. 0.3") from None
-        return RELEVANCE_THRESHOLDS.get(self.embed_model.split(":")[0])
+        return relevance_threshold(self.embed_model, min_score)
 
     def _relevant(self, question: str, hits: list[Hit], min_score: float | None) -> bool:
         threshold = self.relevance_threshold(min_score)
@@ -482,103 +427,6 @@ class Index:
         return self.ask_stream(question, **kwargs).answer
 
 
-WORK_DIR = ".ragkit-work"
-
-
-def _work_dir(index_path: Path) -> Path:
-    """Where rebuilds of the indexes next to ``index_path`` are assembled."""
-    return index_path.parent / WORK_DIR
-
-
-@contextlib.contextmanager
-def _writer_lock(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s single-writer lock (the one :meth:`Store.lock` takes), or raise busy."""
-    fh = open(folder / LOCKFILE, "a+")  # noqa: SIM115 - closed below
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBusyError(str(folder)) from None
-        yield
-    finally:
-        fh.close()  # closing releases the lock
-
-
-def _clean_stale_work(index_path: Path) -> None:
-    """Remove work folders left by killed rebuilds (their lock is free once the owner is dead)."""
-    work = _work_dir(index_path)
-    if not work.is_dir():
-        return
-    for folder in work.glob(f"{index_path.name}.*-*"):
-        try:
-            with _writer_lock(folder):
-                shutil.rmtree(folder, ignore_errors=True)
-        except (IndexBusyError, OSError):
-            continue  # a live rebuild, or already gone
-    _remove_empty(work)
-
-
-def _remove_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        folder.rmdir()
-
-
-def _remove_index_files(path: Path) -> None:
-    """Delete an index folder ragkit created, keeping anything else a user put there."""
-    for name in (MANIFEST, DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm", LOCKFILE):
-        with contextlib.suppress(OSError):
-            (path / name).unlink()
-    for cache in path.glob("vectors-*.faiss"):
-        with contextlib.suppress(OSError):
-            cache.unlink()
-    _remove_empty(path)
-
-
-_RENAME_EXCHANGE = 2
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two folders (Linux ``renameat2``); False where that is unavailable."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd = -100
-    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
-    if result == 0:
-        return True
-    errno = ctypes.get_errno()
-    if errno in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: the kernel or filesystem says no
-        return False
-    raise OSError(errno, os.strerror(errno), str(b))
-
-
 def _check_k(k: int) -> None:
     if not 1 <= k <= MAX_K:
         raise UsageError(f"-k must be between 1 and {MAX_K}, got {k}")
-
-
-def _chooser(
-    backend: str | Backend | None,
-    host: str | None,
-    timeout: float,
-    announce: Callable[[str], None] | None,
-) -> BackendChooser:
-    """Wrap a ready backend, or choose one by name (``auto`` by default)."""
-    if backend is None or isinstance(backend, str):
-        return BackendChooser(backend, host=host, timeout=timeout, announce=announce)
-    return _FixedChooser(backend)
-
-
-class _FixedChooser(BackendChooser):
-    """A chooser that always hands out the one backend the caller supplied."""
-
-    def __init__(self, backend: Backend) -> None:
-        super().__init__("auto")
-        self._fixed = backend
-
-    def for_model(self, model: str) -> Backend:
-        return self._fixed

@@ -11,61 +11,38 @@ whole; each part is written as its vectors arrive, into one transaction that
 stays open until the file's last part is in.  Readers (WAL) and a crash see
 the index as it was before the file.
 
-Embedding is pipelined: each batch of about ``batch_size`` chunks goes out as
-``/api/embed`` requests of many texts, and up to ``parallel`` requests are in
-flight at once (``RAGKIT_PARALLEL``; by default ``OLLAMA_NUM_PARALLEL`` + 1, so
-the server always has the next request queued while ragkit decodes, writes and
-chunks).  Batches are committed in order as their vectors arrive, and at most
-about ``parallel + 1`` batches of text are held at any time, however large the
-corpus.
+Embedding is pipelined (:mod:`ragkit.embedding`): up to ``parallel``
+requests are in flight at once, batches are committed in order as their
+vectors arrive, and at most about ``parallel + 1`` batches of text are held
+at any time, however large the corpus.  Reading and chunking
+(:mod:`ragkit.preparing`) runs ahead of it in a background thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import itertools
 import os
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .chunking import ChunkerSettings, Span, chunk_stream, chunk_text
-from .errors import BackendError, LoadError
-from .loading import (
-    SUFFIX_KIND,
-    Document,
-    Skipped,
-    check_size,
-    iter_files,
-    load_file,
-    open_text,
-    streams,
-)
-from .store import ChunkRow, FileRecord, Store
+from .chunking import ChunkerSettings
+from .embedding import EmbedFn, _embed_ahead, default_parallel
+from .errors import BackendError
+from .loading import Skipped, iter_files
+from .preparing import Problem, _prepare_in_background, _Prepared, _Unchanged
+from .preparing import _prepare as _prepare  # re-exported: benchmarks/bench_ingest.py uses it
+from .store import Store
+from .tables import FileRecord
 
 if TYPE_CHECKING:
-    from .store import _Writer
+    from .tables import _Writer
 
 __all__ = ["IngestProgress", "IngestReport", "Problem", "default_parallel", "ingest"]
-
-#: Embeds a batch of document texts into normalized float32 rows.
-EmbedFn = Callable[[Sequence[str]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A file that was skipped or failed, and why."""
-
-    path: str
-    reason: str
 
 
 @dataclass
@@ -111,29 +88,6 @@ class IngestProgress:
     def rate(self) -> float:
         """Chunks embedded per second so far."""
         return self.chunks_embedded / self.elapsed if self.elapsed > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A file read and chunked, waiting for its vectors; or one part of a big file.
-
-    A big file's parts replace its old chunks (``first``), add to them, and
-    record the file (``final``, with the chunk count in ``record``).  ``failed``:
-    reading broke off after some parts; what they wrote is to be dropped.
-    """
-
-    record: FileRecord
-    rows: list[ChunkRow]
-    texts: list[str]
-    is_new: bool
-    first: bool = True
-    final: bool = True
-    failed: str = ""
-
-
-@dataclass(frozen=True)
-class _Unchanged:
-    record: FileRecord  # same content, new mtime: only the file row is refreshed
 
 
 def ingest(
@@ -220,172 +174,6 @@ def _plan(
     return todo
 
 
-def _prepare_in_background(
-    files: list[Path], known: dict[str, FileRecord], chunker: ChunkerSettings, prefix: str,
-    *, ahead: int = 256, part: int = 64,
-) -> Iterator[_Prepared | _Unchanged | Problem]:
-    """Read and chunk files in a thread, up to about ``ahead`` chunks ahead of the embedder.
-
-    A big file comes in parts of ``part`` chunks.
-    """
-    out: deque[object] = deque()
-    ready = threading.Condition()
-    queued = [0]  # chunks prepared and not yet taken
-    stop = threading.Event()
-    done = object()
-
-    def put(item: object) -> None:
-        size = len(item.texts) if isinstance(item, _Prepared) else 0
-        with ready:
-            while queued[0] >= ahead and out and not stop.is_set():
-                ready.wait(0.1)
-            out.append(item)
-            queued[0] += size
-            ready.notify_all()
-
-    def work() -> None:
-        try:
-            for path in files:
-                parts = _prepare_parts(path, known.get(str(path)), chunker, prefix, part)
-                with contextlib.closing(parts):
-                    for item in parts:
-                        if stop.is_set():
-                            return
-                        put(item)
-        finally:
-            put(done)
-
-    thread = threading.Thread(target=work, name="ragkit-prepare", daemon=True)
-    thread.start()
-    try:
-        while True:
-            with ready:
-                while not out:
-                    ready.wait()
-                item = out.popleft()
-                if isinstance(item, _Prepared):
-                    queued[0] -= len(item.texts)
-                ready.notify_all()
-            if item is done:
-                return
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        with ready:
-            ready.notify_all()
-        thread.join()
-
-
-def _prepare(
-    path: Path, record: FileRecord | None, chunker: ChunkerSettings, prefix: str
-) -> _Prepared | _Unchanged | Problem:
-    """Hash, load and chunk one file; failures become a :class:`Problem`."""
-    try:
-        st = path.stat()
-        check_size(path, st.st_size)  # before hashing: a refused file is never read
-        digest = _sha256(path)
-        if record and record.sha256 == digest:
-            return _Unchanged(FileRecord(str(path), digest, st.st_mtime_ns, st.st_size,
-                                         record.chunks))
-        documents = load_file(path)
-    except LoadError as exc:
-        return Problem(str(path), exc.reason)
-    except OSError as exc:
-        return Problem(str(path), exc.strerror or str(exc))
-    rows, texts = _chunk_documents(documents, chunker, prefix)
-    if not rows:
-        return Problem(str(path), "no text to index")
-    new = FileRecord(str(path), digest, st.st_mtime_ns, st.st_size, len(rows))
-    return _Prepared(new, rows, texts, is_new=record is None)
-
-
-def _prepare_parts(
-    path: Path, record: FileRecord | None, chunker: ChunkerSettings, prefix: str, part: int
-) -> Generator[_Prepared | _Unchanged | Problem, None, None]:
-    """:func:`_prepare` for a file read whole; a big text file in parts of ``part`` chunks."""
-    try:
-        st = path.stat()
-        if not streams(path, st.st_size):
-            yield _prepare(path, record, chunker, prefix)
-            return
-        digest = _sha256(path)
-        if record and record.sha256 == digest:
-            yield _Unchanged(FileRecord(str(path), digest, st.st_mtime_ns, st.st_size,
-                                        record.chunks))
-            return
-        windows = open_text(path)
-    except LoadError as exc:
-        yield Problem(str(path), exc.reason)
-        return
-    except OSError as exc:
-        yield Problem(str(path), exc.strerror or str(exc))
-        return
-    new = FileRecord(str(path), digest, st.st_mtime_ns, st.st_size, 0)
-    markdown = SUFFIX_KIND.get(path.suffix.lower()) == "markdown"
-    yield from _parts(new, chunk_stream(windows, chunker, markdown=markdown), prefix, part,
-                      is_new=record is None)
-
-
-def _parts(
-    record: FileRecord, spans: Iterator[Span], prefix: str, size: int, *, is_new: bool
-) -> Iterator[_Prepared | Problem]:
-    """A streamed file's chunks as parts of ``size``; the last one (held back) is final."""
-    held: _Prepared | None = None
-    count = 0
-    try:
-        while group := list(itertools.islice(spans, size)):
-            if held is not None:
-                yield held
-            rows, texts = _rows(None, group, prefix)
-            held = _Prepared(record, rows, texts, is_new, first=count == 0, final=False)
-            count += len(rows)
-    except LoadError as exc:  # the file broke off: drop what its parts wrote
-        if held is None or held.first:
-            yield Problem(record.path, exc.reason)
-        else:
-            yield _Prepared(record, [], [], is_new, first=False, failed=exc.reason)
-        return
-    if held is None:
-        yield Problem(record.path, "empty file")
-        return
-    yield replace(held, record=replace(record, chunks=count), final=True)
-
-
-def _rows(page: int | None, spans: Iterable[Span], prefix: str) -> tuple[list[ChunkRow], list[str]]:
-    """Stored rows and embedded texts of ``spans``; the embedded text carries the heading path."""
-    rows: list[ChunkRow] = []
-    texts: list[str] = []
-    for span in spans:
-        rows.append(ChunkRow(page, span.start, span.end, span.heading, span.text))
-        lead = span.text.lstrip("# ")
-        titled = span.heading and not span.heading.endswith(lead.split("\n", 1)[0])
-        texts.append(f"{prefix}{span.heading}\n{span.text}" if titled else prefix + span.text)
-    return rows, texts
-
-
-def _chunk_documents(
-    documents: list[Document], chunker: ChunkerSettings, prefix: str
-) -> tuple[list[ChunkRow], list[str]]:
-    """Chunk each document; the embedded text carries the heading path for context."""
-    rows: list[ChunkRow] = []
-    texts: list[str] = []
-    for doc in documents:
-        spans = chunk_text(doc.text, chunker, markdown=doc.kind == "markdown")
-        more_rows, more_texts = _rows(doc.page, spans, prefix)
-        rows.extend(more_rows)
-        texts.extend(more_texts)
-    return rows, texts
-
-
-def _sha256(path: Path) -> str:
-    """Content hash, read in blocks so big files are never held whole."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _batches(
     work: Iterable[_Prepared | _Unchanged | Problem], size: int, report: IngestReport
 ) -> Iterator[list[_Prepared]]:
@@ -406,88 +194,6 @@ def _batches(
             batch, pending = [], 0
     if batch:
         yield batch
-
-
-def _embed_batch(embed: EmbedFn, texts: list[str], size: int) -> np.ndarray:
-    """Embed ``texts`` in requests of at most ``size`` texts each."""
-    parts = [embed(texts[i : i + size]) for i in range(0, len(texts), size)]
-    return np.vstack(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-
-
-def default_parallel() -> int:
-    """Embedding requests in flight: ``RAGKIT_PARALLEL``, else ``OLLAMA_NUM_PARALLEL`` + 1.
-
-    One more than the server runs at once, so a request is always waiting at the
-    server while ragkit handles the last reply.
-    """
-    for name, extra in (("RAGKIT_PARALLEL", 0), ("OLLAMA_NUM_PARALLEL", 1)):
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value) + extra
-    return 2
-
-
-def _embed_ahead(
-    batches: Iterable[list[_Prepared]], embed: EmbedFn, size: int, in_flight: int
-) -> Iterator[tuple[list[_Prepared], np.ndarray]]:
-    """Yield each batch with its vectors, in order, keeping ``in_flight`` requests busy.
-
-    The chunk texts of consecutive batches form one stream, cut into requests of
-    ``size`` texts (so a batch boundary never produces a small request); up to
-    ``in_flight`` requests run in a thread pool, with one more queued behind them.
-    A batch is handed back (to be committed) as soon as the requests covering
-    its texts are done, while the following requests keep running.
-    """
-    if in_flight <= 1:
-        for batch in batches:
-            yield batch, _embed_batch(embed, [t for p in batch for t in p.texts], size)
-        return
-    pool = ThreadPoolExecutor(in_flight, thread_name_prefix="ragkit-embed")
-    waiting: deque[tuple[list[_Prepared], int, int]] = deque()  # batch, first, end text
-    running: deque[Future[np.ndarray]] = deque()
-    done: list[np.ndarray] = []  # finished vectors from text ``base`` on, in order
-    base = finished = 0
-    unsent: list[str] = []
-
-    def send(n: int) -> None:
-        running.append(pool.submit(embed, unsent[:n]))
-        del unsent[:n]
-
-    def complete(limit: int) -> Iterator[tuple[list[_Prepared], np.ndarray]]:
-        nonlocal base, finished
-        while True:
-            while waiting and waiting[0][2] <= finished:
-                batch, first, end = waiting.popleft()
-                if end == first:
-                    yield batch, np.zeros((0, 0), dtype=np.float32)
-                    continue
-                rows = np.vstack(done) if len(done) > 1 else done[0]
-                yield batch, rows[first - base : end - base]
-                done[:] = [rows[end - base :]]
-                base = end
-            if len(running) <= limit:
-                return
-            vectors = running.popleft().result()
-            done.append(vectors)
-            finished += len(vectors)
-
-    total = 0
-    try:
-        for batch in batches:
-            texts = [t for p in batch for t in p.texts]
-            waiting.append((batch, total, total + len(texts)))
-            total += len(texts)
-            unsent.extend(texts)
-            while len(unsent) >= size:
-                send(size)
-            yield from complete(in_flight + 1)
-        if unsent:
-            send(len(unsent))
-        yield from complete(0)
-    finally:
-        for future in running:
-            future.cancel()
-        pool.shutdown(wait=not running)
 
 
 class _Committer:

@@ -4,7 +4,9 @@
 out; :func:`load_file` turns one file into :class:`Document` objects (one per
 page for a PDF).  Files that cannot be read raise
 :class:`~ragkit.errors.LoadError` with a one-line reason, never a traceback,
-so ingest can report them and go on.
+so ingest can report them and go on.  How text is told from binary and
+decoded is in :mod:`ragkit.decoding`; the PDF and HTML readers are in
+:mod:`ragkit.readers`.
 
 Big files: a text-like file (plain text, markdown, source code, ...) over
 :data:`STREAM_ABOVE` bytes is not loaded whole: :func:`open_text` decodes it
@@ -20,21 +22,15 @@ stays within a window, or a small multiple of the cap.
 from __future__ import annotations
 
 import codecs
-import io
-import logging
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .decoding import _SNIFF, _detect, _looks_binary, decode_text
 from .errors import LoadError
-
-if TYPE_CHECKING:
-    from pypdf import PdfReader
+from .readers import html_to_text, pdf_pages
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -69,22 +65,13 @@ SUPPORTED_SUFFIXES: frozenset[str] = frozenset(SUFFIX_KIND)
 #: Folders that hold tools' files, not the user's documents (hidden ones are skipped too).
 IGNORED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv"})
 
-_SNIFF = 8192  # bytes looked at to tell text from binary
+
 DEFAULT_MAX_FILE_MB = 32  # HTML files; PDFs may be PDF_SIZE_FACTOR times bigger
 PDF_SIZE_FACTOR = 8
 _WHOLE_KINDS = frozenset({"html", "pdf"})  # read whole, so capped; other kinds can be streamed
 #: Text-like files bigger than this are decoded and chunked in windows (:func:`open_text`).
 STREAM_ABOVE = 4_000_000
 WINDOW_BYTES = 1 << 20
-_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
-    (b"\xff\xfe\x00\x00", "utf-32-le"),
-    (b"\x00\x00\xfe\xff", "utf-32-be"),
-    (b"\xef\xbb\xbf", "utf-8"),
-    (b"\xff\xfe", "utf-16-le"),
-    (b"\xfe\xff", "utf-16-be"),
-)
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_CHINESE = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 
 
 @dataclass(frozen=True)
@@ -109,66 +96,6 @@ class Skipped:
     path: Path
     reason: str
     unreadable: bool = False
-
-
-def decode_text(data: bytes) -> str:
-    """Decode a text file: UTF-8 (BOM or not), UTF-16/32 with BOM, else GB18030.
-
-    >>> decode_text(b"\\xef\\xbb\\xbfcaf\\xc3\\xa9")
-    'café'
-    >>> decode_text("熊猫吃竹子。".encode("gb18030"))
-    '熊猫吃竹子。'
-    >>> decode_text(b"caf\\xe9 au lait")
-    'caf\\ufffd au lait'
-    >>> decode_text(b"\\x89PNG\\r\\n\\x1a\\n\\x00\\x00\\x00\\rIHDR")
-    Traceback (most recent call last):
-    ...
-    ValueError: binary file
-    """
-    codec, bom = _detect(data)
-    return data[bom:].decode(codec, errors="replace")
-
-
-def _detect(data: bytes, complete: bool = True) -> tuple[str, int]:
-    """(codec, length of its BOM) of a text file's bytes, or ValueError for a binary file.
-
-    ``complete``: ``data`` is the whole file, not its first bytes (which may end
-    inside a character).
-    """
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            return codec, len(bom)
-    if b"\x00" in data[:_SNIFF]:
-        raise ValueError("binary file")
-    if _decoded(data, "utf-8", complete) is not None:
-        return "utf-8", 0
-    chinese = _decoded(data, "gb18030", complete)
-    if chinese is not None and _looks_chinese(chinese):
-        return "gb18030", 0
-    text = data.decode("utf-8", errors="replace")
-    if text.count("\ufffd") * 3 > len(text):  # mostly undecodable: not text at all
-        raise ValueError("binary file")
-    return "utf-8", 0
-
-
-def _decoded(data: bytes, codec: str, complete: bool) -> str | None:
-    """``data`` decoded strictly, or None if it is not in ``codec``."""
-    try:
-        return codecs.getincrementaldecoder(codec)().decode(data, final=complete)
-    except UnicodeDecodeError:
-        return None
-
-
-def _looks_chinese(text: str) -> bool:
-    """Whether a GB18030 reading is Chinese text rather than Latin-1 bytes that happen to decode."""
-    # Real Chinese text decodes to mostly CJK characters and punctuation.
-    foreign = len(_NON_ASCII.findall(text))
-    return len(_CHINESE.findall(text)) * 2 >= foreign
-
-
-def _looks_binary(head: bytes) -> bool:
-    """NUL bytes in a file's first bytes, without a UTF-16/32 BOM, mean binary."""
-    return b"\x00" in head and not any(head.startswith(bom) for bom, _ in _BOMS)
 
 
 def streams(path: Path, size: int) -> bool:
@@ -225,7 +152,7 @@ def load_file(path: Path) -> list[Document]:
     if not data.strip():
         raise LoadError(str(path), "empty file")
     if kind == "pdf":
-        return _load_pdf(path, data)
+        return [Document(path, n, text, "pdf") for n, text in pdf_pages(path, data)]
     try:
         text = decode_text(data)
     except ValueError as exc:
@@ -302,164 +229,6 @@ def _windows(path: Path, codec: str, skip: int, window: int) -> Iterator[str]:
 def _os_reason(exc: OSError) -> str:
     """'permission denied', 'no such file or directory', 'is a directory', ..."""
     return (exc.strerror or str(exc)).lower()
-
-
-def _load_pdf(path: Path, data: bytes) -> list[Document]:
-    """One document per PDF page that has text."""
-    if b"%PDF-" not in data[:1024]:
-        raise LoadError(str(path), "not a PDF (no %PDF- header)")
-    # Readers look for the end marker in the last 1024 bytes; without it the
-    # file was cut short, and pypdf would quietly index whatever survived.
-    if b"%%EOF" not in data[-1024:]:
-        raise LoadError(str(path), "truncated PDF (no %%EOF at the end) — fetch or export it again")
-    from pypdf import PdfReader
-
-    # pypdf logs every oddity it works around in real-world PDFs, even at error
-    # level; what matters reaches the user as text or as a LoadError.
-    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        _unlock(reader, path)
-        pages = [(n, page.extract_text() or "") for n, page in enumerate(reader.pages, 1)]
-    except LoadError:
-        raise
-    except Exception as exc:  # pypdf raises many exception types on damaged files
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:80]
-        raise LoadError(str(path), f"broken PDF ({detail})") from None
-    if not pages:
-        raise LoadError(str(path), "PDF has no pages")
-    documents = [
-        Document(path, n, text.replace("\r\n", "\n").replace("\r", "\n"), "pdf")
-        for n, text in pages
-        if text.strip()
-    ]
-    if not documents:
-        raise LoadError(str(path), "PDF has no text layer (scanned?) — run OCR on it first")
-    return documents
-
-
-def _unlock(reader: PdfReader, path: Path) -> None:
-    """Open an encrypted PDF with the empty user password, as viewers do."""
-    from pypdf.errors import DependencyError
-
-    try:
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise LoadError(str(path), "encrypted PDF — decrypt it first")
-    except DependencyError:  # AES needs the cryptography package
-        why = "encrypted PDF (AES) — install cryptography or decrypt it first"
-        raise LoadError(str(path), why) from None
-
-
-_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
-# Newlines a tag forces around itself: blocks make paragraphs, the rest lines.
-_BLOCK_TAGS = (
-    "address article aside blockquote details div dl fieldset figure footer form header hr "
-    "main nav ol p pre section summary table ul"
-)
-_BREAKS = dict.fromkeys(_BLOCK_TAGS.split(), 2) | dict.fromkeys(
-    ["br", "caption", "dd", "dt", "figcaption", "li", "tr"], 1
-)
-
-
-class _HtmlText(HTMLParser):
-    """Collects an HTML page's text; headings become markdown ``#`` lines."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.title = ""
-        self.has_h1 = False
-        self._drop = 0  # inside <script> or <style>
-        self._pre = 0
-        self._in_title = False
-        self._heading: list[str] | None = None
-        self._level = 0
-        self._newlines = 0  # newlines at the end of the text so far
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self._drop += 1
-        elif tag == "title":
-            self._in_title = True
-        elif tag in _HEADINGS:
-            self._heading, self._level = [], int(tag[1])
-        else:
-            self._break(_BREAKS.get(tag, 0))
-            self._pre += tag == "pre"
-            self._emit({"li": "- ", "td": " ", "th": " "}.get(tag, ""))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style"):
-            self._drop = max(0, self._drop - 1)
-        elif tag == "title":
-            self._in_title = False
-        elif tag in _HEADINGS:
-            self._end_heading()
-        else:
-            self._pre = max(0, self._pre - (tag == "pre"))
-            self._break(_BREAKS.get(tag, 0))
-
-    def handle_data(self, data: str) -> None:
-        if self._drop:
-            return
-        if self._in_title:
-            self.title += data
-        elif self._heading is not None:
-            self._heading.append(data)
-        elif self._pre:
-            self._emit(data, pre=True)
-        else:
-            self._emit(data)
-
-    def close(self) -> None:
-        super().close()
-        self._end_heading()
-
-    def _end_heading(self) -> None:
-        if self._heading is None:
-            return
-        title = " ".join("".join(self._heading).split())
-        self._heading = None
-        if title:
-            self.has_h1 = self.has_h1 or self._level == 1
-            self._break(2)
-            self._emit(f"{'#' * self._level} {title}")
-            self._break(2)
-
-    def _emit(self, text: str, *, pre: bool = False) -> None:
-        if not pre:  # HTML collapses runs of whitespace outside <pre>
-            text = re.sub(r"\s+", " ", text)
-            if self._newlines or not self.parts:
-                text = text.lstrip(" ")
-        if text:
-            self.parts.append(text)
-            self._newlines = len(text) - len(text.rstrip("\n"))
-
-    def _break(self, newlines: int) -> None:
-        """End the line so that ``newlines`` newlines (at least) follow the last text."""
-        if not self.parts or not newlines:
-            return
-        self.parts[-1] = self.parts[-1].rstrip(" ")
-        if newlines > self._newlines:
-            self.parts.append("\n" * (newlines - self._newlines))
-            self._newlines = newlines
-
-
-def html_to_text(html: str) -> str:
-    """Visible text of an HTML page, with h1–h6 as markdown headings.
-
-    >>> html_to_text("<h1>Guide</h1><p>Hello <b>you</b>.</p><script>x()</script>")
-    '# Guide\\n\\nHello you.'
-    """
-    parser = _HtmlText()
-    parser.feed(html)
-    parser.close()
-    text = re.sub(r"[ \t]+\n", "\n", "".join(parser.parts))
-    text = re.sub(r"\n{3,}", "\n\n", text).strip()
-    title = " ".join(parser.title.split())
-    if title and not parser.has_h1:  # the title is the page's heading when it has no h1
-        text = f"# {title}\n\n{text}".rstrip()
-    return text
 
 
 def iter_files(

@@ -16,18 +16,10 @@ a new name (temp file + rename) tagged with the generation it matches, so a
 reader either finds the file for the current generation or rebuilds the
 vectors from SQLite.  No vector can exist without its chunk, or the reverse.
 
-Large indexes: an exact search reads every vector for every query (100k chunks
-= 150 MB of memory traffic, ~15 ms on a 2-core machine), so from
-APPROX_THRESHOLD chunks on, the cache is rebuilt as an inverted-file index
-(IndexIVFFlat, inner product, about 4*sqrt(n) k-means lists, ``nprobe`` lists
-scanned per query).  IVF rather than HNSW because IVF removes ids natively
-(a re-ingested or deleted file needs no tombstones and no rebuild) and builds a
-million vectors in well under a minute on two cores, where HNSW takes many
-minutes.  The kind is chosen whenever the cache is (re)built, and
-:meth:`Store.save_vectors` rebuilds it when the index has crossed the
-threshold (with hysteresis) or outgrown the lists it was trained with.
-Searches restricted to a set of ids (``--path``) are exact over that set when
-it is small, so a filter never loses hits to unprobed lists.
+Large indexes: from APPROX_THRESHOLD chunks on, the vector cache is an
+approximate IVF index; why, and how the kind is chosen, is in
+:mod:`ragkit.vectors`.  The SQLite schema, rows and writer are in
+:mod:`ragkit.tables`.
 """
 
 from __future__ import annotations
@@ -40,14 +32,25 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import IndexBusyError, IndexCorruptError
-from .keywords import fts_query, keyword_terms
+from .keywords import fts_query, rarest_terms
+from .tables import _SCHEMA, ChunkRow, FileRecord, StoredChunk, _Writer
+from .vectors import (
+    is_ivf,
+    ivf_lists,
+    needs_new_kind,
+    new_exact_index,
+    new_ivf_index,
+    training_size,
+    vectors_by_id,
+)
+from .vectors import ivf_probes as ivf_probes  # re-exported
+from .vectors import search as search_vectors
 
 __all__ = ["APPROX_THRESHOLD", "ChunkRow", "FileRecord", "Store", "StoredChunk", "ivf_lists",
            "new_exact_index", "new_ivf_index"]
@@ -70,61 +73,6 @@ EXACT_SUBSET_MAX = 20_000
 #: if even the rarest term is in more, it alone is scored when it is in at most 8 times as
 #: many, and otherwise the query has no keyword worth scoring.
 KEYWORD_BUDGET = 400
-_MAX_LISTS = 2048  # k-means lists at most: training stays under a minute at 1M chunks
-_TRAIN_PER_LIST = 64  # training vectors per list
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, mtime_ns INTEGER NOT NULL,
-    size INTEGER NOT NULL, chunks INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, page INTEGER,
-    start INTEGER NOT NULL, end INTEGER NOT NULL, heading TEXT NOT NULL,
-    text TEXT NOT NULL, vector BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks(path);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunk_terms USING fts5(
-    terms, tokenize = 'porter unicode61 remove_diacritics 2'
-);
-INSERT OR IGNORE INTO meta VALUES ('generation', '0');
-"""
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """What the index remembers about one source file."""
-
-    path: str
-    sha256: str
-    mtime_ns: int
-    size: int
-    chunks: int
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    """A chunk on its way into the store."""
-
-    page: int | None
-    start: int
-    end: int
-    heading: str
-    text: str
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    """A chunk as read back from the store."""
-
-    id: int
-    path: str
-    page: int | None
-    start: int
-    end: int
-    heading: str
-    text: str
 
 
 def _write_atomic(path: Path, data: bytes | Callable[[str], None]) -> None:
@@ -294,27 +242,12 @@ class Store:
         if index.ntotal == 0 or (ids is not None and len(ids) == 0):
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        approximate = _is_ivf(index)
-        if ids is not None and approximate and len(ids) <= EXACT_SUBSET_MAX:
-            return _subset_search(index, query[0], k, ids)
-        import faiss
-
-        sel = faiss.IDSelectorBatch(np.asarray(ids, "int64")) if ids is not None else None
-        params: Any = None  # faiss's stubs do not know the keyword arguments
-        if approximate:
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)  # type: ignore[call-arg]
-        elif sel is not None:
-            params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
-        scores, found = index.search(query, min(k, index.ntotal), params=params)
-        hits = [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True) if i != -1]
-        if approximate and ids is not None and len(hits) < min(k, len(ids)):
-            return _subset_search(index, query[0], k, ids)  # the filter emptied the probed lists
-        return hits
+        return search_vectors(index, query, k, ids, EXACT_SUBSET_MAX)
 
     @property
     def approximate(self) -> bool:
         """Whether searches use the approximate (IVF) index."""
-        return _is_ivf(self._vectors())
+        return is_ivf(self._vectors())
 
     def cosines(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """Cosine of ``vector`` with each stored chunk in ``ids`` (vectors are normalized)."""
@@ -325,14 +258,7 @@ class Store:
         """The stored vectors of the chunks in ``ids`` that exist."""
         if not len(ids):
             return {}
-        index = self._vectors()
-        found: dict[int, np.ndarray] = {}
-        for cid in ids:
-            try:
-                found[int(cid)] = index.reconstruct(int(cid))
-            except RuntimeError:  # committed by a writer after our vectors were loaded
-                continue
-        return found
+        return vectors_by_id(self._vectors(), ids)
 
     def keyword_search(
         self, text: str, k: int, ids: Sequence[int] | None = None
@@ -379,16 +305,7 @@ class Store:
                 row = self._query("SELECT COUNT(*) FROM chunk_terms WHERE chunk_terms MATCH ?",
                                   (term,)).fetchone()
                 counts[term] = int(row[0])
-        ranked = sorted(terms, key=counts.__getitem__)
-        kept, total = [], 0
-        for term in ranked:
-            if total + counts[term] > KEYWORD_BUDGET:
-                break
-            kept.append(term)
-            total += counts[term]
-        if not kept and counts[ranked[0]] <= 8 * KEYWORD_BUDGET:
-            kept = ranked[:1]
-        return " OR ".join(kept)
+        return " OR ".join(rarest_terms(terms, counts, KEYWORD_BUDGET))
 
     def sample_texts(self, n: int) -> list[str]:
         """Up to ``n`` chunk texts spread evenly over the index (for benchmark queries)."""
@@ -455,22 +372,13 @@ class Store:
         return index
 
     def _sample_vectors(self, count: int) -> np.ndarray:
-        """About ``_TRAIN_PER_LIST`` vectors per IVF list, spread evenly over the ids."""
-        wanted = _TRAIN_PER_LIST * ivf_lists(count)
+        """:func:`~ragkit.vectors.training_size` vectors, spread evenly over the ids."""
+        wanted = training_size(count)
         top = int(self._query("SELECT MAX(id) FROM chunks").fetchone()[0] or 0)
         step = max(1, top // wanted)
         rows = self._query("SELECT vector FROM chunks WHERE id % ? = 0 LIMIT ?", (step, wanted))
         data = b"".join(r[0] for r in rows)
         return np.frombuffer(data, dtype=np.float32).reshape(-1, self.dimension)
-
-    def _needs_new_kind(self, index: Any) -> bool:
-        """Whether the cache should be rebuilt: it crossed the threshold or outgrew its lists."""
-        n = index.ntotal
-        if not _is_ivf(index):
-            return n >= APPROX_THRESHOLD
-        if n < EXACT_BELOW:
-            return True
-        return index.nlist < _MAX_LISTS and ivf_lists(n) >= 2 * index.nlist
 
     def _faiss_path(self, generation: int) -> Path:
         return self.root / f"vectors-{generation}.faiss"
@@ -484,7 +392,7 @@ class Store:
         import faiss
 
         index = self._vectors()
-        if self._needs_new_kind(index):
+        if needs_new_kind(index, APPROX_THRESHOLD, EXACT_BELOW):
             index = self._faiss = self._rebuild_vectors()
         path = self._faiss_path(self._faiss_generation)
         if not path.exists():
@@ -520,128 +428,6 @@ class Store:
         if writer.removed:  # removals are mirrored once, at the end: each one scans the index
             index.remove_ids(np.array(writer.removed, dtype=np.int64))
         self._faiss_generation = self.generation()
-
-
-class _Writer:
-    """Writes inside one :meth:`Store.transaction`; new vectors go straight into FAISS."""
-
-    def __init__(self, db: sqlite3.Connection, dimension: int, index: Any) -> None:
-        self._db = db
-        self._dimension = dimension
-        self._index = index
-        self.removed: list[int] = []
-
-    def remove_file(self, path: str) -> None:
-        """Forget a file and its chunks."""
-        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE path=?", (path,))]
-        self.removed.extend(ids)
-        self._db.executemany("DELETE FROM chunk_terms WHERE rowid=?", [(i,) for i in ids])
-        self._db.execute("DELETE FROM chunks WHERE path=?", (path,))
-        self._db.execute("DELETE FROM files WHERE path=?", (path,))
-
-    def put_file(self, record: FileRecord, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
-        """Replace a file's chunks with ``rows`` and their ``vectors``."""
-        self.remove_file(record.path)
-        self.add_chunks(record.path, rows, vectors)
-        self.touch_file(record)
-
-    def add_chunks(self, path: str, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
-        """Add chunks of a file (which :meth:`touch_file` records once all are in)."""
-        if len(rows) != len(vectors):
-            raise ValueError(f"{len(rows)} chunks but {len(vectors)} vectors")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self._dimension)
-        # Ids are assigned here, as AUTOINCREMENT would (never reused; the write lock is
-        # held), so that both tables are filled with one executemany each.
-        seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='chunks'").fetchone()
-        first = (int(seq[0]) if seq else 0) + 1
-        ids = list(range(first, first + len(rows)))
-        self._db.executemany(
-            "INSERT INTO chunks (id, path, page, start, end, heading, text, vector) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(cid, path, row.page, row.start, row.end, row.heading, row.text,
-              vector.tobytes()) for cid, row, vector in zip(ids, rows, vectors, strict=True)],
-        )
-        self._db.executemany(
-            "INSERT INTO chunk_terms (rowid, terms) VALUES (?, ?)",
-            [(cid, " ".join(keyword_terms(f"{row.heading} {row.text}")))
-             for cid, row in zip(ids, rows, strict=True)],
-        )
-        if ids:
-            self._index.add_with_ids(vectors, np.array(ids, dtype=np.int64))
-
-    def touch_file(self, record: FileRecord) -> None:
-        """Record a file's hash, mtime and size without touching its chunks."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-            (record.path, record.sha256, record.mtime_ns, record.size, record.chunks),
-        )
-
-
-def ivf_lists(count: int) -> int:
-    """Number of IVF lists for ``count`` vectors: about 4*sqrt(n), at most ``_MAX_LISTS``.
-
-    >>> ivf_lists(100_000), ivf_lists(1_000_000)
-    (1264, 2048)
-    """
-    return int(max(16, min(_MAX_LISTS, 4 * count**0.5)))
-
-
-def ivf_probes(lists: int) -> int:
-    """Lists scanned per query: recall@10 >= 0.95 on clustered synthetic vectors.
-
-    >>> ivf_probes(1264), ivf_probes(2048), ivf_probes(100)
-    (64, 64, 16)
-    """
-    return int(min(lists, max(16, min(64, lists // 16))))
-
-
-def new_exact_index(dimension: int) -> Any:
-    """An empty exact inner-product index keyed by chunk id."""
-    import faiss
-
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-
-
-def new_ivf_index(dimension: int, count: int, sample: np.ndarray) -> Any:
-    """An empty IVF inner-product index for about ``count`` vectors, trained on ``sample``.
-
-    Ids are kept in a hash table, so vectors can be looked up and removed by chunk id.
-    """
-    import faiss
-
-    lists = min(ivf_lists(count), max(1, len(sample)))
-    quantizer = faiss.IndexFlatIP(dimension)
-    index = faiss.IndexIVFFlat(quantizer, dimension, lists, faiss.METRIC_INNER_PRODUCT)
-    index.cp.niter = 10
-    index.cp.max_points_per_centroid = _TRAIN_PER_LIST
-    index.train(np.ascontiguousarray(sample, dtype=np.float32))
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
-    index.nprobe = ivf_probes(lists)
-    return index
-
-
-def _is_ivf(index: Any) -> bool:
-    return hasattr(index, "nprobe")
-
-
-def _subset_search(index: Any, query: np.ndarray, k: int,
-                   ids: Sequence[int]) -> list[tuple[int, float]]:
-    """Exact search over just ``ids`` (vectors looked up by id; missing ids skipped)."""
-    keys = np.unique(np.asarray(ids, dtype=np.int64))
-    try:
-        matrix = index.reconstruct_batch(keys)
-    except RuntimeError:  # some id was removed by a writer: look them up one by one
-        found = {}
-        for key in keys:
-            with contextlib.suppress(RuntimeError):
-                found[int(key)] = index.reconstruct(int(key))
-        if not found:
-            return []
-        keys = np.fromiter(found, dtype=np.int64, count=len(found))
-        matrix = np.stack(list(found.values()))
-    scores = matrix @ query
-    top = np.argsort(-scores, kind="stable")[:k]
-    return [(int(keys[i]), float(scores[i])) for i in top]
 
 
 def _short(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from ollama_server import RUNNER_STOPPED, FakeOllama
 
 import ragkit.ollama
 from ragkit import Index
+from ragkit.backends import chooser as _chooser
 from ragkit.cli import cli
 from ragkit.errors import (
     ConnectError,
@@ -30,7 +31,6 @@ from ragkit.errors import (
     ServerError,
     UsageError,
 )
-from ragkit.index import _chooser
 from ragkit.prompting import RULES, build_generate_prompt, build_messages
 from ragkit.retrieval import Hit
 

@@ -267,7 +267,7 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--min-score", type=float, default=None, help="Answer only when the "
                      "retrieved chunks reach this relevance: best cosine + 0.3 x share of the "
                      "question's words in one chunk [default: calibrated per embedding model; "
-                     "0.527 for all-minilm]."),
+                     "0.532 for all-minilm]."),
         click.option("--force", is_flag=True,
                      help="Ask the model even when no chunk looks relevant."),
         click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",

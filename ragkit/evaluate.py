@@ -85,8 +85,13 @@ class BeirSet:
 
     def doc_of(self) -> Callable[[Hit], str]:
         """Map a hit back to the doc id whose file (see :meth:`write_documents`) holds it."""
+        doc_id = self.doc_id_of()
+        return lambda hit: doc_id(hit.path)
+
+    def doc_id_of(self) -> Callable[[str], str]:
+        """Map a written document's path back to its doc id."""
         names = {document_file(doc_id): doc_id for doc_id in self.corpus}
-        return lambda hit: names.get(Path(hit.path).name, hit.path)
+        return lambda path: names.get(Path(path).name, path)
 
 
 def document_file(doc_id: str) -> str:

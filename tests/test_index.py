@@ -342,7 +342,8 @@ def test_a_large_k_sends_only_the_best_passages_that_fit_num_ctx(env, many, olla
     assert 1 < kept < 26 and answer.sources == ranked[:kept] and answer.left_out == ranked[kept:]
     body = ollama.bodies(f"/api/{mode}")[-1]
     prompt = body["messages"][0]["content"] if mode == "chat" else body["prompt"]
-    assert _sent_labels(prompt) == [(n, h.source) for n, h in enumerate(ranked[:kept], 1)]
+    # Passages are labelled with their file names.
+    assert _sent_labels(prompt) == [(n, Path(h.path).name) for n, h in enumerate(ranked[:kept], 1)]
     assert body["options"]["num_ctx"] == 2048  # ragkit's tuned options for smollm2:135m
     assert note == answer.note == (f"{26 - kept} of 26 passages left out to fit num_ctx=2048 — "
                                    "raise it with -o num_ctx=8192")

@@ -166,7 +166,8 @@ def doctor(opts: dict[str, Any], model: str) -> None:
 
     chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"])
     embed_model = opts["embed_model"] or DEFAULT_EMBED_MODEL
-    checks = run_checks(chooser, [embed_model, model], _resolve(opts["index_name"], None))
+    checks = run_checks(chooser, [embed_model, model], _resolve(opts["index_name"], None),
+                        index_named=opts["index_name"] != "default")
     for check in checks:
         mark = "ok " if check.ok else ("-- " if not check.blocking else "ERR")
         click.echo(f"[{mark}] {check.name}: {check.detail}")

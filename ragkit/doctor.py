@@ -23,13 +23,19 @@ class Check:
     blocking: bool = True  # False: a note (e.g. no Ollama, but the embedded engine serves)
 
 
-def run_checks(chooser: BackendChooser, models: list[str], index_path: Path) -> list[Check]:
-    """Check the Ollama server, the embedded engine, the models and the index."""
+def run_checks(
+    chooser: BackendChooser, models: list[str], index_path: Path, *, index_named: bool = False
+) -> list[Check]:
+    """Check the Ollama server, the embedded engine, the models and the index.
+
+    ``index_named``: the user asked about this index, so its absence is a failure
+    (the default index not existing yet is only a note).
+    """
     return [
         _check_ollama(chooser),
         _check_embedded(chooser),
         *(_check_model(chooser, m) for m in models),
-        _check_index(index_path),
+        _check_index(index_path, required=index_named),
     ]
 
 
@@ -72,11 +78,11 @@ def _check_model(chooser: BackendChooser, model: str) -> Check:
                  f"`ollama pull {model}`")
 
 
-def _check_index(path: Path) -> Check:
+def _check_index(path: Path, *, required: bool = False) -> Check:
     name = f"index {path.name}"
     if not Store.exists(path):
         return Check(name, False, f"no index at {path}",
-                     f"build it: `ragkit ingest PATH --index {path.name}`", blocking=False)
+                     f"build it: `ragkit ingest PATH --index {path.name}`", blocking=required)
     try:
         store = Store.open(path)
         try:

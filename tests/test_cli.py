@@ -184,6 +184,15 @@ def test_doctor_fails_when_the_chat_model_is_missing(run, indexed):
     assert "fix: `ollama pull llama3`" in result.stdout
 
 
+def test_doctor_fails_on_a_named_index_that_does_not_exist(run, env):
+    # The default index not existing yet is a note; one the user names is a failure.
+    assert run("doctor", "--backend", "ollama").exit_code == 0
+    result = run("doctor", "--backend", "ollama", "--index", "notes")
+    assert result.exit_code == 1
+    assert f"[ERR] index notes: no index at {env / 'notes'}" in result.stdout
+    assert "fix: build it: `ragkit ingest PATH --index notes`" in result.stdout
+
+
 def _commands(group, prefix=""):
     for name, command in group.commands.items():
         yield f"{prefix}{name}", command

@@ -310,3 +310,33 @@ def test_ctrl_c_keeps_what_was_committed_and_says_so(tmp_path, ollama):
         report = index.ingest([corpus], batch_size=8)
     assert report.unchanged >= kept and len(report.added) + report.unchanged == files
     assert check_consistent(home / "idx") == clean_build(home, ollama, corpus)
+
+
+def test_kill_9_inside_a_streamed_big_file_keeps_the_files_before_it_and_nothing_of_it(
+        tmp_path, ollama):
+    from ragkit.loading import STREAM_ABOVE
+
+    rng = random.Random(7)
+    corpus = write_corpus(tmp_path / "corpus", 10)
+    big = corpus / "zz-big.txt"  # walked after the small files
+    with open(big, "w", encoding="utf-8") as fh:
+        n = 0
+        while fh.tell() <= STREAM_ABOVE:
+            fh.write(f"big sentence {n} is about " + " ".join(rng.choices(WORDS, k=12)) + ".\n")
+            n += 1
+    home = tmp_path / "home"
+    root = home / "idx"
+    ollama.delay = 0.01
+    start = batch_requests(ollama)
+    proc = start_ingest(ollama, home, str(corpus), "--index", "idx")
+    wait_for_batches(ollama, proc, start, 40)  # the small files take ~5 batches
+    assert kill(proc), "the ingest finished before the kill"
+    # The small files were committed before the big one began; of the big one, nothing.
+    pairs = check_consistent(root)
+    assert {path for path, _ in pairs} == {str(p) for p in corpus.glob("doc*.txt")}
+    check_searchable(root, ollama)
+    ollama.delay = 0
+    with Index.open("idx", home=home, backend="ollama", host=ollama.url) as index:
+        report = index.ingest([corpus], batch_size=8)
+    assert report.unchanged == 10 and report.added == [str(big)]
+    assert check_consistent(root) == clean_build(home, ollama, corpus)

@@ -229,8 +229,24 @@ def _splice(text: str, pieces: list[tuple[int, int, str]]) -> str:
     return "".join(result)
 
 
+class _Fitted:
+    """What :class:`Answer` and :class:`AnswerStream` tell of fitting the passages to num_ctx."""
+
+    fit: ContextFit | None
+
+    @property
+    def left_out(self) -> list[Hit]:
+        """Retrieved passages not sent to the model to fit its context, best-ranked first."""
+        return self.fit.left_out if self.fit else []
+
+    @property
+    def note(self) -> str | None:
+        """What was left out to fit num_ctx, as one line for the user (None: nothing was)."""
+        return self.fit.note if self.fit else None
+
+
 @dataclass(frozen=True)
-class Answer:
+class Answer(_Fitted):
     """A finished answer with the passages it was given and the ones it cited."""
 
     question: str
@@ -246,16 +262,6 @@ class Answer:
     cited_by: str | None = None
     #: What was sent and what was left out to fit num_ctx (None when the model was not asked).
     fit: ContextFit | None = None
-
-    @property
-    def left_out(self) -> list[Hit]:
-        """Retrieved passages not sent to the model to fit its context, best-ranked first."""
-        return self.fit.left_out if self.fit else []
-
-    @property
-    def note(self) -> str | None:
-        """What was left out to fit num_ctx, as one line for the user (None: nothing was)."""
-        return self.fit.note if self.fit else None
 
     @property
     def cited_sources(self) -> list[tuple[int, Hit]]:
@@ -281,7 +287,7 @@ class Answer:
         }
 
 
-class AnswerStream:
+class AnswerStream(_Fitted):
     """Iterate for text deltas as they arrive; then read :attr:`answer`.
 
     When retrieval found nothing usable, no model is called: the stream yields
@@ -322,16 +328,6 @@ class AnswerStream:
                 if chunk.done:
                     self._final = chunk
         self._answer = self._finish()
-
-    @property
-    def left_out(self) -> list[Hit]:
-        """Retrieved passages not sent to the model to fit its context."""
-        return self.fit.left_out if self.fit else []
-
-    @property
-    def note(self) -> str | None:
-        """What was left out to fit num_ctx, e.g. for a line on stderr; None if nothing was."""
-        return self.fit.note if self.fit else None
 
     @property
     def answer(self) -> Answer:

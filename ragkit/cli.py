@@ -141,9 +141,9 @@ def cli() -> None:
 @click.option("--rebuild", is_flag=True, help="Start over instead of updating incrementally.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow links that leave the folder.")
 @click.option("--chunk-size", type=click.IntRange(min=16), default=None,
-              help="Target chunk size in approximate tokens [default: 200, or the index's].")
+              help="Target chunk size in approximate tokens [default: 250, or the index's].")
 @click.option("--chunk-overlap", type=click.IntRange(min=0), default=None,
-              help="Overlap between chunks in approximate tokens [default: 30].")
+              help="Overlap between chunks in approximate tokens [default: 38].")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Chunks per embedding request.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
@@ -267,7 +267,7 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--min-score", type=float, default=None, help="Answer only when the "
                      "retrieved chunks reach this relevance: best cosine + 0.3 x share of the "
                      "question's words in one chunk [default: calibrated per embedding model; "
-                     "0.532 for all-minilm]."),
+                     "0.530 for all-minilm]."),
         click.option("--force", is_flag=True,
                      help="Ask the model even when no chunk looks relevant."),
         click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",

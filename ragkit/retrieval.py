@@ -26,15 +26,15 @@ __all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "
 MODES = ("hybrid", "vector", "keyword")
 
 #: Share of the embedding side in hybrid scores; the keyword side has the rest.
-#: Equal shares, measured with all-minilm (nDCG@10, benchmarks/eval_targets.py):
-#: SciFact 0.729 and XQuAD-en 0.980, against 0.709 and 0.968 for reciprocal
-#: rank fusion, and 0.676/0.668 and 0.948/0.966 for the embedding/keyword side alone.
+#: Equal shares, measured with all-minilm (nDCG@10, benchmarks/compare_fusion.py):
+#: SciFact 0.737 and XQuAD-en 0.982, against 0.723 and 0.965 for reciprocal
+#: rank fusion, and 0.660/0.682 and 0.946/0.966 for the embedding/keyword side alone.
 DENSE_SHARE = 0.5
 
 #: The share when an English-only embedding model meets a question in CJK script:
-#: its vectors are then little better than noise (all-minilm: nDCG@10 0.29 on
+#: its vectors are then little better than noise (all-minilm: nDCG@10 0.25 on
 #: XQuAD-zh against 0.96 for keywords).  A small share still breaks the keyword
-#: side's near-ties (0.2: 0.964, against 0.963 for keywords alone and 0.943 at 0.5).
+#: side's near-ties (0.2: 0.965, against 0.964 for keywords alone and 0.956 at 0.5).
 CJK_DENSE_SHARE = 0.2
 
 #: Embedding models trained on English only (see :data:`CJK_DENSE_SHARE`).

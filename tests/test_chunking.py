@@ -60,8 +60,8 @@ def assert_invariants(text: str, spans: list[Span], chunker: ChunkerSettings) ->
 
 def test_settings_defaults_and_manifest_form() -> None:
     chunker = ChunkerSettings()
-    assert (chunker.size, chunker.overlap, ChunkerSettings.unit) == (200, 30, "approx_tokens")
-    assert chunker.as_dict() == {"size": 200, "overlap": 30, "unit": "approx_tokens"}
+    assert (chunker.size, chunker.overlap, ChunkerSettings.unit) == (250, 38, "approx_tokens")
+    assert chunker.as_dict() == {"size": 250, "overlap": 38, "unit": "approx_tokens"}
     assert ChunkerSettings(**{k: v for k, v in chunker.as_dict().items() if k != "unit"}) == chunker
 
 

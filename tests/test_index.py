@@ -45,7 +45,7 @@ def test_ingest_indexes_every_supported_file(env, docs):
         assert report.total_chunks == len(index) >= 5
         assert index.manifest["embed_model"] == "all-minilm"
         assert index.manifest["dimension"] == 384
-        assert index.manifest["chunker"] == {"size": 200, "overlap": 30, "unit": "approx_tokens"}
+        assert index.manifest["chunker"] == {"size": 250, "overlap": 38, "unit": "approx_tokens"}
 
 
 @pytest.mark.parametrize("as_path", [str, Path])

@@ -167,9 +167,10 @@ def test_ingest_gives_up_on_a_server_that_keeps_failing(run, tmp_path, ollama, s
 
 def test_a_server_dying_mid_ingest_keeps_commits_and_the_next_run_resumes(
         run, tmp_path, env, ollama, sleeps):
-    folder = corpus(tmp_path, 12)
+    files = 40  # enough batches that the server dies long before the end
+    folder = corpus(tmp_path, files)
     port = int(ollama.url.rsplit(":", 1)[1])
-    ollama.delay = 0.02
+    ollama.delay = 0.05
 
     def die_after_some_batches() -> None:
         while sum(1 for b in ollama.bodies("/api/embed") if len(b["input"]) > 1) < 3:
@@ -189,7 +190,7 @@ def test_a_server_dying_mid_ingest_keeps_commits_and_the_next_run_resumes(
         r"retry) \(ingest stopped: the \d+ files indexed before that are kept; run the same "
         r"command again to finish\)", line), line
     kept = dict(chunk_texts(env))
-    assert 0 < len({p for p in kept}) < 12
+    assert 0 < len({p for p in kept}) < files
 
     with FakeOllama(port=port) as revived:
         again = run("ingest", str(folder), "--batch-size", "4")
@@ -200,7 +201,7 @@ def test_a_server_dying_mid_ingest_keeps_commits_and_the_next_run_resumes(
         with Index.open("clean", home=env, create=True, backend="ollama") as clean:
             clean.ingest([folder])
     final = chunk_texts(env)
-    assert len({p for p, _ in final}) == 12
+    assert len({p for p, _ in final}) == files
     assert final == chunk_texts(env, "clean")  # exactly a clean build: nothing lost or doubled
 
 

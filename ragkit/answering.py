@@ -57,13 +57,26 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Context lengths models were trained on: a larger num_ctx only produces noise (and the
+#: embedded engine refuses to go past it), so the passages are fitted to this at most.
+TRAINED_CONTEXT: dict[str, int] = {"smollm2:135m": 8192}
+
+
 def options_for(model: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Generation options: ragkit's defaults, then the model's own, then the caller's.
 
+    A ``num_ctx`` past the model's trained context (:data:`TRAINED_CONTEXT`) is cut to it.
+
     >>> options_for("smollm2:135m", {"seed": 1})["num_predict"], options_for("x")["num_predict"]
     (120, 300)
+    >>> options_for("smollm2:135m", {"num_ctx": 32768})["num_ctx"]
+    8192
     """
-    return {**DEFAULT_OPTIONS, **MODEL_OPTIONS.get(model, {}), **(overrides or {})}
+    options = {**DEFAULT_OPTIONS, **MODEL_OPTIONS.get(model, {}), **(overrides or {})}
+    trained = TRAINED_CONTEXT.get(model)
+    if trained and isinstance(options["num_ctx"], (int, float)) and options["num_ctx"] > trained:
+        options["num_ctx"] = trained
+    return options
 
 
 def context_limits(options: Mapping[str, Any]) -> tuple[int, int]:

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .errors import BackendError, ModelNotFoundError, RagkitError, UsageError
+from .errors import (
+    BackendError,
+    ModelNotFoundError,
+    PromptTooLongError,
+    RagkitError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from .index import Index
@@ -360,6 +366,9 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
                 continue
             try:
                 _echo_stream(session.ask_stream(question))
+            except PromptTooLongError as exc:  # a shorter question may fit
+                click.echo(f"error: {exc}", err=True)
+                continue
             except (ModelNotFoundError, UsageError):
                 raise  # asking again would fail the same way
             except BackendError as exc:  # the session, and its history, go on

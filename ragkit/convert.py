@@ -176,10 +176,6 @@ def _convert(target: Path, on_convert: Callable[[], None] | None) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    for old in target.parent.glob(f"{GGUF_PREFIX}*.gguf"):  # of other weights or converters
-        if old != target:
-            with contextlib.suppress(OSError):
-                old.unlink()
 
 
 def _remove_stale(temps: Iterable[Path], keep: str, age: float = 600.0) -> None:

@@ -19,6 +19,7 @@
     │   └── EmbeddingMismatchError   querying with a different embedding model/dimension
     ├── LoadError                    a document could not be read (reported, not fatal)
     └── UsageError                   bad input from the caller (empty question, k <= 0, ...)
+        └── PromptTooLongError       this question and its best passage exceed num_ctx
 
 Every message says what happened and what to do about it; the CLI prints
 ``str(error)`` as its one-line message.
@@ -37,6 +38,7 @@ __all__ = [
     "IndexNotFoundError",
     "LoadError",
     "ModelNotFoundError",
+    "PromptTooLongError",
     "ProtocolError",
     "RagkitError",
     "RequestTimeoutError",
@@ -187,3 +189,7 @@ class UsageError(RagkitError):
     """The caller passed something ragkit cannot work with."""
 
     exit_code = 2
+
+
+class PromptTooLongError(UsageError):
+    """The rules, the question and even the best passage alone do not fit in num_ctx."""

@@ -181,13 +181,11 @@ def evaluate_beir(
 
 def _ranking(text: str, mode: str, hits: list[Hit], search: SearchFn,
              doc_of: Callable[[Hit], str]) -> list[str]:
-    """The top documents, searching deeper while chunks of few documents fill the hits."""
-    depth = CHUNK_DEPTH
+    """The top documents; searched once more, to the most chunks, when few documents filled
+    the first hits."""
     ranking = _documents(hits, doc_of)
-    while len(ranking) < DOCUMENT_DEPTH and len(hits) == depth < MAX_CHUNK_DEPTH:
-        depth = min(3 * depth, MAX_CHUNK_DEPTH)
-        hits = search(text, depth, mode)
-        ranking = _documents(hits, doc_of)
+    if len(ranking) < DOCUMENT_DEPTH and len(hits) == CHUNK_DEPTH:
+        ranking = _documents(search(text, MAX_CHUNK_DEPTH, mode), doc_of)
     return ranking
 
 

@@ -110,9 +110,12 @@ def _reset(llm: Any, tokens: list[int], opts: _Options) -> int:
     """Check that the prompt fits and set llama.cpp up for it; how many tokens to sample."""
     room = llm.n_ctx() - len(tokens)
     if room <= 0:
+        wanted = 1 << max(len(tokens) + 64, 1).bit_length()  # a power of two with some room
+        fix = (f"raise it (-o num_ctx={wanted}) or send less text" if wanted <= _TRAINED_CTX
+               else f"the model cannot go past {_TRAINED_CTX}: send less text")
         raise BackendError(
             f"the prompt is {len(tokens)} tokens, more than the model's context "
-            f"(num_ctx={llm.n_ctx()}) holds — raise it (-o num_ctx=4096) or send less text")
+            f"(num_ctx={llm.n_ctx()}) holds — {fix}")
     limit = min(opts.num_predict, room) if opts.num_predict > 0 else room
     # Evaluate the whole prompt every time: reusing a cached prefix changes the last
     # logits slightly (other batch shapes), and then a fixed seed no longer repeats a reply.

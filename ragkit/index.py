@@ -41,22 +41,24 @@ from .building import (
     writer_lock,
 )
 from .chunking import ChunkerSettings
-from .errors import EmbeddingMismatchError, IndexCorruptError, IndexNotFoundError, UsageError
+from .errors import (
+    BackendError,
+    EmbeddingMismatchError,
+    IndexCorruptError,
+    IndexNotFoundError,
+    UsageError,
+)
 from .ingest import IngestProgress, IngestReport, ingest
 from .prompting import fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
 from .retrieval import Hit, dense_weight, match_paths, retrieve
-from .store import Store
+from .store import Store, index_home
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
 
 DEFAULT_EMBED_MODEL = "all-minilm"
 DEFAULT_CHAT_MODEL = "smollm2:135m"
 MAX_K = 1000
-
-def index_home() -> Path:
-    """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes``."""
-    return Path(os.environ.get("RAGKIT_HOME") or "indexes")
 
 
 def _resolve(name_or_path: str | Path, home: Path | None) -> Path:
@@ -344,7 +346,8 @@ class Index:
         ids = self._chunks_under(paths) if paths else None
         # Keyword mode embeds the query too: every hit carries its cosine, which the
         # relevance threshold of ``ask``, MMR diversity and ``search --json`` rely on.
-        vector = self._embed_query(query)
+        # Without an embedding model at hand it still searches, without cosines.
+        vector = self._embed_query(query) if mode != "keyword" else self._try_embed_query(query)
         return retrieve(self._store, query, vector, k, mode, ids=ids, diversity=diversity,
                         dense=dense_weight(query, self.embed_model))
 
@@ -358,6 +361,13 @@ class Index:
                              "'*.pdf' matches file names, 'docs/' or 'docs/*.md' paths from "
                              "the current folder")
         return self._store.chunk_ids(matched)
+
+    def _try_embed_query(self, query: str) -> np.ndarray | None:
+        """:meth:`_embed_query`, or None when no backend can embed it right now."""
+        try:
+            return self._embed_query(query)
+        except BackendError:
+            return None
 
     def _embed_query(self, query: str) -> np.ndarray:
         """The query's embedding, checked against the index's model and dimension."""

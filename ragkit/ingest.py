@@ -216,11 +216,14 @@ class _Committer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if exc[0] is None and self._tx is not None:  # a file's parts stopped short
-            error = RuntimeError("ingest ended inside a file")
-            exc = (RuntimeError, error, None)
+        cut_short = exc[0] is None and self._tx is not None  # a file's parts stopped short
         self._tx = None
-        self._open.__exit__(*exc)  # commits, or rolls back on an exception
+        if not cut_short:
+            self._open.__exit__(*exc)  # commits, or rolls back on an exception
+            return
+        error = RuntimeError("ingest ended inside a file")
+        self._open.__exit__(RuntimeError, error, None)  # rolls the file back
+        raise error
 
     def write(self, batch: list[_Prepared], vectors: np.ndarray) -> None:
         """Write one batch; commit if its last item ends a file (and before a big file)."""

@@ -16,7 +16,9 @@ whole PDF, HTML is parsed in one go) are capped instead: above 32 MB for HTML,
 8 times that for PDFs (most of a PDF's bytes are images and fonts), a file is
 refused *before* it is read, with the reason and the way to raise the cap,
 ``RAGKIT_MAX_FILE_MB`` (PDFs get 8 times it).  Memory for one file therefore
-stays within a window, or a small multiple of the cap.
+stays within a window plus the text still being chunked (at most
+:data:`~ragkit.chunk_windows.MAX_CARRY` characters where the chunker finds no
+place to cut), or a small multiple of the cap.
 """
 
 from __future__ import annotations

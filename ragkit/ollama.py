@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import requests
@@ -47,6 +47,7 @@ __all__ = ["ModelInfo", "OllamaClient"]
 _RETRY_STATUSES = frozenset({500, 503})
 
 _Failure = requests.RequestException | requests.Response
+_T = TypeVar("_T")
 _Format = str | Mapping[str, Any] | None
 
 
@@ -270,21 +271,19 @@ class OllamaClient:
 
         With ``retry``, a garbled reply is asked for again too, like a failed request.
         """
-        attempts = 1 + self.retries if retry else 1
-        for attempt in range(attempts):
-            with self._send(method, path, body, retry=retry) as response:
+        def once() -> dict[str, Any]:
+            with self._send(method, path, body) as response:
                 content = response.content
             try:
                 return _record(content, path, "reply") if content.strip() else {}
-            except ProtocolError:
-                if attempt + 1 == attempts:
-                    raise
-                time.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            except ProtocolError as exc:
+                raise _Transient(exc) from None
+
+        return self._retrying(once, retry)
 
     def _records(self, path: str, body: Mapping[str, Any]) -> Generator[dict[str, Any], None, None]:
         """The NDJSON records of a streamed reply, each checked for an error."""
-        response = self._send("POST", path, body, stream=True)
+        response = self._retrying(lambda: self._send("POST", path, body, stream=True), False)
         try:
             for line in response.iter_lines():
                 if line.strip():
@@ -294,28 +293,37 @@ class OllamaClient:
         finally:
             response.close()
 
-    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, *,
-              stream: bool = False, retry: bool = False) -> requests.Response:
-        """Send a request, retrying transient failures if ``retry``; raise mapped errors."""
+    def _retrying(self, once: Callable[[], _T], retry: bool) -> _T:
+        """``once()``, tried again with backoff on a :class:`_Transient` failure if ``retry``."""
         attempts = 1 + self.retries if retry else 1
         for attempt in range(attempts):
-            failure: _Failure
             try:
-                response = self._session.request(
-                    method, self.host + path, json=body, stream=stream,
-                    timeout=(self.connect_timeout, self.timeout))
-            except requests.RequestException as exc:
-                failure = exc
-            else:
-                if response.status_code < 400:
-                    return response
-                failure = response
-            if attempt + 1 == attempts or not _transient(failure):
-                raise self._error(failure, path, body)
-            if isinstance(failure, requests.Response):
-                failure.close()
+                return once()
+            except _Transient as failed:
+                if attempt + 1 == attempts:
+                    raise failed.error from None
             time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, *,
+              stream: bool = False) -> requests.Response:
+        """Send one request; a failure raises its mapped error, wrapped in :class:`_Transient`
+        when trying again may help."""
+        failure: _Failure
+        try:
+            response = self._session.request(
+                method, self.host + path, json=body, stream=stream,
+                timeout=(self.connect_timeout, self.timeout))
+        except requests.RequestException as exc:
+            failure = exc
+        else:
+            if response.status_code < 400:
+                return response
+            failure = response
+        error = self._error(failure, path, body)
+        if isinstance(failure, requests.Response):
+            failure.close()
+        raise _Transient(error) if _transient(failure) else error
 
     def _error(self, failure: _Failure, path: str,
                body: Mapping[str, Any] | None) -> BackendError:
@@ -340,6 +348,15 @@ class OllamaClient:
             return ProtocolError(f"Ollama at {self.host} closed the connection without a complete "
                                  f"reply to {path} — the server may have crashed; retry")
         return ConnectError(self.host, str(failure))
+
+
+class _Transient(Exception):
+    """A failure that trying the same idempotent request again may cure; ``error`` is its
+    mapped error, raised once the tries run out (:meth:`OllamaClient._retrying`)."""
+
+    def __init__(self, error: BackendError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _NoRoute(BadRequestError):

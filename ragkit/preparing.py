@@ -69,6 +69,7 @@ def _prepare_in_background(
     """
     queue = _Ahead(ahead)
     done = object()
+    crashed: list[BaseException] = []  # what stopped the thread, other than the end of files
 
     def work() -> None:
         try:
@@ -79,6 +80,8 @@ def _prepare_in_background(
                         if queue.stop.is_set():
                             return
                         queue.put(item)
+        except BaseException as exc:  # a bug must stop the ingest, not look like the end
+            crashed.append(exc)
         finally:
             queue.put(done)
 
@@ -87,6 +90,8 @@ def _prepare_in_background(
     try:
         while (item := queue.take()) is not done:
             yield item  # type: ignore[misc]
+        if crashed:
+            raise crashed[0]
     finally:
         queue.close()
         thread.join()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .chunking import approx_tokens
-from .errors import UsageError
+from .errors import PromptTooLongError
 
 if TYPE_CHECKING:
     from .retrieval import Hit
@@ -213,7 +213,7 @@ def fit_context(
 
     Whole history turns (chat mode only; generate mode sends none) go first,
     oldest first; then passages, lowest-ranked first.  Raises
-    :class:`~ragkit.errors.UsageError` when the rules, the question and the
+    :class:`~ragkit.errors.PromptTooLongError` when the rules, the question and the
     best passage alone do not fit.
     """
     budget = num_ctx - reserve
@@ -243,9 +243,9 @@ def fit_context(
     )
 
 
-def _too_small(tokens: int, num_ctx: int, reserve: int) -> UsageError:
+def _too_small(tokens: int, num_ctx: int, reserve: int) -> PromptTooLongError:
     """The error for a prompt that does not fit even with a single passage."""
-    return UsageError(
+    return PromptTooLongError(
         f"the rules, the question and the best passage need about {tokens} tokens, more than "
         f"the {num_ctx - reserve} that num_ctx={num_ctx} leaves after {reserve} for the answer "
         f"— raise it with -o num_ctx={_suggest(tokens + reserve)}, or ask a shorter question"

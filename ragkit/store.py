@@ -96,15 +96,19 @@ def _write_atomic(path: Path, data: bytes | Callable[[str], None]) -> None:
         raise
 
 
+def index_home() -> Path:
+    """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes``."""
+    return Path(os.environ.get("RAGKIT_HOME") or "indexes")
+
+
 def index_spec(root: Path) -> str:
     """How to name the index in ``root`` on the command line, for error messages.
 
     Its bare name when it lives in ``RAGKIT_HOME`` (``./indexes``), else its path,
     so ``--index SPEC`` in a suggested command reaches this very index.
     """
-    home = Path(os.environ.get("RAGKIT_HOME") or "indexes")  # as ragkit.index.index_home
     try:
-        in_home = root.resolve().parent == home.resolve()
+        in_home = root.resolve().parent == index_home().resolve()
     except OSError:
         in_home = False
     return root.name if in_home else str(root)

@@ -275,3 +275,46 @@ def test_ctrl_c_says_what_was_kept_only_when_something_was_being_written(
     result = run(*command)
     assert result.exit_code == 130
     assert result.stderr.strip().splitlines()[-1] == said
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_bug_while_reading_files_stops_the_ingest_instead_of_losing_files(
+        run, tmp_path, env, monkeypatch, streamed):
+    from ragkit import preparing
+    from ragkit.store import Store
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (folder / name).write_text(f"File {name} says something.\n" * 200)
+    monkeypatch.setattr(preparing, "streams", lambda path, size: streamed)
+    real = preparing._prepare_parts
+
+    def parts_then_a_bug(path, *args):
+        for n, item in enumerate(real(path, *args)):
+            if path.name == "b.txt" and n == 1:  # (read whole, b.txt is one item)
+                break
+            yield item
+        if path.name == "b.txt":
+            raise ValueError("chunker bug")
+
+    monkeypatch.setattr(preparing, "_prepare_parts", parts_then_a_bug)
+    result = run("ingest", str(folder), "--batch-size", "2")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: internal error: ValueError: chunker bug")
+    # Nothing of b.txt, or of the files after it, is in the index as if all went well.
+    root = env / "default"
+    files = set(Store.open(root).files()) if Store.exists(root) else set()
+    assert files <= {str(folder / "a.txt")}
+
+
+def test_chat_reports_a_question_too_long_for_num_ctx_and_goes_on(run, indexed, ollama):
+    result = run("chat", "-o", "num_ctx=300", input="When do backups run?\nAnd restores?\n")
+    assert result.exit_code == 0
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 2 and all(
+        e.startswith("error: the rules, the question and the best passage need about")
+        for e in errors)
+    assert not ollama.bodies("/api/chat")
+

@@ -21,13 +21,15 @@ import json
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 import requests
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
-from .backend import Message, Metrics, Reply, StreamChunk, normalize_rows
+from . import transport
+from .backend import Message, Metrics, Reply, StreamChunk, check_vectors
 from .errors import (
     BackendError,
     BadRequestError,
@@ -38,8 +40,10 @@ from .errors import (
     ServerError,
     StreamError,
     UsageError,
+    VectorError,
 )
 from .host import parse_host, with_tag
+from .transport import Deadline, Expired, TooLarge, lines, read_body, watching
 
 __all__ = ["ModelInfo", "OllamaClient"]
 
@@ -47,6 +51,29 @@ __all__ = ["ModelInfo", "OllamaClient"]
 _RETRY_STATUSES = frozenset({500, 503})
 
 _Failure = requests.RequestException | requests.Response
+_MAX_REDIRECTS = 5
+
+
+class _Cap(NamedTuple):
+    """The most bytes ragkit reads of one reply, and why that is enough."""
+
+    size: int
+    reason: str
+
+
+# Replies are capped so a broken server cannot make ragkit hold gigabytes.  An
+# embedding reply may take MAX_DIM numbers of up to _NUMBER_BYTES characters
+# per text (Ollama writes a float32 in at most 15); any other reply, and one
+# stream line (a final record with the `context` token ids of a 1M-token
+# window stays under 10 MB), 16 MB; a whole stream 256 MB.
+MAX_DIM = 8192
+_NUMBER_BYTES = 24
+_REPLY_CAP = _Cap(16_000_000, "ragkit's cap for a reply")
+_LINE_CAP = _Cap(16_000_000, "ragkit's cap for one record")
+_STREAM_CAP = _Cap(256_000_000, "ragkit's cap for a whole stream")
+#: A streamed generation must end within this many timeouts (each record within one).
+_STREAM_FACTOR = 10
+_ERROR_BODY = 64 * 1024  # the start of an error reply holds its message
 _T = TypeVar("_T")
 _Format = str | Mapping[str, Any] | None
 
@@ -99,7 +126,7 @@ class OllamaClient:
         self.connect_timeout = connect_timeout
         self.retries = max(0, retries)
         self.backoff = backoff
-        self._session = session if session is not None else requests.Session()
+        self._session = session if session is not None else transport.session()
         self._legacy_embed = False  # set once the server turns out to lack /api/embed
 
     def describe(self) -> str:
@@ -122,11 +149,9 @@ class OllamaClient:
             body = _only_set(model=model, input=list(texts), truncate=None if truncate else False,
                              dimensions=dimensions, keep_alive=keep_alive, options=options)
             try:
-                record = self._json("POST", "/api/embed", body, retry=True)
+                return self._vectors("/api/embed", body, len(texts), dimensions)
             except _NoRoute:
                 self._legacy_embed = True  # an Ollama older than /api/embed; ask once per client
-            else:
-                return _matrix(record.get("embeddings"), len(texts), "/api/embed", dimensions)
         return self._embed_legacy(model, texts, dimensions, keep_alive, options)
 
     def _embed_legacy(
@@ -137,8 +162,25 @@ class OllamaClient:
         rows = []
         for text in texts:
             body = _only_set(model=model, prompt=text, keep_alive=keep_alive, options=options)
-            rows.append(self._json("POST", "/api/embeddings", body, retry=True).get("embedding"))
-        return _matrix(rows, len(texts), "/api/embeddings", dimensions)
+            rows.append(self._vectors("/api/embeddings", body, 1, dimensions))
+        return np.vstack(rows)
+
+    def _vectors(self, path: str, body: Mapping[str, Any], count: int,
+                 dimensions: int | None) -> np.ndarray:
+        """``count`` checked, normalized vectors from one embedding request.
+
+        A reply whose vectors are unusable (NaN, strings, zeros, ...) is asked
+        for again, like a garbled one, within the same few retries.
+        """
+        def once() -> np.ndarray:
+            record = self._json_once("POST", path, body, _embed_limit(count))
+            rows = record.get("embeddings") if path == "/api/embed" else [record.get("embedding")]
+            try:
+                return _matrix(rows, count, path, dimensions)
+            except VectorError as exc:
+                raise _Transient(exc) from None
+
+        return self._retrying(once, True)
 
     # -- generation ----------------------------------------------------------------
 
@@ -189,7 +231,9 @@ class OllamaClient:
     def _chunks(self, path: str, body: dict[str, Any],
                 text_of: Callable[[Mapping[str, Any]], str]) -> Iterator[StreamChunk]:
         """Text deltas of a stream, then one chunk with ``done=True`` and the metrics."""
-        with contextlib.closing(self._records(path, {**body, "stream": True})) as records:
+        records = self._records(path, {**body, "stream": True},
+                                total=_STREAM_FACTOR * self.timeout)
+        with contextlib.closing(records):
             for record in records:
                 if record.get("done"):
                     yield StreamChunk(text_of(record), True, record.get("done_reason"),
@@ -257,11 +301,15 @@ class OllamaClient:
 
     def is_alive(self, timeout: float = 1.0) -> bool:
         """Whether the server answers ``HEAD /`` within ``timeout`` seconds; never raises."""
+        deadline = Deadline(timeout)
         try:
-            with self._session.head(self.host + "/", timeout=(timeout, timeout)) as response:
-                return response.status_code == 200
+            with watching(deadline), self._session.head(
+                    self.host + "/", timeout=(timeout, timeout), allow_redirects=False) as reply:
+                return reply.status_code == 200
         except Exception:  # a probe answers yes or no, whatever went wrong
             return False
+        finally:
+            deadline.close()
 
     # -- transport -----------------------------------------------------------------
 
@@ -271,27 +319,46 @@ class OllamaClient:
 
         With ``retry``, a garbled reply is asked for again too, like a failed request.
         """
-        def once() -> dict[str, Any]:
-            with self._send(method, path, body) as response:
-                content = response.content
-            try:
-                return _record(content, path, "reply") if content.strip() else {}
-            except ProtocolError as exc:
-                raise _Transient(exc) from None
+        return self._retrying(lambda: self._json_once(method, path, body, _REPLY_CAP), retry)
 
-        return self._retrying(once, retry)
-
-    def _records(self, path: str, body: Mapping[str, Any]) -> Generator[dict[str, Any], None, None]:
-        """The NDJSON records of a streamed reply, each checked for an error."""
-        response = self._retrying(lambda: self._send("POST", path, body, stream=True), False)
+    def _json_once(self, method: str, path: str, body: Mapping[str, Any] | None,
+                   cap: _Cap) -> dict[str, Any]:
+        """One try of :meth:`_json`, its reply read whole within the timeout and ``cap``."""
+        deadline = Deadline(self.timeout)
         try:
-            for line in response.iter_lines():
-                if line.strip():
-                    yield _record(line, path, "line")
-        except requests.RequestException as exc:  # the connection failed mid-reply
-            raise self._error(exc, path, body) from None
+            response = self._send(method, path, body, deadline)
+            with response, self._reading(path, body, deadline, cap):
+                content = read_body(response, cap.size, deadline)
         finally:
-            response.close()
+            deadline.close()
+        try:
+            return _record(content, path, "reply") if content.strip() else {}
+        except ProtocolError as exc:
+            raise _Transient(exc) from None
+
+    def _records(self, path: str, body: Mapping[str, Any], *, total: float | None = None
+                 ) -> Generator[dict[str, Any], None, None]:
+        """The NDJSON records of a streamed reply, each checked for an error.
+
+        The first record is due within the timeout, and each next one within the
+        timeout of the one before (while the caller handles a record, the clock
+        stops); ``total`` seconds, if given, cap the whole stream.
+        """
+        deadline = Deadline(self.timeout, total=total)
+        try:
+            response = self._retrying(lambda: self._send("POST", path, body, deadline), False)
+            with response, self._reading(path, body, deadline, _LINE_CAP):
+                for line in lines(response, deadline, line_limit=_LINE_CAP.size,
+                                  total_limit=_STREAM_CAP.size):
+                    if line.strip():
+                        record = _record(line, path, "line")
+                        deadline.suspend()
+                        yield record
+                        deadline.restart(self.timeout)
+        except _Transient as failed:  # a stream is never retried
+            raise failed.error from None
+        finally:
+            deadline.close()
 
     def _retrying(self, once: Callable[[], _T], retry: bool) -> _T:
         """``once()``, tried again with backoff on a :class:`_Transient` failure if ``retry``."""
@@ -305,25 +372,82 @@ class OllamaClient:
             time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, *,
-              stream: bool = False) -> requests.Response:
-        """Send one request; a failure raises its mapped error, wrapped in :class:`_Transient`
-        when trying again may help."""
-        failure: _Failure
-        try:
-            response = self._session.request(
-                method, self.host + path, json=body, stream=stream,
-                timeout=(self.connect_timeout, self.timeout))
-        except requests.RequestException as exc:
-            failure = exc
-        else:
-            if response.status_code < 400:
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None,
+              deadline: Deadline) -> requests.Response:
+        """Send one request, following redirects only within the same server.
+
+        A failure raises its mapped error, wrapped in :class:`_Transient` when
+        trying again may help.
+        """
+        url = self.host + path
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = self._request(method, url, path, body, deadline)
+            if not response.is_redirect:
                 return response
-            failure = response
+            url = self._redirect(response, url, path)
+        raise ProtocolError(
+            f"Ollama at {self.host} redirected {path} more than {_MAX_REDIRECTS} times, in a "
+            "loop — check OLLAMA_HOST (or --host) and any proxy in front of Ollama")
+
+    def _request(self, method: str, url: str, path: str, body: Mapping[str, Any] | None,
+                 deadline: Deadline) -> requests.Response:
+        """One HTTP exchange up to the reply's headers; an error status raises."""
+        try:
+            with watching(deadline):
+                response = self._session.request(
+                    method, url, json=body, stream=True, allow_redirects=False,
+                    timeout=(self.connect_timeout, self.timeout))
+        except requests.RequestException as exc:
+            raise self._failed(exc, path, body, deadline) from None
+        if response.status_code < 400:
+            return response
+        with response:
+            raise self._failed(response, path, body, deadline)
+
+    def _redirect(self, response: requests.Response, url: str, path: str) -> str:
+        """Where a redirect leads; one to another server is refused, so no text goes there."""
+        with response:
+            target = urljoin(url, response.headers.get("Location", ""))
+        if _origin(target) != _origin(self.host):
+            raise ProtocolError(
+                f"Ollama at {self.host} redirected {path} to {_shown(target)}, another server "
+                "— ragkit does not follow it, so your text was not sent there; if that is your "
+                f"Ollama, set OLLAMA_HOST (or --host) to {_origin(target)}")
+        return target
+
+    @contextlib.contextmanager
+    def _reading(self, path: str, body: Mapping[str, Any] | None, deadline: Deadline,
+                 cap: _Cap) -> Iterator[None]:
+        """Map what can go wrong while a reply's body is read."""
+        try:
+            yield
+        except (requests.RequestException, Expired) as exc:
+            raise self._failed(exc, path, body, deadline) from None
+        except TooLarge as exc:
+            raise _too_large(path, exc.what, cap) from None
+
+    def _failed(self, failure: _Failure | Expired, path: str, body: Mapping[str, Any] | None,
+                deadline: Deadline) -> Exception:
+        """The error for a failed request, as :class:`_Transient` if trying again may help."""
+        if deadline.expired:  # the watchdog's shutdown looks like a dropped connection
+            return _Transient(self._timeout(deadline.expired))
+        if isinstance(failure, Expired):
+            return _Transient(self._timeout(failure.kind))
         error = self._error(failure, path, body)
-        if isinstance(failure, requests.Response):
-            failure.close()
-        raise _Transient(error) if _transient(failure) else error
+        return _Transient(error) if _transient(failure) else error
+
+    def _timeout(self, kind: str) -> RequestTimeoutError:
+        """The timeout error for the limit that ran out (see :class:`.transport.Deadline`)."""
+        limit = self.timeout
+        what = None
+        if kind == "pause":
+            what = (f"paused for over {limit:g} s in the middle of its reply — the server may "
+                    "be overloaded")
+        elif kind == "total":
+            what = (f"did not finish its reply within {_STREAM_FACTOR * limit:g} s "
+                    f"({_STREAM_FACTOR} × the timeout) — the model may be rambling (cap it "
+                    "with -o num_predict=N)")
+        return RequestTimeoutError(self.host, limit, what)
 
     def _error(self, failure: _Failure, path: str,
                body: Mapping[str, Any] | None) -> BackendError:
@@ -393,13 +517,58 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
 
 def _error_text(response: requests.Response) -> tuple[str, bool]:
     """The server's own error text, and whether it came as Ollama's JSON ``{"error": ...}``."""
+    try:  # the start of the body is enough, whatever its size
+        content = next(response.iter_content(_ERROR_BODY), b"")
+    except (requests.RequestException, Expired):
+        content = b""
     try:
-        payload = json.loads(response.content)
+        payload = json.loads(content)
     except ValueError:
         payload = None
     if isinstance(payload, dict) and "error" in payload:
         return str(payload["error"]), True
-    return response.text.strip()[:200] or response.reason or "no reason given", False
+    text = content.decode("utf-8", "replace").strip()[:200]
+    return text or response.reason or "no reason given", False
+
+
+def _too_large(path: str, what: str, cap: _Cap) -> ProtocolError:
+    """The error for a reply, stream line or whole stream over its cap."""
+    cap = {"line": _LINE_CAP, "stream": _STREAM_CAP}.get(what, cap)
+    subject = {"line": f"a line of Ollama's stream on {path}",
+               "stream": f"Ollama's stream on {path}"}.get(what, f"Ollama's reply to {path}")
+    return ProtocolError(
+        f"{subject} is larger than {_size(cap.size)}, {cap.reason} — the server "
+        "misbehaves; check that OLLAMA_HOST (or --host) is an Ollama server, and its log")
+
+
+def _size(n: int) -> str:
+    """A byte count for a message: ``262 kB``, ``16 MB``."""
+    return f"{n / 1e6:.3g} MB" if n >= 1e6 else f"{n / 1e3:.3g} kB"
+
+
+def _embed_limit(count: int) -> _Cap:
+    """The cap on a reply of ``count`` embedding vectors."""
+    vectors = f"{count} vectors" if count > 1 else "one vector"
+    return _Cap(64 * 1024 + count * MAX_DIM * _NUMBER_BYTES,
+                f"the most {vectors} of up to {MAX_DIM} numbers can take")
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a garbled port in a Location header: no server we know
+        port = None
+    port = port or {"http": 80, "https": 443}.get(parts.scheme)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _shown(url: str) -> str:
+    """``url`` without credentials or query, for a message."""
+    parts = urlsplit(url)
+    return f"{_origin(url)}{parts.path}"
 
 
 def _record(data: bytes, path: str, what: str) -> dict[str, Any]:
@@ -418,14 +587,12 @@ def _record(data: bytes, path: str, what: str) -> dict[str, Any]:
 
 def _matrix(rows: Any, count: int, path: str, dimensions: int | None) -> np.ndarray:
     """Check the vectors a reply carries and return them as normalized float32 rows."""
-    if not isinstance(rows, list) or len(rows) != count or not all(
-            isinstance(row, list) and row and len(row) == len(rows[0]) for row in rows):
-        raise ProtocolError(f"Ollama's {path} reply does not hold {count} vectors of one size")
-    matrix = np.asarray(rows, dtype=np.float32)
-    if dimensions:  # the legacy endpoint cannot truncate; do what /api/embed would
-        matrix = matrix[:, :dimensions]
+    if dimensions and isinstance(rows, list):  # the legacy endpoint cannot truncate; do it here
+        rows = [row[:dimensions] if isinstance(row, list) else row for row in rows]
     # /api/embed already normalizes, but the Backend contract must not rest on that.
-    return normalize_rows(matrix)
+    return check_vectors(rows, count, width=dimensions, source=f"Ollama's {path} reply",
+                         advice="the embedding model or the server is broken; see the "
+                                "`ollama serve` log, or pull the model again")
 
 
 def _generate_text(record: Mapping[str, Any]) -> str:

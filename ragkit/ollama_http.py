@@ -161,6 +161,10 @@ class OllamaHTTP:
                     timeout=(self.connect_timeout, self.timeout))
         except requests.RequestException as exc:
             raise self._failed(exc, path, body, deadline) from None
+        except Exception:
+            if deadline.expired:  # whatever a read cut short by the watchdog raises
+                raise self._failed(Expired(deadline.expired), path, body, deadline) from None
+            raise
         if response.status_code < 400:
             return response
         with response:
@@ -187,6 +191,10 @@ class OllamaHTTP:
             raise self._failed(exc, path, body, deadline) from None
         except TooLarge as exc:
             raise _too_large(path, exc.what, cap) from None
+        except Exception:
+            if deadline.expired:  # whatever a read cut short by the watchdog raises
+                raise self._failed(Expired(deadline.expired), path, body, deadline) from None
+            raise
 
     def _failed(self, failure: _Failure | Expired, path: str, body: Mapping[str, Any] | None,
                 deadline: Deadline) -> Exception:

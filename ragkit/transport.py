@@ -133,7 +133,9 @@ class Deadline:
         if conn is None or getattr(conn, "_ragkit_deadline", None) is not self:
             return
         with contextlib.suppress(OSError, AttributeError):
-            conn.sock.shutdown(socket.SHUT_RDWR)
+            # The plain socket's shutdown: a TLS socket's own would drop its TLS state under
+            # the reading thread; this way that thread just reads end-of-file.
+            socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
 
 
 @contextlib.contextmanager

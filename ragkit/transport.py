@@ -7,7 +7,8 @@ a watchdog thread shuts the connection's socket down at that moment, which
 ends any read blocked on it, headers included.  The socket is known through
 the connection classes of :func:`session`, which register it with the
 deadline of the request running in the current thread.  A session from
-elsewhere has no watchdog; the deadline is then checked between reads.
+elsewhere, or a connection through an HTTP proxy, has no watchdog; the
+deadline is then only checked between reads.
 
 Replies are read in 64 KB chunks and counted as they arrive, so a reply over
 its cap is refused without being held (:func:`read_body`); stream lines are

@@ -40,6 +40,7 @@ _EXPORTS = {
     "ServerError": "errors",
     "StreamError": "errors",
     "ProtocolError": "errors",
+    "VectorError": "errors",
     "IndexError_": "errors",
     "IndexNotFoundError": "errors",
     "IndexCorruptError": "errors",
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
         ServerError,
         StreamError,
         UsageError,
+        VectorError,
     )
     from .index import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, Index, index_home
     from .ingest import IngestProgress, IngestReport

@@ -15,12 +15,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .errors import VectorError
+
 __all__ = [
     "Backend",
     "Message",
     "Metrics",
     "Reply",
     "StreamChunk",
+    "check_vectors",
     "collect",
     "embedding_prefixes",
     "normalize_rows",
@@ -48,7 +51,7 @@ class Metrics:
         >>> Metrics.from_record({"eval_count": 7, "done": True}).eval_count
         7
         """
-        return cls(**{f.name: int(record.get(f.name) or 0) for f in fields(cls)})
+        return cls(**{f.name: _count(record.get(f.name)) for f in fields(cls)})
 
     @property
     def tokens_per_second(self) -> float:
@@ -152,15 +155,116 @@ class Backend(Protocol):
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     """L2-normalize each row (zero rows stay zero); returns float32.
 
+    Norms are taken in float64, where no float32 value overflows when squared.
+
     >>> normalize_rows(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    >>> normalize_rows(np.array([[3e30, 4e30]], dtype=np.float32)).round(3).tolist()
+    [[0.6000000238418579, 0.800000011920929]]
     """
-    arr = np.asarray(vectors, dtype=np.float32)
+    arr = np.asarray(vectors, dtype=np.float64)
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return arr / norms
+    return (arr / norms).astype(np.float32)
+
+
+#: The largest float32: an embedding value beyond it cannot be stored.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_vectors(rows: Any, count: int, *, source: str, advice: str,
+                  width: int | None = None) -> np.ndarray:
+    """``count`` embeddings as L2-normalized float32 rows; :class:`VectorError` if unusable.
+
+    Each vector must be a non-empty list of numbers (not strings, null,
+    booleans or lists), all of one length (``width`` if given), finite and
+    within float32's range, and not all zeros: a zero vector matches nothing.
+    The error reads ``{source} ... — {advice}``.
+
+    >>> check_vectors([[0.0, 2.0]], 1, source="s", advice="a").tolist()
+    [[0.0, 1.0]]
+    >>> check_vectors([[0.0, float("nan")]], 1, source="The reply", advice="fix it")
+    Traceback (most recent call last):
+    ragkit.errors.VectorError: The reply has an unusable vector (1 of 1): NaN — fix it
+    """
+    if isinstance(rows, np.ndarray):
+        rows = rows.tolist()
+    if not isinstance(rows, list) or len(rows) != count:
+        held = f"{len(rows)} vectors" if isinstance(rows, list) else f"{_kind(rows)}"
+        texts = "one text" if count == 1 else f"{count} texts"
+        raise VectorError(f"{source} holds {held} for {texts} — {advice}")
+    if count == 0:
+        return np.zeros((0, width or 0), dtype=np.float32)
+    if width is None and isinstance(rows[0], list):
+        width = len(rows[0])
+    for i, row in enumerate(rows, 1):
+        if (problem := _problem(row, width)) is not None:
+            raise _unusable(source, i, count, problem, advice)
+    numbers = np.array(rows, dtype=np.float64)
+    problem, i = _value_problem(numbers)
+    if problem is not None:
+        raise _unusable(source, i, count, problem, advice)
+    return (numbers / np.linalg.norm(numbers, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _unusable(source: str, i: int, count: int, problem: str, advice: str) -> VectorError:
+    return VectorError(f"{source} has an unusable vector ({i} of {count}): {problem} — {advice}")
+
+
+def _problem(row: Any, width: int | None) -> str | None:
+    """What is wrong with the shape or the types of one vector, if anything."""
+    if not isinstance(row, list):
+        return f"{_kind(row)} instead of a list of numbers"
+    if not row:
+        return "no numbers"
+    if len(row) != width:
+        return f"{len(row)} numbers where the others have {width}"
+    kinds = set(map(type, row))
+    if not kinds <= {float, int}:
+        odd = next(x for x in row if type(x) not in (float, int))
+        return f"{_kind(odd)} among its numbers"
+    if int in kinds and any(type(x) is int and abs(x) > _FLOAT32_MAX for x in row):
+        return "a number beyond float32's range"
+    return None
+
+
+def _value_problem(numbers: np.ndarray) -> tuple[str | None, int]:
+    """The first vector (1-based) that is not finite, out of range or all zeros, and why."""
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(numbers).all(axis=1)
+        in_range = (np.abs(numbers) <= _FLOAT32_MAX).all(axis=1)
+        nonzero = (numbers != 0).any(axis=1)
+    for i in np.flatnonzero(~(finite & in_range & nonzero)):
+        row = numbers[i]
+        if not finite[i]:
+            return ("NaN" if np.isnan(row).any() else "an infinite value"), int(i) + 1
+        if not in_range[i]:
+            big = row[np.abs(row) > _FLOAT32_MAX][0]
+            return f"{big:.3g}, beyond float32's range", int(i) + 1
+        return "all zeros (it would match nothing)", int(i) + 1
+    return None, 0
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value that should be a number or a list is named in a message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the string {value[:20]!r}"
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "an object"
+    return type(value).__name__
+
+
+def _count(value: Any) -> int:
+    """A metric as an int; anything else a server sends (text, NaN, null) counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return int(value) if np.isfinite(value) else 0
 
 
 # Embedding models trained with instruction prefixes lose accuracy without them.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backends import BackendChooser
-from .errors import RagkitError
+from .errors import BackendError, ModelNotFoundError, RagkitError
 from .store import Store
 
 __all__ = ["Check", "run_checks"]
@@ -42,6 +42,10 @@ def run_checks(
 def _check_ollama(chooser: BackendChooser) -> Check:
     client = chooser.ollama()
     if not client.is_alive(timeout=1.0):
+        if chooser.choice == "ollama":  # asked for by name: nothing else will serve
+            return Check("ollama", False, f"no Ollama answers at {chooser.host}",
+                         "start it with `ollama serve`, or set OLLAMA_HOST (or --host) to "
+                         "where it runs")
         return Check("ollama", False, f"no Ollama answers at {chooser.host}",
                      "start it with `ollama serve` (or set OLLAMA_HOST); until then the "
                      "embedded engine serves all-minilm and smollm2:135m", blocking=False)
@@ -70,9 +74,12 @@ def _check_embedded(chooser: BackendChooser) -> Check:
 def _check_model(chooser: BackendChooser, model: str) -> Check:
     try:
         backend = chooser.for_model(model)
-    except RagkitError as exc:
-        return Check(f"model {model}", False, str(exc), f"`ollama pull {model}`")
-    if backend.has_model(model):
+        present = backend.has_model(model)
+    except RagkitError as exc:  # e.g. --backend ollama with the server down
+        fix = "see the ollama check above" if isinstance(exc, BackendError) and not isinstance(
+            exc, ModelNotFoundError) else f"`ollama pull {model}`"
+        return Check(f"model {model}", False, str(exc), fix)
+    if present:
         return Check(f"model {model}", True, f"served by {backend.describe()}")
     return Check(f"model {model}", False, f"{backend.describe()} does not have it",
                  f"`ollama pull {model}`")

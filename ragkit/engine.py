@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Message, Metrics, StreamChunk, normalize_rows
+from .backend import Message, Metrics, StreamChunk, check_vectors
 from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
 from .errors import BackendError, ModelNotFoundError
 from .generation import DEFAULT_NUM_CTX as DEFAULT_NUM_CTX  # re-exported
@@ -144,7 +144,9 @@ class EmbeddedBackend:
                 rows = _EMBEDDER.llm.embed(list(texts), normalize=False, truncate=False)
             except (RuntimeError, ValueError) as exc:  # llama.cpp could not decode a batch
                 raise BackendError(f"llama.cpp failed to embed: {exc}") from exc
-        return normalize_rows(np.asarray(rows, dtype=np.float32))
+        return check_vectors(rows, len(texts), width=EMBED_DIM, source="the embedded engine",
+                             advice="its all-minilm may be damaged; reinstall it with "
+                                    "`make setup`")
 
     # -- generation --------------------------------------------------------------
 

@@ -11,7 +11,8 @@
     │   │   ├── BadRequestError      4xx other than 404 (bad options, capability, ...)
     │   │   └── ServerError          5xx (runner crash, server busy, ...)
     │   ├── StreamError              an {"error": ...} line in the middle of a stream
-    │   └── ProtocolError            a reply that is not the JSON the protocol promises
+    │   ├── ProtocolError            a reply that is not what the protocol promises
+    │   └── VectorError              embeddings that cannot be indexed (NaN, zeros, wrong size)
     ├── IndexError_                  something is wrong with an index
     │   ├── IndexNotFoundError       no index with that name or path
     │   ├── IndexCorruptError        an index file cannot be read
@@ -46,6 +47,7 @@ __all__ = [
     "ServerError",
     "StreamError",
     "UsageError",
+    "VectorError",
 ]
 
 
@@ -74,13 +76,12 @@ class ConnectError(BackendError):
 class RequestTimeoutError(BackendError):
     """The server did not answer within the timeout."""
 
-    def __init__(self, host: str, timeout: float) -> None:
+    def __init__(self, host: str, timeout: float, what: str | None = None) -> None:
         self.host = host
         self.timeout = timeout
+        what = what or f"did not answer within {timeout:g} s — the model may still be loading"
         super().__init__(
-            f"Ollama at {host} did not answer within {timeout:g} s — the model may still be "
-            "loading; retry, or raise the limit with --timeout / RAGKIT_TIMEOUT"
-        )
+            f"Ollama at {host} {what}; retry, or raise the limit with --timeout / RAGKIT_TIMEOUT")
 
 
 class ModelNotFoundError(BackendError):
@@ -130,7 +131,19 @@ class StreamError(BackendError):
 
 
 class ProtocolError(BackendError):
-    """The reply was not the JSON the Ollama protocol promises."""
+    """The reply was not what the Ollama protocol promises (JSON, same server, sane size)."""
+
+
+class VectorError(BackendError):
+    """Embeddings that cannot be indexed: NaN, not numbers, all zeros, or of the wrong size.
+
+    ``rerun_helps`` is False when running the same command again must fail the
+    same way (the model now gives vectors of another size than the index holds).
+    """
+
+    def __init__(self, message: str, *, rerun_helps: bool = True) -> None:
+        super().__init__(message)
+        self.rerun_helps = rerun_helps
 
 
 class IndexError_(RagkitError):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ import numpy as np
 
 from .chunking import ChunkerSettings
 from .embedding import EmbedFn, _embed_ahead, default_parallel
-from .errors import BackendError
+from .errors import BackendError, VectorError
 from .loading import Skipped, iter_files
 from .preparing import Problem, _prepare_in_background, _Prepared, _Unchanged
 from .preparing import _prepare as _prepare  # re-exported: benchmarks/bench_ingest.py uses it
@@ -119,7 +119,8 @@ def ingest(
     try:
         with _Committer(store, report) as committer:
             batches = _batches(work, batch_size, report)
-            for batch, vectors in _embed_ahead(batches, embed, batch_size, in_flight):
+            sized = _sized(embed, store)
+            for batch, vectors in _embed_ahead(batches, sized, batch_size, in_flight):
                 committer.write(batch, vectors)
                 files = sum(item.final for item in batch)
                 tracker.advance(files, len(vectors), batch[-1].record.path)
@@ -147,7 +148,34 @@ def _add_resume_hint(exc: BackendError, report: IngestReport) -> None:
     """Tell the user the ingest can be resumed: committed files are kept."""
     done = len(report.added) + len(report.updated)
     kept = f"the {done} files indexed before that are kept" if done else "nothing new was indexed"
-    exc.args = (f"{exc} (ingest stopped: {kept}; run the same command again to finish)",)
+    again = "; run the same command again to finish" if getattr(exc, "rerun_helps", True) else ""
+    exc.args = (f"{exc} (ingest stopped: {kept}{again})",)
+
+
+def _sized(embed: EmbedFn, store: Store) -> EmbedFn:
+    """``embed``, refusing a reply without one vector of the index's size per text.
+
+    The backend checks each vector; only here is the index's dimension known.
+    A model replaced on the server since the index was built fails here,
+    before anything of the batch is written.
+    """
+    dimension = store.dimension
+    model = store.manifest.get("embed_model") or "the embedding model"
+
+    def checked(texts: Sequence[str]) -> np.ndarray:
+        vectors = embed(texts)
+        if vectors.shape == (len(texts), dimension) or not texts:
+            return vectors
+        if vectors.ndim != 2 or len(vectors) != len(texts):
+            raise VectorError(f"'{model}' returned {len(vectors)} vectors for {len(texts)} texts "
+                              "— the backend is broken; see its log")
+        raise VectorError(
+            f"'{model}' returned {vectors.shape[1]}-dim vectors, but this index holds "
+            f"{dimension}-dim ones — the model changed since the index was built; re-index "
+            "with --rebuild, or embed with the model the index was built with",
+            rerun_helps=False)
+
+    return checked
 
 
 def _plan(

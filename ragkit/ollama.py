@@ -1,52 +1,31 @@
 """A client of Ollama's REST API over ``requests``, implementing :class:`~ragkit.backend.Backend`.
 
-Three facts of the wire protocol shape this module:
-
-* Streamed replies are NDJSON, and an error in the middle of a stream keeps
-  status 200: every line is checked for ``error`` (:func:`_record`).
-* A 404 with a JSON ``{"error": ...}`` body means "no such model"; a plain-text
-  ``404 page not found`` comes from the router and means "no such endpoint".
-  Only the latter sends embeddings to the legacy ``/api/embeddings``.
-* Only embedding is retried, because it is idempotent; re-running a generation
-  would silently change what the user already saw stream by.
-
-Every failed request becomes a ragkit error in one place,
-:meth:`OllamaClient._error`.
+Each endpoint builds its request and hands it to :class:`~ragkit.ollama_http.OllamaHTTP`,
+which sends it, reads the reply within its deadline and size cap, and maps
+every failure to a ragkit error.  Only embedding is retried, because it is
+idempotent; re-running a generation would silently change what the user
+already saw stream by.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import requests
-from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
-from .backend import Message, Metrics, Reply, StreamChunk, normalize_rows
-from .errors import (
-    BackendError,
-    BadRequestError,
-    ConnectError,
-    ModelNotFoundError,
-    ProtocolError,
-    RequestTimeoutError,
-    ServerError,
-    StreamError,
-    UsageError,
-)
+from . import transport
+from .backend import Message, Metrics, Reply, StreamChunk, check_vectors
+from .errors import ModelNotFoundError, ProtocolError, StreamError, UsageError, VectorError
 from .host import parse_host, with_tag
+from .ollama_http import STREAM_FACTOR, NoRoute, OllamaHTTP, Transient, embed_cap
 
 __all__ = ["ModelInfo", "OllamaClient"]
 
-#: Statuses worth retrying an idempotent request on: runner failure, queue full.
-_RETRY_STATUSES = frozenset({500, 503})
-
-_Failure = requests.RequestException | requests.Response
 _T = TypeVar("_T")
 _Format = str | Mapping[str, Any] | None
 
@@ -99,7 +78,8 @@ class OllamaClient:
         self.connect_timeout = connect_timeout
         self.retries = max(0, retries)
         self.backoff = backoff
-        self._session = session if session is not None else requests.Session()
+        self._http = OllamaHTTP(self.host, timeout, connect_timeout,
+                                session if session is not None else transport.session())
         self._legacy_embed = False  # set once the server turns out to lack /api/embed
 
     def describe(self) -> str:
@@ -122,11 +102,9 @@ class OllamaClient:
             body = _only_set(model=model, input=list(texts), truncate=None if truncate else False,
                              dimensions=dimensions, keep_alive=keep_alive, options=options)
             try:
-                record = self._json("POST", "/api/embed", body, retry=True)
-            except _NoRoute:
+                return self._vectors("/api/embed", body, len(texts), dimensions)
+            except NoRoute:
                 self._legacy_embed = True  # an Ollama older than /api/embed; ask once per client
-            else:
-                return _matrix(record.get("embeddings"), len(texts), "/api/embed", dimensions)
         return self._embed_legacy(model, texts, dimensions, keep_alive, options)
 
     def _embed_legacy(
@@ -137,8 +115,25 @@ class OllamaClient:
         rows = []
         for text in texts:
             body = _only_set(model=model, prompt=text, keep_alive=keep_alive, options=options)
-            rows.append(self._json("POST", "/api/embeddings", body, retry=True).get("embedding"))
-        return _matrix(rows, len(texts), "/api/embeddings", dimensions)
+            rows.append(self._vectors("/api/embeddings", body, 1, dimensions))
+        return np.vstack(rows)
+
+    def _vectors(self, path: str, body: Mapping[str, Any], count: int,
+                 dimensions: int | None) -> np.ndarray:
+        """``count`` checked, normalized vectors from one embedding request.
+
+        A reply whose vectors are unusable (NaN, strings, zeros, ...) is asked
+        for again, like a garbled one, within the same few retries.
+        """
+        def once() -> np.ndarray:
+            record = self._http.json("POST", path, body, embed_cap(count))
+            rows = record.get("embeddings") if path == "/api/embed" else [record.get("embedding")]
+            try:
+                return _matrix(rows, count, path, dimensions)
+            except VectorError as exc:
+                raise Transient(exc) from None
+
+        return self._retrying(once, True)
 
     # -- generation ----------------------------------------------------------------
 
@@ -189,7 +184,9 @@ class OllamaClient:
     def _chunks(self, path: str, body: dict[str, Any],
                 text_of: Callable[[Mapping[str, Any]], str]) -> Iterator[StreamChunk]:
         """Text deltas of a stream, then one chunk with ``done=True`` and the metrics."""
-        with contextlib.closing(self._records(path, {**body, "stream": True})) as records:
+        records = self._http.records(path, {**body, "stream": True},
+                                     total=STREAM_FACTOR * self.timeout)
+        with contextlib.closing(records):
             for record in records:
                 if record.get("done"):
                     yield StreamChunk(text_of(record), True, record.get("done_reason"),
@@ -223,7 +220,7 @@ class OllamaClient:
     def pull(self, model: str) -> Iterator[dict[str, Any]]:
         """Download ``model``, yielding progress records ``{status, digest, total, completed}``."""
         status = None
-        records = self._records("/api/pull", {"model": model, "stream": True})
+        records = self._http.records("/api/pull", {"model": model, "stream": True}, total=None)
         with contextlib.closing(records):
             try:
                 for record in records:
@@ -257,11 +254,7 @@ class OllamaClient:
 
     def is_alive(self, timeout: float = 1.0) -> bool:
         """Whether the server answers ``HEAD /`` within ``timeout`` seconds; never raises."""
-        try:
-            with self._session.head(self.host + "/", timeout=(timeout, timeout)) as response:
-                return response.status_code == 200
-        except Exception:  # a probe answers yes or no, whatever went wrong
-            return False
+        return self._http.alive(timeout)
 
     # -- transport -----------------------------------------------------------------
 
@@ -271,101 +264,19 @@ class OllamaClient:
 
         With ``retry``, a garbled reply is asked for again too, like a failed request.
         """
-        def once() -> dict[str, Any]:
-            with self._send(method, path, body) as response:
-                content = response.content
-            try:
-                return _record(content, path, "reply") if content.strip() else {}
-            except ProtocolError as exc:
-                raise _Transient(exc) from None
-
-        return self._retrying(once, retry)
-
-    def _records(self, path: str, body: Mapping[str, Any]) -> Generator[dict[str, Any], None, None]:
-        """The NDJSON records of a streamed reply, each checked for an error."""
-        response = self._retrying(lambda: self._send("POST", path, body, stream=True), False)
-        try:
-            for line in response.iter_lines():
-                if line.strip():
-                    yield _record(line, path, "line")
-        except requests.RequestException as exc:  # the connection failed mid-reply
-            raise self._error(exc, path, body) from None
-        finally:
-            response.close()
+        return self._retrying(lambda: self._http.json(method, path, body), retry)
 
     def _retrying(self, once: Callable[[], _T], retry: bool) -> _T:
-        """``once()``, tried again with backoff on a :class:`_Transient` failure if ``retry``."""
+        """``once()``, tried again with backoff on a ``Transient`` failure if ``retry``."""
         attempts = 1 + self.retries if retry else 1
         for attempt in range(attempts):
             try:
                 return once()
-            except _Transient as failed:
+            except Transient as failed:
                 if attempt + 1 == attempts:
                     raise failed.error from None
             time.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, *,
-              stream: bool = False) -> requests.Response:
-        """Send one request; a failure raises its mapped error, wrapped in :class:`_Transient`
-        when trying again may help."""
-        failure: _Failure
-        try:
-            response = self._session.request(
-                method, self.host + path, json=body, stream=stream,
-                timeout=(self.connect_timeout, self.timeout))
-        except requests.RequestException as exc:
-            failure = exc
-        else:
-            if response.status_code < 400:
-                return response
-            failure = response
-        error = self._error(failure, path, body)
-        if isinstance(failure, requests.Response):
-            failure.close()
-        raise _Transient(error) if _transient(failure) else error
-
-    def _error(self, failure: _Failure, path: str,
-               body: Mapping[str, Any] | None) -> BackendError:
-        """Map a failed request to the error tree: the one place HTTP failures are translated."""
-        if isinstance(failure, requests.Response):
-            status = failure.status_code
-            error, is_json = _error_text(failure)
-            model = (body or {}).get("model") or (body or {}).get("source")
-            if status == 404 and not is_json:
-                return _NoRoute(status, f"{path} does not exist on this server ({error})")
-            if status == 404 and model:
-                return ModelNotFoundError(str(model))
-            return BadRequestError(status, error) if status < 500 else ServerError(status, error)
-        if isinstance(failure, requests.ConnectTimeout):
-            return RequestTimeoutError(self.host, self.connect_timeout)
-        if isinstance(failure, requests.Timeout) or _caused_by(failure, ReadTimeoutError):
-            return RequestTimeoutError(self.host, self.timeout)  # before or during the reply
-        if isinstance(failure, requests.exceptions.ChunkedEncodingError) or (
-                isinstance(failure, requests.ConnectionError)
-                and not _caused_by(failure, NewConnectionError)):
-            # The server took the request, then hung up: it is there, but it failed.
-            return ProtocolError(f"Ollama at {self.host} closed the connection without a complete "
-                                 f"reply to {path} — the server may have crashed; retry")
-        return ConnectError(self.host, str(failure))
-
-
-class _Transient(Exception):
-    """A failure that trying the same idempotent request again may cure; ``error`` is its
-    mapped error, raised once the tries run out (:meth:`OllamaClient._retrying`)."""
-
-    def __init__(self, error: BackendError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _NoRoute(BadRequestError):
-    """A 404 from the router, not from a handler: the server lacks the endpoint."""
-
-    def advice(self) -> str:
-        """An endpoint is missing: the wrong server, or an old Ollama."""
-        return "is OLLAMA_HOST an Ollama server, and a recent one?"
-
 
 @contextlib.contextmanager
 def _absent(model: str, purpose: str) -> Iterator[None]:
@@ -377,55 +288,14 @@ def _absent(model: str, purpose: str) -> Iterator[None]:
                                         "`ragkit models list` shows what it has") from None
 
 
-def _transient(failure: _Failure) -> bool:
-    """Whether trying the same idempotent request again may succeed."""
-    if isinstance(failure, requests.Response):
-        return failure.status_code in _RETRY_STATUSES
-    return isinstance(failure, (requests.ConnectionError, requests.Timeout,
-                                requests.exceptions.ChunkedEncodingError))
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    """Whether urllib3's ``kind`` is what ``requests`` wrapped (directly or via MaxRetryError)."""
-    inner = exc.args[0] if exc.args else None
-    return isinstance(inner, kind) or isinstance(getattr(inner, "reason", None), kind)
-
-
-def _error_text(response: requests.Response) -> tuple[str, bool]:
-    """The server's own error text, and whether it came as Ollama's JSON ``{"error": ...}``."""
-    try:
-        payload = json.loads(response.content)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict) and "error" in payload:
-        return str(payload["error"]), True
-    return response.text.strip()[:200] or response.reason or "no reason given", False
-
-
-def _record(data: bytes, path: str, what: str) -> dict[str, Any]:
-    """One JSON object (a whole reply or a stream line); an ``error`` field raises StreamError."""
-    try:
-        record = json.loads(data)
-    except ValueError:
-        record = None
-    if not isinstance(record, dict):
-        raise ProtocolError(f"Ollama sent a {what} that is not a JSON object on {path}: "
-                            f"{data[:80].decode('utf-8', 'replace')!r}")
-    if record.get("error"):
-        raise StreamError(str(record["error"]))
-    return record
-
-
 def _matrix(rows: Any, count: int, path: str, dimensions: int | None) -> np.ndarray:
     """Check the vectors a reply carries and return them as normalized float32 rows."""
-    if not isinstance(rows, list) or len(rows) != count or not all(
-            isinstance(row, list) and row and len(row) == len(rows[0]) for row in rows):
-        raise ProtocolError(f"Ollama's {path} reply does not hold {count} vectors of one size")
-    matrix = np.asarray(rows, dtype=np.float32)
-    if dimensions:  # the legacy endpoint cannot truncate; do what /api/embed would
-        matrix = matrix[:, :dimensions]
+    if dimensions and isinstance(rows, list):  # the legacy endpoint cannot truncate; do it here
+        rows = [row[:dimensions] if isinstance(row, list) else row for row in rows]
     # /api/embed already normalizes, but the Backend contract must not rest on that.
-    return normalize_rows(matrix)
+    return check_vectors(rows, count, width=dimensions, source=f"Ollama's {path} reply",
+                         advice="the embedding model or the server is broken; see the "
+                                "`ollama serve` log, or pull the model again")
 
 
 def _generate_text(record: Mapping[str, Any]) -> str:

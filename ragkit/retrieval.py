@@ -9,6 +9,7 @@ apply one relevance threshold.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -92,8 +93,16 @@ class Hit:
         return f"{self.location} — {self.heading}" if self.heading else self.location
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as ``ragkit search --json`` prints it."""
-        return asdict(self)
+        """Plain-JSON form, as ``ragkit search --json`` prints it.
+
+        A score that is not a finite number (from vectors a broken model left in
+        an older index) becomes null: ``NaN`` is not JSON.
+        """
+        fields = asdict(self)
+        for name in ("score", "cosine"):
+            if fields[name] is not None and not math.isfinite(fields[name]):
+                fields[name] = None
+        return fields
 
 
 def display_path(path: str, cwd: str | None = None) -> str:

@@ -8,7 +8,10 @@
   so end-to-end tests can see that the right passage reached the model.
 * **Faults** are injected per path with :meth:`FakeOllama.fail`: an HTTP
   status, an error line mid-stream, a malformed line, a truncated stream, a
-  slow reply or a dropped connection.
+  slow reply or a dropped connection; embeddings that are NaN, infinite, out
+  of float32's range, strings, null, nested, zeros, ragged, one short or of
+  another size; a huge reply, one endless stream line, a never-ending stream,
+  a reply trickled a byte at a time, or a redirect (see :data:`FAULTS`).
 
 Other test modules start one with ``with FakeOllama() as server:`` (or the ``ollama``
 fixture) and point ragkit at ``server.url``, e.g. through ``OLLAMA_HOST``.
@@ -38,7 +41,15 @@ RUNNER_STOPPED = "model runner has unexpectedly stopped, this may be due to reso
 #: Names ``/api/pull`` can fetch; anything else fails the way the real registry does.
 REGISTRY = frozenset({"all-minilm", "smollm2", "nomic-embed-text", "mxbai-embed-large",
                       "qwen2.5", "qwen3", "llama3", "llama3.2", "gemma3", "phi3", "mistral"})
-FAULTS = ("midstream", "malformed", "truncated", "drop")  # plus an int status, or "slow:<s>"
+FAULTS = ("midstream", "malformed", "truncated", "drop", "endless")
+#: Faults of an embedding reply: what goes wrong with its vectors.
+VECTOR_FAULTS = ("nan", "inf", "1e300", "string", "null", "nested", "zeros", "ragged", "fewer")
+#: Faults with an argument, e.g. "slow:1.5" (seconds), "dim:512" (vectors of 512 numbers),
+#: "huge:100" (a 100 MB reply), "longline:4" (a stream whose first line is 4 MB),
+#: "trickle:0.05" (the whole reply, headers included, one byte every 0.05 s),
+#: "stall:2" (a stream that stops for 2 s after half its records), "redirect:<url or path>"
+#: (307 to it).
+ARG_FAULTS = ("slow", "dim", "huge", "longline", "trickle", "stall", "redirect")
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"([{_CJK}]+)|((?:(?![{_CJK}])[^\W_])+)")
@@ -63,7 +74,8 @@ def features(text: str) -> list[str]:
 def fake_embedding(text: str, dim: int = DIM) -> list[float]:
     """Feature-hashed bag of words, L2-normalized (zlib.crc32: stable across processes)."""
     vec = [0.0] * dim
-    for feature in features(text):
+    # A text without words still gets a vector, as from a real model: a zero one matches nothing.
+    for feature in features(text) or ["\0"]:
         vec[zlib.crc32(feature.encode("utf-8")) % dim] += 1.0
     return _unit(vec)
 
@@ -158,7 +170,8 @@ class FakeOllama:
 
     def fail(self, path: str, kind: int | str, times: int = 1, error: str | None = None) -> None:
         """Make the next ``times`` requests to ``path`` fail with ``kind`` (see module doc)."""
-        if not (isinstance(kind, int) or kind in FAULTS or str(kind).startswith("slow:")):
+        known = isinstance(kind, int) or kind in FAULTS or kind in VECTOR_FAULTS
+        if not (known or str(kind).split(":", 1)[0] in ARG_FAULTS):
             raise ValueError(f"unknown fault {kind!r}")
         with self._lock:
             self._faults.setdefault(path, []).extend([(kind, error)] * times)
@@ -220,8 +233,12 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         self.fake._log(method, path, body if raw.strip() or method in ("POST", "DELETE") else None)
         kind, error = self.fake._take_fault(path)
-        if isinstance(kind, str) and kind.startswith("slow:"):
-            time.sleep(float(kind[5:]))
+        name, _, arg = str(kind).partition(":")
+        if name == "slow":
+            time.sleep(float(arg))
+            kind = None
+        elif name == "trickle":
+            self.wfile = _Trickle(self.wfile, float(arg))  # type: ignore[assignment]
             kind = None
         if kind == "drop":
             self.close_connection = True
@@ -231,6 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
             text = error or {503: BUSY, 500: RUNNER_STOPPED}.get(kind, f"injected HTTP {kind}")
             self._json({"error": text}, kind)
             return
+        if name in ("redirect", "huge", "longline") or kind == "endless":
+            self._misbehave(name, arg, path, kind)
+            return
         route = _ROUTES.get((method, path))
         if route is None or (self.fake.legacy and path == "/api/embed"):
             self._text("404 page not found", 404)  # Go's router, not a handler: plain text
@@ -238,6 +258,32 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"error": "invalid character in request body"}, 400)
         else:
             route(self, body, kind)
+
+    def _misbehave(self, name: str, arg: str, path: str, kind: Any) -> None:
+        """Faults that replace the whole reply, whatever the endpoint."""
+        if name == "redirect":
+            self.send_response(307)
+            self.send_header("Location", arg)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif name == "huge":  # one vector of ``arg`` MB of numbers, chunked as Go sends it
+            self._start_stream("application/json; charset=utf-8")
+            piece = b"0.0123456789," * (1_000_000 // 13)
+            self._chunk(b'{"model": "m", "embeddings": [[')
+            for _ in range(int(float(arg) * 1_000_000) // len(piece)):
+                self._chunk(piece)
+            self._chunk(b"0.5]]}")
+            self.wfile.write(b"0\r\n\r\n")
+        elif name == "longline":
+            text = "a" * int(float(arg) * 1_000_000)
+            self._stream([_wrapper(_kind_of(path))(text) | {"done": False},
+                          {"done": True, "done_reason": "stop"}], None, piece=1_000_000)
+        else:  # endless: a record every 20 ms until the client hangs up
+            self._start_stream("application/x-ndjson")
+            record = json.dumps({**_wrapper(_kind_of(path))(" more"), "done": False}).encode()
+            while True:
+                self._chunk(record + b"\n")
+                time.sleep(0.02)
 
     do_HEAD = do_POST = do_DELETE = do_GET
 
@@ -262,15 +308,26 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _stream(self, records: list[dict[str, Any]], fault: Any = None) -> None:
-        """NDJSON in chunked encoding; a fault replaces the second half of the records."""
+    def _start_stream(self, ctype: str) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Content-Type", ctype)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+
+    def _stream(self, records: list[dict[str, Any]], fault: Any = None,
+                piece: int | None = None) -> None:
+        """NDJSON in chunked encoding; a fault replaces the second half of the records.
+
+        ``piece``: HTTP chunks of at most this many bytes (else one per record).
+        """
+        self._start_stream("application/x-ndjson")
         cut = len(records) // 2 if fault in ("midstream", "malformed", "truncated") else None
-        for record in records[:cut]:
-            self._chunk(json.dumps(record).encode() + b"\n")
+        for i, record in enumerate(records[:cut]):
+            if str(fault).startswith("stall:") and i == len(records) // 2:
+                time.sleep(float(str(fault)[6:]))
+            line = json.dumps(record).encode() + b"\n"
+            for start in range(0, len(line), piece or len(line)):
+                self._chunk(line[start : start + (piece or len(line))])
         if fault == "midstream":
             self._chunk(json.dumps({"error": RUNNER_STOPPED}).encode() + b"\n")
         elif fault == "malformed":
@@ -303,10 +360,13 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(self.fake.delay)
         dim = _profile(model).get("embedding_length", self.fake.dim)
         cut = body.get("dimensions") or dim  # matryoshka truncation, then normalize again
+        if str(fault).startswith("dim:"):  # the model was replaced by one of another size
+            dim = cut = int(str(fault)[4:])
         if self.fake.embedder is not None:
             vectors = [_unit(list(v)[:cut]) for v in self.fake.embedder(model, texts)]
         else:
             vectors = [_unit(fake_embedding(t, dim)[:cut]) for t in texts]
+        vectors = _spoil(vectors, fault)
         self._touch(model, body)
         self._json({"model": model, "embeddings": vectors, "total_duration": 14_000_000,
                     "load_duration": 1_000_000,
@@ -318,8 +378,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._touch(model, body)
             dim = _profile(model).get("embedding_length", self.fake.dim)
             # The legacy endpoint does not normalize: scaled, a client that forgets to shows.
+            if str(fault).startswith("dim:"):
+                dim = int(str(fault)[4:])
             vector = [x * 3.7 for x in fake_embedding(str(body.get("prompt", "")), dim)]
-            self._json({"embedding": vector}, fault=fault)
+            self._json({"embedding": _spoil([vector], fault)[0]}, fault=fault)
 
     def generate(self, body: dict[str, Any], fault: Any) -> None:
         if body.get("raw") and (body.get("template") or body.get("system") or body.get("context")):
@@ -421,6 +483,43 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.loaded.pop(_tagged(model), None)
         else:
             self.fake.loaded[_tagged(model)] = "2099-01-01T00:00:00Z"
+
+
+class _Trickle:
+    """A writer that sends one byte at a time, ``pause`` seconds apart (a stalling server)."""
+
+    def __init__(self, out: Any, pause: float) -> None:
+        self.out, self.pause = out, pause
+
+    def write(self, data: bytes) -> int:
+        for i in range(len(data)):
+            self.out.write(data[i : i + 1])
+            self.out.flush()
+            time.sleep(self.pause)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:  # flush, close, closed: as the real writer
+        return getattr(self.out, name)
+
+
+def _spoil(vectors: list[list[float]], fault: Any) -> list[Any]:
+    """Embeddings damaged as a vector fault says (see :data:`VECTOR_FAULTS`)."""
+    bad: dict[str, Any] = {"nan": float("nan"), "inf": float("inf"), "1e300": 1e300,
+                           "string": "0.25", "null": None, "nested": [0.25]}
+    spoilt: list[Any] = [list(v) for v in vectors]
+    if fault in bad:  # json.dumps writes NaN and Infinity, as a broken server might
+        spoilt[-1][0] = bad[fault]
+    elif fault == "zeros":
+        spoilt[-1] = [0.0] * len(spoilt[-1])
+    elif fault == "ragged":
+        spoilt[-1] = spoilt[-1][:-1]
+    elif fault == "fewer":
+        spoilt = spoilt[:-1]
+    return spoilt
+
+
+def _kind_of(path: str) -> str:
+    return "chat" if path.endswith("/chat") else "generate"
 
 
 def _wrapper(kind: str) -> Callable[[str], dict[str, Any]]:

@@ -20,6 +20,7 @@ from ragkit.errors import (
     ServerError,
     StreamError,
     UsageError,
+    VectorError,
 )
 from ragkit.ollama import ModelInfo, OllamaClient
 
@@ -199,11 +200,13 @@ def test_embed_reply_with_an_error_field(client, ollama):
         f"Ollama stopped mid-reply with an error: {RUNNER_STOPPED}{ADVICE_STREAM}")
 
 
-def test_embed_reply_without_a_vector_per_text(client, monkeypatch):
-    monkeypatch.setattr(client, "_json", lambda *a, **k: {"embeddings": [[1.0, 0.0]]})
-    with pytest.raises(ProtocolError) as info:
+def test_embed_reply_without_a_vector_per_text(client, ollama, sleeps):
+    ollama.fail("/api/embed", "fewer", times=10)
+    with pytest.raises(VectorError) as info:
         client.embed("all-minilm", ["a", "b"])
-    assert str(info.value) == "Ollama's /api/embed reply does not hold 2 vectors of one size"
+    assert str(info.value) == (
+        "Ollama's /api/embed reply holds 1 vectors for 2 texts — the embedding model or the "
+        "server is broken; see the `ollama serve` log, or pull the model again")
 
 
 # -- generation ------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -265,7 +264,9 @@ def test_overlap_stays_inside_a_section() -> None:
 # --- speed -------------------------------------------------------------------------------
 
 
-def test_a_megabyte_in_well_under_a_second() -> None:
+def test_a_megabyte_of_mixed_text_is_chunked_whole() -> None:
+    # Speed is measured in benchmarks/bench_ingest.py, not asserted here: a timed
+    # unit test fails whenever another process shares the cores.
     rng = random.Random(7)
     vocabulary = ["the", "index", "chunk", "answer", "model", "question", "ragkit", "citation"]
     parts: list[str] = []
@@ -273,11 +274,10 @@ def test_a_megabyte_in_well_under_a_second() -> None:
         sentence = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(4, 30)))
         parts.append(sentence + rng.choice([". ", "! ", "? ", ".\n\n", "。", ".\n\n## Part\n\n"]))
     text = "".join(parts)
-    started = time.perf_counter()
     spans = chunk_text(text, markdown=True)
-    elapsed = time.perf_counter() - started
     assert len(spans) > 1000
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    assert spans[0].start == 0 and spans[-1].end == len(text.rstrip())
+    assert all(a.start < b.start for a, b in itertools.pairwise(spans))
 
 
 # --- properties --------------------------------------------------------------------------

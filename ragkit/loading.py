@@ -79,13 +79,13 @@ _NEVER_TEXT = (  # images, archives and packages, compiled code, media, fonts, o
     ".png .jpg .jpeg .gif .bmp .tif .tiff .ico .icns .webp .heic .avif .psd .xcf .raw .cr2 .nef "
     ".zip .gz .tgz .bz2 .tbz2 .xz .txz .zst .lz .lz4 .lzma .7z .rar .tar .cab .jar .war .whl "
     ".egg .apk .deb .rpm .iso .dmg .img .pkg .msi .snap "
-    ".exe .dll .so .dylib .o .obj .a .lib .class .pyc .pyo .wasm .elc "
+    ".exe .dll .so .dylib .o .a .lib .class .pyc .pyo .wasm .elc "
     ".mp3 .m4a .aac .flac .ogg .oga .opus .wav .aiff .mid .mp4 .m4v .mkv .mov .avi .webm .wmv "
     ".flv .mpg .mpeg "
     ".ttf .otf .woff .woff2 .eot "
     ".doc .docx .xls .xlsx .ppt .pptx .odt .ods .odp .epub .mobi "
     ".sqlite .sqlite3 .db .mdb .npy .npz .pkl .pickle .pt .pth .onnx .gguf .safetensors .h5 "
-    ".parquet .faiss .bin .dat"
+    ".parquet .faiss .bin"
 )
 #: Suffixes of files that are never text: left out without being read.
 BINARY_SUFFIXES: frozenset[str] = frozenset(_NEVER_TEXT.split())

@@ -347,6 +347,8 @@ def test_a_file_name_that_is_not_utf8_is_indexed_shown_escaped_and_removed(
     answer = run.invoke(cli, ["ask", "What does the llama drink?"])
     assert answer.exit_code == 0, answer.output
     assert "[1] docs/caf\\xe9.md" in answer.stdout
+    as_json = run.invoke(cli, ["ask", "What does the llama drink?", "--json"])
+    assert json.loads(as_json.stdout)["sources"][0]["source"] == "docs/caf\\xe9.md"
     # The model is shown the escaped name too (a tokenizer cannot encode the raw one).
     system = ollama.bodies("/api/chat")[-1]["messages"][0]["content"]
     assert "[1] caf\\xe9.md — Menu\n" in system

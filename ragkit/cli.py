@@ -25,6 +25,7 @@ from .errors import (
     RagkitError,
     UsageError,
 )
+from .paths import shown
 
 if TYPE_CHECKING:
     from .index import Index
@@ -76,6 +77,7 @@ def _printable(path: str) -> str:
     >>> _printable("odd\nname.txt")
     'odd\\nname.txt'
     """
+    path = shown(path)  # undecodable bytes of a file name as \xNN
     if path.isprintable():
         return path
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
@@ -159,7 +161,13 @@ def cli() -> None:
 def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_symlinks: bool,
            chunk_size: int | None, chunk_overlap: int | None, batch_size: int,
            parallel: int | None) -> None:
-    """Index the files under PATHS (re-runs only redo what changed)."""
+    """Index the files under PATHS (re-runs only redo what changed).
+
+    Reads text, markdown, reStructuredText, HTML, PDF and common source and
+    config files by their extension, and any other file whose content is text
+    (README, LICENSE, Apache-2.0); images, archives and other binaries are
+    skipped.
+    """
     from .chunking import ChunkerSettings
     from .progress import ProgressLine
 

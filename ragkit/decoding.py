@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import re
 
-__all__ = ["decode_text"]
+__all__ = ["decode_text", "looks_like_text"]
 
 _SNIFF = 8192  # bytes looked at to tell text from binary
 _BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
@@ -21,6 +21,8 @@ _BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
     (b"\xfe\xff", "utf-16-be"),
 )
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# C0 controls that text files do not hold (tab, newlines, form feed and ESC they may).
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 _CHINESE = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 
 
@@ -82,3 +84,27 @@ def _looks_chinese(text: str) -> bool:
 def _looks_binary(head: bytes) -> bool:
     """NUL bytes in a file's first bytes, without a UTF-16/32 BOM, mean binary."""
     return b"\x00" in head and not any(head.startswith(bom) for bom, _ in _BOMS)
+
+
+def looks_like_text(head: bytes, complete: bool) -> bool:
+    """Whether the first bytes of a file that has no known extension are text.
+
+    Stricter than the check for files named as text: besides NUL bytes and
+    undecodable bytes, control characters mark data.  ``complete``: ``head``
+    is the whole file.
+
+    >>> looks_like_text(b"Copyright 2024 Example Corp.\\nPermission is granted", True)
+    True
+    >>> looks_like_text("Apache License\\n版本 2.0".encode("utf-16"), True)
+    True
+    >>> looks_like_text(b"\\x7fELF\\x02\\x01\\x01\\x00\\x00", True)
+    False
+    >>> looks_like_text(bytes(range(1, 32)) * 20, True)
+    False
+    """
+    try:
+        codec, bom = _detect(head, complete)
+    except ValueError:
+        return False
+    text = head[bom:].decode(codec, errors="replace")
+    return len(_CONTROL.findall(text)) * 100 <= len(text)  # a stray control char or two is fine

@@ -49,6 +49,7 @@ from .errors import (
     UsageError,
 )
 from .ingest import IngestProgress, IngestReport, ingest
+from .loading import check_roots, max_file_mb
 from .prompting import fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
 from .retrieval import Hit, dense_weight, match_paths, retrieve
@@ -182,6 +183,8 @@ class Index:
         roots = [Path(p).expanduser() for p in paths]
         if not roots:
             raise UsageError("nothing to ingest — give at least one file or folder")
+        check_roots(roots)  # mistakes in what was asked are reported before a model loads
+        max_file_mb()
         if rebuild and (self._store is not None or Store.exists(self.path)):
             # (No store but a manifest: the folder holds a damaged index to replace.)
             return self._build_fresh(roots, follow_symlinks, batch_size, progress)

@@ -16,12 +16,15 @@ requests are in flight at once, batches are committed in order as their
 vectors arrive, and at most about ``parallel + 1`` batches of text are held
 at any time, however large the corpus.  Reading and chunking
 (:mod:`ragkit.preparing`) runs ahead of it in a background thread.
+
+Files are known by their key (:mod:`ragkit.paths`): the same file reached as
+``docs``, ``x/../docs`` or through a link to ``docs`` is one file, and copies
+an older index holds under such spellings are renamed or dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +36,8 @@ import numpy as np
 from .chunking import ChunkerSettings
 from .embedding import EmbedFn, _embed_ahead, default_parallel
 from .errors import BackendError, VectorError
-from .loading import Skipped, iter_files
+from .loading import Skipped, iter_files, max_file_mb
+from .paths import Found, Keys, renamed_keys, shown, stale_keys
 from .preparing import Problem, _prepare_in_background, _Prepared, _Unchanged
 from .preparing import _prepare as _prepare  # re-exported: benchmarks/bench_ingest.py uses it
 from .store import Store
@@ -107,11 +111,14 @@ def ingest(
     ``parallel``: embedding requests in flight (default: :func:`default_parallel`).
     """
     started = time.monotonic()
+    max_file_mb()  # a bad RAGKIT_MAX_FILE_MB stops the run before any work
     report = IngestReport()
-    roots = [Path(p).absolute() for p in paths]
+    roots = [Path(p) for p in paths]
     _remove_dead_temp_files(store.root)
-    known = store.files()
-    todo = _plan(roots, known, follow_symlinks, report)
+    keys = Keys(roots)
+    found = _walk(roots, keys, follow_symlinks, report)
+    known = _rename_old_keys(store, {f.key for f in found})
+    todo = _plan(found, known, report)
     tracker = _Tracker(len(todo) + report.unchanged, report.unchanged, started, progress)
     in_flight = default_parallel() if parallel is None else max(1, parallel)
     work = _prepare_in_background(todo, known, chunker, document_prefix,
@@ -123,11 +130,12 @@ def ingest(
             for batch, vectors in _embed_ahead(batches, sized, batch_size, in_flight):
                 committer.write(batch, vectors)
                 files = sum(item.final for item in batch)
-                tracker.advance(files, len(vectors), batch[-1].record.path)
+                last = batch[-1].shown or batch[-1].record.path
+                tracker.advance(files, len(vectors), shown(last))
     except BackendError as exc:
         _add_resume_hint(exc, report)
         raise
-    _remove_missing(store, roots, known, todo, report)
+    _remove_missing(store, keys, known, found, report)
     store.save_vectors()
     report.total_chunks = store.count()
     report.seconds = time.monotonic() - started
@@ -178,27 +186,44 @@ def _sized(embed: EmbedFn, store: Store) -> EmbedFn:
     return checked
 
 
-def _plan(
-    roots: list[Path], known: dict[str, FileRecord], follow: bool, report: IngestReport
-) -> list[Path]:
-    """Walk the roots; return files that may have changed (mtime/size fast path)."""
-    todo: list[Path] = []
+def _walk(roots: list[Path], keys: Keys, follow: bool, report: IngestReport) -> list[Found]:
+    """The files under ``roots`` with their keys; what is left out goes in ``report``."""
+    found: list[Found] = []
     for item in iter_files(roots, follow_symlinks=follow):
         if isinstance(item, Skipped):  # an unreadable file is a failure, not a choice
             problems = report.failed if item.unreadable else report.skipped
-            problems.append(Problem(str(item.path), item.reason))
-            continue
-        path = item.absolute()
-        record = known.get(str(path))
+            problems.append(Problem(str(item.path), item.reason, keys.key(item.path)))
+        else:
+            found.append(Found(item, keys.key(item)))
+    return found
+
+
+def _rename_old_keys(store: Store, present: set[str]) -> dict[str, FileRecord]:
+    """The store's files, after moving records an older ragkit keyed by another spelling."""
+    known = store.files()
+    renames = renamed_keys(known, present)
+    if renames:
+        with store.transaction() as tx:
+            for old, new in renames.items():
+                tx.rename_file(old, new)
+        known = store.files()
+    return known
+
+
+def _plan(found: list[Found], known: dict[str, FileRecord], report: IngestReport) -> list[Found]:
+    """The files that may have changed (mtime/size fast path); the others count as unchanged."""
+    todo: list[Found] = []
+    for item in found:
+        record = known.get(item.key)
         try:
-            st = path.stat()
+            st = item.path.stat()
         except OSError as exc:
-            report.failed.append(Problem(str(path), exc.strerror or str(exc)))
+            report.failed.append(Problem(str(item.path), exc.strerror or str(exc), item.key))
             continue
         if record and record.mtime_ns == st.st_mtime_ns and record.size == st.st_size:
             report.unchanged += 1
         else:
-            todo.append(path)
+            todo.append(item)
     return todo
 
 
@@ -284,7 +309,8 @@ class _Committer:
         self._chunks += len(item.rows)
         report = self.report
         if item.failed:
-            self._files.append((report.failed, Problem(item.record.path, item.failed)))
+            problem = Problem(item.shown or item.record.path, item.failed, item.record.path)
+            self._files.append((report.failed, problem))
         elif item.final and item.rows:
             self._files.append((report.added if item.is_new else report.updated,
                                 item.record.path))
@@ -307,30 +333,22 @@ def _write_item(tx: _Writer, item: _Prepared, vectors: np.ndarray) -> None:
 
 def _remove_missing(
     store: Store,
-    roots: list[Path],
+    keys: Keys,
     known: dict[str, FileRecord],
-    todo: list[Path],
+    found: list[Found],
     report: IngestReport,
 ) -> None:
-    """Drop indexed files under ``roots`` that are gone, or now fail to load."""
-    seen = {str(p) for p in todo}
-    failed = {p.path for p in report.failed}
-    gone = [
-        path for path in known
-        if _under(path, roots)
-        and (path in failed or (path not in seen and not os.path.exists(path)))
-    ]
+    """Drop indexed files under the roots that are gone, now left out, or indexed twice."""
+    skipped = [p.file_key for p in report.skipped]
+    failed = [p.file_key for p in report.failed]
+    gone = stale_keys(known, keys, {f.key for f in found}, skipped, failed)
     if not gone:
         return
     with store.transaction() as tx:
         for path in gone:
             tx.remove_file(path)
-    report.removed.extend(p for p in gone if p not in failed)
-
-
-def _under(path: str, roots: list[Path]) -> bool:
-    """Whether ``path`` is one of ``roots`` or inside one of them."""
-    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
+    listed = {*skipped, *failed}  # reported as skipped or failed already
+    report.removed.extend(p for p in gone if p not in listed)
 
 
 class _Tracker:

@@ -8,6 +8,12 @@ so ingest can report them and go on.  How text is told from binary and
 decoded is in :mod:`ragkit.decoding`; the PDF and HTML readers are in
 :mod:`ragkit.readers`.
 
+What a file is: its extension says, for the kinds in :data:`SUFFIX_KIND`;
+a file whose extension says it is never text (images, archives, media,
+executables: :data:`BINARY_SUFFIXES`) is left out unread; any other file
+(``README``, ``LICENSE``, ``Apache-2.0``, ``notes.v2``) is plain text if its
+first bytes read as text (:func:`~ragkit.decoding.looks_like_text`).
+
 Big files: a text-like file (plain text, markdown, source code, ...) over
 :data:`STREAM_ABOVE` bytes is not loaded whole: :func:`open_text` decodes it
 in windows of about a megabyte, for :func:`~ragkit.chunking.chunk_stream`, so
@@ -24,25 +30,31 @@ place to cut), or a small multiple of the cap.
 from __future__ import annotations
 
 import codecs
+import math
 import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .decoding import _SNIFF, _detect, _looks_binary, decode_text
-from .errors import LoadError
+from .decoding import _SNIFF, _detect, _looks_binary, decode_text, looks_like_text
+from .errors import LoadError, UsageError
+from .paths import shown
 from .readers import html_to_text, pdf_pages
 
 __all__ = [
+    "BINARY_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "Document",
     "Skipped",
+    "check_roots",
     "check_size",
     "decode_text",
     "html_to_text",
     "iter_files",
+    "kind_of",
     "load_file",
+    "max_file_mb",
     "open_text",
     "streams",
 ]
@@ -61,8 +73,22 @@ _KINDS = {
 }
 #: File suffix (lower case) -> document kind.
 SUFFIX_KIND: dict[str, str] = {s: kind for kind, ss in _KINDS.items() for s in ss.split()}
-#: Every suffix ragkit reads.
+#: Every suffix ragkit reads by its name (files with other names are read if they are text).
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(SUFFIX_KIND)
+_NEVER_TEXT = (  # images, archives and packages, compiled code, media, fonts, office, data
+    ".png .jpg .jpeg .gif .bmp .tif .tiff .ico .icns .webp .heic .avif .psd .xcf .raw .cr2 .nef "
+    ".zip .gz .tgz .bz2 .tbz2 .xz .txz .zst .lz .lz4 .lzma .7z .rar .tar .cab .jar .war .whl "
+    ".egg .apk .deb .rpm .iso .dmg .img .pkg .msi .snap "
+    ".exe .dll .so .dylib .o .a .lib .class .pyc .pyo .wasm .elc "
+    ".mp3 .m4a .aac .flac .ogg .oga .opus .wav .aiff .mid .mp4 .m4v .mkv .mov .avi .webm .wmv "
+    ".flv .mpg .mpeg "
+    ".ttf .otf .woff .woff2 .eot "
+    ".doc .docx .xls .xlsx .ppt .pptx .odt .ods .odp .epub .mobi "
+    ".sqlite .sqlite3 .db .mdb .npy .npz .pkl .pickle .pt .pth .onnx .gguf .safetensors .h5 "
+    ".parquet .faiss .bin"
+)
+#: Suffixes of files that are never text: left out without being read.
+BINARY_SUFFIXES: frozenset[str] = frozenset(_NEVER_TEXT.split())
 
 #: Folders that hold tools' files, not the user's documents (hidden ones are skipped too).
 IGNORED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv"})
@@ -100,21 +126,53 @@ class Skipped:
     unreadable: bool = False
 
 
+def kind_of(path: Path) -> str | None:
+    """The kind of document a file is by its name; None if it is never text.
+
+    A name that says nothing (no extension, or one ragkit does not know) gives
+    ``"text"``: such a file is read as plain text if its content is text.
+
+    >>> kind_of(Path("notes.MD")), kind_of(Path("LICENSE")), kind_of(Path("Apache-2.0"))
+    ('markdown', 'text', 'text')
+    >>> kind_of(Path("photo.jpg")) is None
+    True
+    """
+    suffix = Path(path).suffix.lower()
+    kind = SUFFIX_KIND.get(suffix)
+    return kind if kind or suffix in BINARY_SUFFIXES else "text"
+
+
+def _by_content(path: Path) -> bool:
+    """Whether only its content can tell if a file is text (its extension is unknown)."""
+    suffix = path.suffix.lower()
+    return suffix not in SUFFIX_KIND and suffix not in BINARY_SUFFIXES
+
+
 def streams(path: Path, size: int) -> bool:
     """Whether a file of ``size`` bytes is read in windows (:func:`open_text`), not whole."""
-    kind = SUFFIX_KIND.get(Path(path).suffix.lower())
+    kind = kind_of(path)
     return kind is not None and kind not in _WHOLE_KINDS and size > STREAM_ABOVE
+
+
+def max_file_mb() -> float:
+    """``RAGKIT_MAX_FILE_MB`` (default 32), or :class:`UsageError` if it is not a size."""
+    raw = os.environ.get("RAGKIT_MAX_FILE_MB", "").strip()
+    if not raw:
+        return DEFAULT_MAX_FILE_MB
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = math.nan
+    if not (math.isfinite(megabytes) and megabytes > 0):
+        raise UsageError(f"RAGKIT_MAX_FILE_MB={raw!r} is not a size in megabytes — set it to "
+                         f"a number above 0 (e.g. 100), or unset it for {DEFAULT_MAX_FILE_MB}")
+    return megabytes
 
 
 def max_file_bytes(kind: str) -> int:
     """The size above which a PDF or HTML file is refused unread (see the module doc)."""
-    raw = os.environ.get("RAGKIT_MAX_FILE_MB", "").strip()
-    try:
-        megabytes = float(raw) if raw else DEFAULT_MAX_FILE_MB
-    except ValueError:
-        megabytes = DEFAULT_MAX_FILE_MB
     factor = PDF_SIZE_FACTOR if kind == "pdf" else 1
-    return int(megabytes * factor * 1_000_000)
+    return int(max_file_mb() * factor * 1_000_000)
 
 
 def check_size(path: Path, size: int) -> None:
@@ -142,7 +200,7 @@ def load_file(path: Path) -> list[Document]:
     (:func:`open_text` reads a big one a window at a time).
     """
     path = Path(path)
-    kind = SUFFIX_KIND.get(path.suffix.lower())
+    kind = kind_of(path)
     if kind is None:
         raise LoadError(str(path), _unsupported(path))
     try:
@@ -155,6 +213,8 @@ def load_file(path: Path) -> list[Document]:
         raise LoadError(str(path), "empty file")
     if kind == "pdf":
         return [Document(path, n, text, "pdf") for n, text in pdf_pages(path, data)]
+    if _by_content(path) and not looks_like_text(data[:_SNIFF], complete=len(data) <= _SNIFF):
+        raise LoadError(str(path), "binary file")
     try:
         text = decode_text(data)
     except ValueError as exc:
@@ -168,8 +228,7 @@ def load_file(path: Path) -> list[Document]:
 
 
 def _unsupported(path: Path) -> str:
-    suffix = path.suffix.lower()
-    return f"unsupported file type {suffix}" if suffix else "unsupported file type (no extension)"
+    return f"unsupported file type {path.suffix.lower()}"
 
 
 def _read(path: Path, limit: int) -> bytes:
@@ -244,15 +303,25 @@ def iter_files(
     under its real path) and one pointing outside is reported, not followed,
     unless ``follow_symlinks``.
     """
-    roots = [Path(p) for p in paths]
-    for root in roots:  # a missing root is the caller's mistake, not a file to skip
-        try:
-            root.stat()
-        except OSError as exc:
-            raise LoadError(str(root), _os_reason(exc)) from None
+    roots = check_roots(paths)
     walker = _Walker(follow_symlinks)
     for root in roots:
         yield from walker.root(root)
+
+
+def check_roots(paths: Iterable[str | Path]) -> list[Path]:
+    """``paths`` as :class:`Path` objects; :class:`LoadError` if one cannot be found.
+
+    A missing root is the caller's mistake, not a file to skip: ingest checks
+    them before anything else (before loading a model).
+    """
+    roots = [Path(p) for p in paths]
+    for root in roots:
+        try:
+            root.stat()
+        except OSError as exc:
+            raise LoadError(shown(str(root)), f"{_os_reason(exc)} — check the path") from None
+    return roots
 
 
 class _Walker:
@@ -346,15 +415,22 @@ def _wanted(name: str) -> bool:
 
 def _check_file(path: Path) -> Path | Skipped:
     """The path itself if ragkit can read it, else why not."""
-    if path.suffix.lower() not in SUFFIX_KIND:
+    kind = kind_of(path)
+    if kind is None:
         return Skipped(path, _unsupported(path))
     if not path.is_file():
         return Skipped(path, "not a regular file")
-    if path.suffix.lower() == ".pdf":
+    if kind == "pdf":
         return path  # binary by nature; load_file checks it
     try:
         with open(path, "rb") as fh:
             head = fh.read(_SNIFF)
     except OSError as exc:
         return Skipped(path, _os_reason(exc), unreadable=True)
-    return Skipped(path, "binary file") if _looks_binary(head) else path
+    if not _by_content(path):
+        return Skipped(path, "binary file") if _looks_binary(head) else path
+    # Only the content says what this is: nothing in it, nothing to index (py.typed, a lock).
+    if not head.strip() and len(head) < _SNIFF:
+        return Skipped(path, "empty file")
+    text = looks_like_text(head, complete=len(head) < _SNIFF)
+    return path if text else Skipped(path, "binary file")

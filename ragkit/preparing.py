@@ -23,6 +23,7 @@ from pathlib import Path
 from .chunking import ChunkerSettings, Span, chunk_stream, chunk_text
 from .errors import LoadError
 from .loading import SUFFIX_KIND, Document, check_size, load_file, open_text, streams
+from .paths import Found
 from .tables import ChunkRow, FileRecord
 
 __all__ = ["Problem"]
@@ -30,10 +31,20 @@ __all__ = ["Problem"]
 
 @dataclass(frozen=True)
 class Problem:
-    """A file that was skipped or failed, and why."""
+    """A file that was skipped or failed, and why.
+
+    ``path`` as the user spelled it (for display); ``key``: its key in the index
+    (see :mod:`ragkit.paths`), if it differs.
+    """
 
     path: str
     reason: str
+    key: str = ""
+
+    @property
+    def file_key(self) -> str:
+        """The file's key in the index."""
+        return self.key or self.path
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,7 @@ class _Prepared:
     A big file's parts replace its old chunks (``first``), add to them, and
     record the file (``final``, with the chunk count in ``record``).  ``failed``:
     reading broke off after some parts; what they wrote is to be dropped.
+    ``shown``: the path as the user spelled it, if it differs from the key.
     """
 
     record: FileRecord
@@ -52,6 +64,7 @@ class _Prepared:
     first: bool = True
     final: bool = True
     failed: str = ""
+    shown: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,7 @@ class _Unchanged:
 
 
 def _prepare_in_background(
-    files: list[Path], known: dict[str, FileRecord], chunker: ChunkerSettings, prefix: str,
+    files: list[Found], known: dict[str, FileRecord], chunker: ChunkerSettings, prefix: str,
     *, ahead: int = 256, part: int = 64,
 ) -> Iterator[_Prepared | _Unchanged | Problem]:
     """Read and chunk files in a thread, up to about ``ahead`` chunks ahead of the embedder.
@@ -73,8 +86,8 @@ def _prepare_in_background(
 
     def work() -> None:
         try:
-            for path in files:
-                parts = _prepare_parts(path, known.get(str(path)), chunker, prefix, part)
+            for found in files:
+                parts = _prepare_parts(found, known.get(found.key), chunker, prefix, part)
                 with contextlib.closing(parts):
                     for item in parts:
                         if queue.stop.is_set():
@@ -136,62 +149,69 @@ class _Ahead:
 
 
 def _prepare(
-    path: Path, record: FileRecord | None, chunker: ChunkerSettings, prefix: str
+    path: Path, record: FileRecord | None, chunker: ChunkerSettings, prefix: str,
+    key: str = "",
 ) -> _Prepared | _Unchanged | Problem:
-    """Hash, load and chunk one file; failures become a :class:`Problem`."""
+    """Hash, load and chunk one file; failures become a :class:`Problem`.
+
+    ``key``: the file's key in the index (see :mod:`ragkit.paths`), if not ``path``.
+    """
+    key = key or str(path)
     try:
         st = path.stat()
         check_size(path, st.st_size)  # before hashing: a refused file is never read
         digest = _sha256(path)
         if record and record.sha256 == digest:
-            return _unchanged(path, digest, st, record)
+            return _unchanged(key, digest, st, record)
         documents = load_file(path)
     except (LoadError, OSError) as exc:
-        return _problem(path, exc)
+        return _problem(path, key, exc)
     rows, texts = _chunk_documents(documents, chunker, prefix)
     if not rows:
-        return Problem(str(path), "no text to index")
-    new = FileRecord(str(path), digest, st.st_mtime_ns, st.st_size, len(rows))
-    return _Prepared(new, rows, texts, is_new=record is None)
+        return Problem(str(path), "no text to index", key)
+    new = FileRecord(key, digest, st.st_mtime_ns, st.st_size, len(rows))
+    return _Prepared(new, rows, texts, is_new=record is None, shown=str(path))
 
 
 def _prepare_parts(
-    path: Path, record: FileRecord | None, chunker: ChunkerSettings, prefix: str, part: int
+    found: Found, record: FileRecord | None, chunker: ChunkerSettings, prefix: str, part: int
 ) -> Generator[_Prepared | _Unchanged | Problem, None, None]:
     """:func:`_prepare` for a file read whole; a big text file in parts of ``part`` chunks."""
+    path = found.path
     try:
         st = path.stat()
         if not streams(path, st.st_size):
-            yield _prepare(path, record, chunker, prefix)
+            yield _prepare(path, record, chunker, prefix, found.key)
             return
         digest = _sha256(path)
         if record and record.sha256 == digest:
-            yield _unchanged(path, digest, st, record)
+            yield _unchanged(found.key, digest, st, record)
             return
         windows = open_text(path)
     except (LoadError, OSError) as exc:
-        yield _problem(path, exc)
+        yield _problem(path, found.key, exc)
         return
-    new = FileRecord(str(path), digest, st.st_mtime_ns, st.st_size, 0)
+    new = FileRecord(found.key, digest, st.st_mtime_ns, st.st_size, 0)
     markdown = SUFFIX_KIND.get(path.suffix.lower()) == "markdown"
     yield from _parts(new, chunk_stream(windows, chunker, markdown=markdown), prefix, part,
-                      is_new=record is None)
+                      is_new=record is None, shown=str(path))
 
 
-def _unchanged(path: Path, digest: str, st: os.stat_result, record: FileRecord) -> _Unchanged:
+def _unchanged(key: str, digest: str, st: os.stat_result, record: FileRecord) -> _Unchanged:
     """A file whose content is indexed already: only its mtime (and size) are new."""
-    return _Unchanged(FileRecord(str(path), digest, st.st_mtime_ns, st.st_size, record.chunks))
+    return _Unchanged(FileRecord(key, digest, st.st_mtime_ns, st.st_size, record.chunks))
 
 
-def _problem(path: Path, exc: LoadError | OSError) -> Problem:
+def _problem(path: Path, key: str, exc: LoadError | OSError) -> Problem:
     """Why ``path`` could not be read, in one line."""
     if isinstance(exc, LoadError):
-        return Problem(str(path), exc.reason)
-    return Problem(str(path), exc.strerror or str(exc))
+        return Problem(str(path), exc.reason, key)
+    return Problem(str(path), exc.strerror or str(exc), key)
 
 
 def _parts(
-    record: FileRecord, spans: Iterator[Span], prefix: str, size: int, *, is_new: bool
+    record: FileRecord, spans: Iterator[Span], prefix: str, size: int, *, is_new: bool,
+    shown: str,
 ) -> Iterator[_Prepared | Problem]:
     """A streamed file's chunks as parts of ``size``; the last one (held back) is final."""
     held: _Prepared | None = None
@@ -201,16 +221,17 @@ def _parts(
             if held is not None:
                 yield held
             rows, texts = _rows(None, group, prefix)
-            held = _Prepared(record, rows, texts, is_new, first=count == 0, final=False)
+            held = _Prepared(record, rows, texts, is_new, first=count == 0, final=False,
+                             shown=shown)
             count += len(rows)
     except LoadError as exc:  # the file broke off: drop what its parts wrote
         if held is None or held.first:
-            yield Problem(record.path, exc.reason)
+            yield Problem(shown, exc.reason, record.path)
         else:
-            yield _Prepared(record, [], [], is_new, first=False, failed=exc.reason)
+            yield _Prepared(record, [], [], is_new, first=False, failed=exc.reason, shown=shown)
         return
     if held is None:
-        yield Problem(record.path, "empty file")
+        yield Problem(shown, "empty file", record.path)
         return
     yield replace(held, record=replace(record, chunks=count), final=True)
 

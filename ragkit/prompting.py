@@ -90,7 +90,8 @@ def _passage(n: int, hit: Hit) -> str:
     [2] h.pdf:3 — Intro
     Hi.
     """
-    name = os.path.basename(hit.path) + (f":{hit.page}" if hit.page is not None else "")
+    # hit.source, not hit.path: its undecodable name bytes are escaped (no tokenizer takes them).
+    name = os.path.basename(hit.source) + (f":{hit.page}" if hit.page is not None else "")
     # The name and the heading are document text too; one line, so that a newline
     # in a file name cannot start a label of its own.
     label = " ".join(_defuse(f"{name} — {hit.heading}" if hit.heading else name).split())

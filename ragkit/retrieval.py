@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .keywords import is_cjk as _is_cjk_char
+from .paths import shown
 from .store import Store
 
 __all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "retrieve"]
@@ -69,8 +70,8 @@ class Hit:
     rank: int
     score: float
     id: int
-    path: str  # absolute path of the source file
-    source: str  # the path as shown to users (relative to the working directory if inside it)
+    path: str  # the source file's key: its absolute path, links resolved (see ragkit.paths)
+    source: str  # as shown to users: relative to the working directory if inside it, escaped
     page: int | None
     heading: str
     text: str
@@ -93,12 +94,12 @@ class Hit:
         return f"{self.location} — {self.heading}" if self.heading else self.location
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as ``ragkit search --json`` prints it.
+        """Plain-JSON form, as ``ragkit search --json`` prints it (file names escaped).
 
         A score that is not a finite number (from vectors a broken model left in
         an older index) becomes null: ``NaN`` is not JSON.
         """
-        fields = asdict(self)
+        fields = {**asdict(self), "path": shown(self.path)}
         for name in ("score", "cosine"):
             if fields[name] is not None and not math.isfinite(fields[name]):
                 fields[name] = None
@@ -106,18 +107,22 @@ class Hit:
 
 
 def display_path(path: str, cwd: str | None = None) -> str:
-    """Show ``path`` relative to the working directory when it lies inside it.
+    r"""Show ``path`` relative to the working directory when it lies inside it.
+
+    Bytes of a file name that are not UTF-8 are shown as ``\xNN``.
 
     >>> display_path("/home/u/docs/a.md", cwd="/home/u")
     'docs/a.md'
     >>> display_path("/srv/b.md", cwd="/home/u")
     '/srv/b.md'
+    >>> display_path(os.fsdecode(b"/home/u/caf\xe9.md"), cwd="/home/u")
+    'caf\\xe9.md'
     """
     base = cwd if cwd is not None else os.getcwd()
     try:
-        return str(Path(path).relative_to(base))
+        return shown(str(Path(path).relative_to(base)))
     except ValueError:
-        return path
+        return shown(path)
 
 
 def retrieve(
@@ -197,6 +202,8 @@ def match_paths(paths: Iterable[str], patterns: Sequence[str], cwd: str | None =
     (``./`` and ``../`` allowed); a trailing slash means everything below that
     folder.  ``*`` crosses folders.  A pattern with no wildcard also matches
     everything below the folder it names, so ``guide`` and ``guide/`` agree.
+    Files are indexed under their real paths (see :mod:`ragkit.paths`), so a
+    path pattern also matches with the links in its folders resolved.
 
     >>> files = ["/w/guide/a.md", "/w/guide/zh/b.md", "/w/notes/c.pdf"]
     >>> match_paths(files, ["*.pdf"], cwd="/w")
@@ -212,21 +219,28 @@ def match_paths(paths: Iterable[str], patterns: Sequence[str], cwd: str | None =
     by_name, by_path, folders = [], [], []
     for pattern in patterns:
         wild = any(c in pattern for c in "*?[")
-        full = os.path.normpath(os.path.join(base, pattern))
-        if not wild:
-            folders.append(full.rstrip(os.sep) + os.sep)
         if "/" not in pattern:
             by_name.append(pattern)
-        elif pattern.endswith("/"):
-            by_path.append(os.path.join(full, "*"))
-        else:
-            by_path.append(full)
+        for full in _spellings(os.path.join(base, pattern)):
+            if not wild:
+                folders.append(full.rstrip(os.sep) + os.sep)
+            if "/" not in pattern:
+                continue
+            by_path.append(os.path.join(full, "*") if pattern.endswith("/") else full)
     return [
         path for path in paths
         if any(fnmatchcase(os.path.basename(path), p) for p in by_name)
         or any(fnmatchcase(path, p) for p in by_path)
         or any(path.startswith(folder) for folder in folders)
     ]
+
+
+def _spellings(full: str) -> set[str]:
+    """An absolute path pattern as typed (normalized) and with its fixed part's links resolved."""
+    parts = full.split(os.sep)
+    fixed = next((i for i, p in enumerate(parts) if any(c in p for c in "*?[")), len(parts))
+    real = os.path.realpath(os.sep.join(parts[:fixed]) or os.sep)
+    return {os.path.normpath(full), os.path.normpath(os.path.join(real, *parts[fixed:]))}
 
 
 def fuse(

@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import IndexBusyError, IndexCorruptError
 from .keywords import fts_query, rarest_terms
-from .tables import _SCHEMA, ChunkRow, FileRecord, StoredChunk, _Writer
+from .tables import _SCHEMA, ChunkRow, FileRecord, StoredChunk, _Writer, path_from_db, path_to_db
 from .vectors import (
     is_ivf,
     ivf_lists,
@@ -210,7 +210,8 @@ class Store:
     def files(self) -> dict[str, FileRecord]:
         """Every indexed file, keyed by path."""
         rows = self._query("SELECT path, sha256, mtime_ns, size, chunks FROM files")
-        return {r[0]: FileRecord(*r) for r in rows}
+        records = (FileRecord(path_from_db(r[0]), *r[1:]) for r in rows)
+        return {record.path: record for record in records}
 
     def count(self) -> int:
         """Number of chunks stored (counted once per generation)."""
@@ -231,7 +232,7 @@ class Store:
                 f"WHERE id IN ({marks})",
                 part,
             )
-            found.update({r[0]: StoredChunk(*r) for r in rows})
+            found.update({r[0]: StoredChunk(r[0], path_from_db(r[1]), *r[2:]) for r in rows})
         return found
 
     def search(
@@ -322,7 +323,7 @@ class Store:
         """Ids of every chunk of the files in ``paths``."""
         found: list[int] = []
         for start in range(0, len(paths), 500):
-            part = list(paths[start : start + 500])
+            part = [path_to_db(p) for p in paths[start : start + 500]]
             marks = ",".join("?" * len(part))
             rows = self._query(f"SELECT id FROM chunks WHERE path IN ({marks})", part)
             found.extend(r[0] for r in rows)

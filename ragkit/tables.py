@@ -5,10 +5,15 @@ bytes), the FTS5 keyword index over them and the generation counter.  A
 :class:`_Writer` writes inside one :meth:`~ragkit.store.Store.transaction`:
 chunk ids are assigned as AUTOINCREMENT would, and new vectors go straight
 into the in-memory FAISS cache as well.
+
+A file's path (its key, see :mod:`ragkit.paths`) is stored as TEXT, or as the
+BLOB of its bytes when the name is not valid UTF-8: :func:`path_to_db` and
+:func:`path_from_db` convert, losslessly.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +23,7 @@ import numpy as np
 
 from .keywords import keyword_terms
 
-__all__ = ["ChunkRow", "FileRecord", "StoredChunk"]
+__all__ = ["ChunkRow", "FileRecord", "StoredChunk", "path_from_db", "path_to_db"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,6 +42,20 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunk_terms USING fts5(
 );
 INSERT OR IGNORE INTO meta VALUES ('generation', '0');
 """
+
+
+def path_to_db(path: str) -> str | bytes:
+    """A file's key as SQLite stores it: TEXT, or its bytes if it is not valid UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of the name, held as surrogates
+        return os.fsencode(path)
+    return path
+
+
+def path_from_db(value: str | bytes) -> str:
+    """A key read from SQLite, back as :func:`path_to_db` got it."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True)
@@ -85,11 +104,12 @@ class _Writer:
 
     def remove_file(self, path: str) -> None:
         """Forget a file and its chunks."""
-        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE path=?", (path,))]
+        key = path_to_db(path)
+        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE path=?", (key,))]
         self.removed.extend(ids)
         self._db.executemany("DELETE FROM chunk_terms WHERE rowid=?", [(i,) for i in ids])
-        self._db.execute("DELETE FROM chunks WHERE path=?", (path,))
-        self._db.execute("DELETE FROM files WHERE path=?", (path,))
+        self._db.execute("DELETE FROM chunks WHERE path=?", (key,))
+        self._db.execute("DELETE FROM files WHERE path=?", (key,))
 
     def put_file(self, record: FileRecord, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
         """Replace a file's chunks with ``rows`` and their ``vectors``."""
@@ -107,10 +127,11 @@ class _Writer:
         seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='chunks'").fetchone()
         first = (int(seq[0]) if seq else 0) + 1
         ids = list(range(first, first + len(rows)))
+        key = path_to_db(path)
         self._db.executemany(
             "INSERT INTO chunks (id, path, page, start, end, heading, text, vector) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(cid, path, row.page, row.start, row.end, row.heading, row.text,
+            [(cid, key, row.page, row.start, row.end, row.heading, row.text,
               vector.tobytes()) for cid, row, vector in zip(ids, rows, vectors, strict=True)],
         )
         self._db.executemany(
@@ -125,5 +146,11 @@ class _Writer:
         """Record a file's hash, mtime and size without touching its chunks."""
         self._db.execute(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-            (record.path, record.sha256, record.mtime_ns, record.size, record.chunks),
+            (path_to_db(record.path), record.sha256, record.mtime_ns, record.size, record.chunks),
         )
+
+    def rename_file(self, old: str, new: str) -> None:
+        """Give a file and its chunks a new key (``new`` must not be indexed)."""
+        keys = (path_to_db(new), path_to_db(old))
+        self._db.execute("UPDATE chunks SET path=? WHERE path=?", keys)
+        self._db.execute("UPDATE files SET path=? WHERE path=?", keys)

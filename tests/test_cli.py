@@ -290,12 +290,12 @@ def test_a_bug_while_reading_files_stops_the_ingest_instead_of_losing_files(
     monkeypatch.setattr(preparing, "streams", lambda path, size: streamed)
     real = preparing._prepare_parts
 
-    def parts_then_a_bug(path, *args):
-        for n, item in enumerate(real(path, *args)):
-            if path.name == "b.txt" and n == 1:  # (read whole, b.txt is one item)
+    def parts_then_a_bug(found, *args):
+        for n, item in enumerate(real(found, *args)):
+            if found.path.name == "b.txt" and n == 1:  # (read whole, b.txt is one item)
                 break
             yield item
-        if path.name == "b.txt":
+        if found.path.name == "b.txt":
             raise ValueError("chunker bug")
 
     monkeypatch.setattr(preparing, "_prepare_parts", parts_then_a_bug)

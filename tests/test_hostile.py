@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ollama_server import FakeOllama
+from ollama_server import FakeOllama, free_port
 from pdfgen import write_encrypted_pdf, write_image_only_pdf, write_pdf, write_truncated_pdf
 
 from ragkit import Index, loading
@@ -31,6 +31,7 @@ from ragkit.cli import cli
 from ragkit.errors import BackendError, LoadError
 from ragkit.ingest import ingest
 from ragkit.loading import DEFAULT_MAX_FILE_MB, load_file
+from ragkit.paths import Keys
 from ragkit.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,13 @@ def hostile_corpus(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, str]
     good["invalid-utf8.txt"] = "croissants"
     write_encrypted_pdf(root / "encrypted-open.pdf", ["An open secret about lighthouses."], "")
     good["encrypted-open.pdf"] = "lighthouses"
+    not_utf8 = os.fsdecode(b"carte du caf\xe9.md")  # Latin-1 name: not valid UTF-8
+    (root / not_utf8).write_text("# Carte\n\nThe llama orders a cortado.\n")
+    good[not_utf8] = "cortado"
+    for name, text in {"LICENSE": "Permission is granted to use this freely, kangaroos too.\n",
+                       "Apache-2.0": "Apache License, version 2.0: wombats welcome.\n"}.items():
+        (root / name).write_text(text)  # no extension, or one ragkit doesn't know: text inside
+        good[name] = text.split()[-2].rstrip(",")
     deep = root.joinpath(*[f"d{i}" for i in range(DEPTH)])
     deep.mkdir(parents=True)
     (deep / "bottom.md").write_text("The deepest note talks about submarines.\n")
@@ -78,6 +86,12 @@ def hostile_corpus(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, str]
     bad["empty.txt"] = "failed: empty file"
     (root / "binary.txt").write_bytes(bytes(range(256)) * 64)
     bad["binary.txt"] = "skipped: binary file"
+    (root / "a.out").write_bytes(b"\x7fELF\x02\x01\x01\x00" * 64)
+    bad["a.out"] = "skipped: binary file"
+    (root / "photo.png").write_bytes(b"text, but the name says it never is")
+    bad["photo.png"] = "skipped: unsupported file type .png"
+    (root / "py.typed").write_bytes(b"")  # an empty marker file: nothing to say it is text
+    bad["py.typed"] = "skipped: empty file"
     write_truncated_pdf(root / "truncated.pdf", ["one", "two", "three"])
     bad["truncated.pdf"] = "failed: truncated PDF (no %%EOF at the end) — fetch or export it again"
     write_encrypted_pdf(root / "encrypted-secret.pdf", ["Top secret."], "hunter2")
@@ -138,6 +152,7 @@ def test_hostile_corpus_good_files_in_bad_ones_reported_once(env, tmp_path, unre
     assert "Traceback" not in result.output
     lines = reported(result.stderr)
     assert lines == {str(root / name): [reason] for name, reason in bad.items()}
+    assert "\\xe9" in result.stderr or "caf" not in result.stderr  # shown escaped, if at all
     assert re.search(rf"{len(good)} added, .* {sum(r.startswith('skipped') for r in bad.values())}"
                      rf" skipped, {sum(r.startswith('failed') for r in bad.values())} failed",
                      result.stdout)
@@ -304,3 +319,172 @@ def test_the_size_cap_is_configurable_and_checked_before_reading(tmp_path, monke
     assert load_file(pdf)  # far below 8 MB
     monkeypatch.setenv("RAGKIT_MAX_FILE_MB", "2")
     assert load_file(path)[0].text.startswith("word word")
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_shown_escaped_and_removed(
+    env, tmp_path, monkeypatch, ollama
+):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    raw = bytes(folder) + b"/caf\xe9.md"  # a Latin-1 name, as old archives have
+    with open(raw, "wb") as fh:
+        fh.write(b"# Menu\n\nThe llama drinks espresso at dawn.\n")
+    (folder / "ok.md").write_text("A plain file about giraffes.\n")
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner()
+    first = run.invoke(cli, ["ingest", "docs"])
+    assert first.exit_code == 0, first.output
+    assert "2 added" in first.stdout
+    again = run.invoke(cli, ["ingest", "docs"])  # the stored name is recognised next time
+    assert "0 added, 0 updated, 0 removed, 2 unchanged" in again.stdout
+
+    found = run.invoke(cli, ["search", "llama espresso", "-k", "1", "--json"])
+    assert found.exit_code == 0, found.output
+    hit = json.loads(found.stdout)["hits"][0]  # valid JSON
+    assert (hit["source"], hit["path"]) == ("docs/caf\\xe9.md", f"{folder}/caf\\xe9.md")
+    listed = run.invoke(cli, ["search", "llama espresso", "-k", "1"])
+    assert "  docs/caf\\xe9.md — Menu\n" in listed.stdout
+    answer = run.invoke(cli, ["ask", "What does the llama drink?"])
+    assert answer.exit_code == 0, answer.output
+    assert "[1] docs/caf\\xe9.md" in answer.stdout
+    as_json = run.invoke(cli, ["ask", "What does the llama drink?", "--json"])
+    assert json.loads(as_json.stdout)["sources"][0]["source"] == "docs/caf\\xe9.md"
+    # The model is shown the escaped name too (a tokenizer cannot encode the raw one).
+    system = ollama.bodies("/api/chat")[-1]["messages"][0]["content"]
+    assert "[1] caf\\xe9.md — Menu\n" in system
+    with Index.open("default", backend="ollama") as index:  # the library keeps the real name
+        top = index.search("llama espresso", k=1)[0]
+        assert top.path == os.fsdecode(raw)
+        assert Path(top.path).read_bytes().startswith(b"# Menu")
+
+    os.remove(raw)
+    gone = run.invoke(cli, ["ingest", "docs"])
+    assert "0 added, 0 updated, 1 removed, 1 unchanged" in gone.stdout
+    with Index.open("default", backend="ollama") as index:
+        assert list(index._store.files()) == [str(folder / "ok.md")]
+
+
+def _spelled_three_ways(tmp_path: Path) -> Path:
+    """``docs`` with two files, ``x/`` (so ``x/../docs`` is docs) and ``link`` -> docs."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (tmp_path / "x").mkdir()
+    (docs / "a.md").write_text("Alpacas hum when they are content.\n")
+    (docs / "b.md").write_text("Badgers dig setts under hedges.\n")
+    (tmp_path / "link").symlink_to(docs)
+    return docs
+
+
+def test_a_file_has_one_key_however_its_folder_is_spelled(env, tmp_path, monkeypatch):
+    docs = _spelled_three_ways(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with Index.open("t", create=True, backend="ollama") as index:
+        for spelling in ("docs", "x/../docs", "link", f"{tmp_path}/link/", "./docs/a.md"):
+            report = index.ingest(spelling)
+            assert report.added == [] or spelling == "docs", spelling
+        assert sorted(index._store.files()) == [str(docs / "a.md"), str(docs / "b.md")]
+        assert len(index) == 2
+        assert [h.source for h in index.search("alpacas hum", k=5) if "Alpacas" in h.text] == [
+            "docs/a.md"]
+        # --path in the user's spelling still filters.
+        for pattern, want in (("link/", ["docs/a.md", "docs/b.md"]), ("link/b*", ["docs/b.md"])):
+            hits = index.search("badgers", k=5, paths=[pattern])
+            assert sorted(h.source for h in hits) == want, pattern
+
+        (docs / "a.md").unlink()
+        report = index.ingest("link")
+        assert report.removed == [str(docs / "a.md")]
+        answer = index.ask("What do alpacas do when they are content?")
+        assert [hit.source for hit in answer.sources] == ["docs/b.md"]  # no ghost left to cite
+
+
+def test_an_index_from_before_keys_were_resolved_converges_to_one_copy(
+    env, tmp_path, monkeypatch, ollama
+):
+    docs = _spelled_three_ways(tmp_path)
+    (docs / "c.md").write_text("Capybaras share their pools.\n")
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as old_ragkit:  # keyed files by their absolute, unresolved path
+        old_ragkit.setattr(Keys, "key", lambda self, path: str(Path(path).absolute()))
+        with Index.open("t", create=True, backend="ollama") as index:
+            index.ingest("x/../docs")
+            index.ingest("link")
+            assert len(index._store.files()) == len(index) == 6  # the defect: two copies each
+    (docs / "b.md").unlink()
+    (docs / "c.md").write_text("Capybaras share their pools with birds.\n")
+    embedded = len([r for r in ollama.requests if r[1] == "/api/embed"])
+    with Index.open("t", backend="ollama") as index:
+        report = index.ingest("docs")
+        assert sorted(index._store.files()) == [str(docs / "a.md"), str(docs / "c.md")]
+        assert len(index) == 2 and index._store._vectors().ntotal == 2
+        # The old records were renamed, not embedded again: only the changed file was.
+        assert (report.unchanged, report.updated, report.chunks_written) == (
+            1, [str(docs / "c.md")], 1)
+        assert len([r for r in ollama.requests if r[1] == "/api/embed"]) == embedded + 1
+        hits = index.search("alpacas hum", k=5)
+        assert sorted(h.path for h in hits) == [str(docs / "a.md"), str(docs / "c.md")]
+
+
+def test_a_link_followed_out_of_the_folder_keeps_its_place_and_leaves_with_it(env, tmp_path):
+    docs, outside = tmp_path / "docs", tmp_path / "outside"
+    docs.mkdir()
+    outside.mkdir()
+    (outside / "far.md").write_text("Narwhals live far to the north.\n")
+    (docs / "near.md").write_text("Newts live nearby.\n")
+    (docs / "far-link.md").symlink_to(outside / "far.md")
+    with Index.open("t", create=True, backend="ollama") as index:
+        index.ingest(docs, follow_symlinks=True)
+        assert sorted(index._store.files()) == [str(docs / "far-link.md"), str(docs / "near.md")]
+        (docs / "far-link.md").unlink()
+        report = index.ingest(docs, follow_symlinks=True)
+        assert report.removed == [str(docs / "far-link.md")]
+        assert list(index._store.files()) == [str(docs / "near.md")]
+
+
+def test_a_missing_path_is_reported_before_any_model_is_loaded(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")  # nobody there
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["ingest", "nonexistent/"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: nonexistent: no such file or directory — check the path\n"
+    assert not env.exists()  # and no index was made
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "lots"])
+def test_a_bad_max_file_mb_stops_ingest_with_one_line(env, tmp_path, monkeypatch, value):
+    (tmp_path / "page.html").write_text("<p>Hello</p>")
+    monkeypatch.setenv("RAGKIT_MAX_FILE_MB", value)
+    result = CliRunner().invoke(cli, ["ingest", str(tmp_path / "page.html")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"error: RAGKIT_MAX_FILE_MB='{value}' is not a size in megabytes — set it to a number "
+        "above 0 (e.g. 100), or unset it for 32"]
+    assert not env.exists()
+
+
+def test_a_file_left_out_now_leaves_the_index_but_an_unreadable_folder_drops_nothing(
+    env, tmp_path, monkeypatch
+):
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "notes.txt").write_text("Otters hold hands while sleeping.\n")
+    (docs / "sub" / "deep.md").write_text("Octopuses have three hearts.\n")
+    with Index.open("t", create=True, backend="ollama") as index:
+        index.ingest(docs)
+        (docs / "notes.txt").write_bytes(b"\x00\x01binary now" * 100)  # skipped: binary file
+        report = index.ingest(docs)
+        assert [p.reason for p in report.skipped] == ["binary file"]
+        assert list(index._store.files()) == [str(docs / "sub" / "deep.md")]
+
+        real_scandir = os.scandir
+
+        def refusing(path):  # type: ignore[no-untyped-def]
+            if Path(path).name == "sub":  # chmod does not stop root, which CI often is
+                raise PermissionError(13, "Permission denied")
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", refusing)
+        report = index.ingest(docs)
+        assert [(p.path, p.reason) for p in report.failed] == [
+            (str(docs / "sub"), "permission denied")]
+        assert list(index._store.files()) == [str(docs / "sub" / "deep.md")]  # kept for next time

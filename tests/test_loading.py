@@ -14,15 +14,17 @@ from pdfgen import (
     write_truncated_pdf,
 )
 
-from ragkit.errors import LoadError
+from ragkit.errors import LoadError, UsageError
 from ragkit.loading import (
     SUPPORTED_SUFFIXES,
     Document,
     Skipped,
+    check_roots,
     decode_text,
     html_to_text,
     iter_files,
     load_file,
+    max_file_bytes,
     open_text,
     streams,
 )
@@ -125,7 +127,9 @@ def test_load_gb18030_markdown(tmp_path: Path) -> None:
         ("blank.md", b" \n\t\n", "empty file"),
         ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00", "binary file"),
         ("tool.exe", b"MZ\x90\x00", "unsupported file type .exe"),
-        ("Makefile", b"all:\n", "unsupported file type (no extension)"),
+        ("COPYING", b"\x7fELF\x02\x01\x01\x00\x00\x00", "binary file"),
+        ("libz.so.1", b"\x7fELF\x02\x01\x01\x00\x00\x00", "binary file"),
+        ("data.v2", bytes(range(1, 32)) * 40, "binary file"),
     ],
 )
 def test_load_refuses_with_a_reason(tmp_path: Path, name: str, data: bytes, why: str) -> None:
@@ -135,6 +139,28 @@ def test_load_refuses_with_a_reason(tmp_path: Path, name: str, data: bytes, why:
         load_file(path)
     assert reason(exc) == why
     assert str(exc.value) == f"{path}: {why}"
+
+
+TEXT_BY_CONTENT = {  # names that say nothing about the content (Debian's licence files among them)
+    "README": "Read me first.\n",
+    "LICENSE": "Permission is hereby granted, free of charge.\n",
+    "copyright": "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n",
+    "Apache-2.0": "Apache License\nVersion 2.0, January 2004\n",
+    "GPL-3": "GNU GENERAL PUBLIC LICENSE\n\f\nVersion 3\n",
+    "notes.weird": "# not markdown to ragkit\n",
+    "changelog.zh": "熊猫主要生活在中国四川的山区。\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_BY_CONTENT))
+def test_files_without_a_known_extension_are_text_if_their_content_is(
+    tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    encoding = "gb18030" if name.endswith(".zh") else "utf-8"
+    path.write_bytes(TEXT_BY_CONTENT[name].encode(encoding))
+    assert load_file(path) == [Document(path, None, TEXT_BY_CONTENT[name], "text")]
+    assert list(iter_files([path])) == [path]
 
 
 def test_load_missing_file(tmp_path: Path) -> None:
@@ -288,26 +314,45 @@ def walk(*paths: Path, root: Path, follow: bool = False) -> list[str]:
     return out
 
 
-def test_walk_sorted_skips_hidden_and_tool_folders_reports_the_rest(tmp_path: Path) -> None:
+def test_walk_sorted_skips_hidden_and_tool_folders_reports_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     names = [
         "b.md", "a.txt", "sub/c.rst", "sub/d.pdf", ".hidden.md", ".cache/x.md", ".git/HEAD.txt",
         "node_modules/m/index.js", "__pycache__/m.py", ".venv/lib/site.py", "tool.exe",
-        "LICENSE", "pic.txt",
+        "LICENSE", "Apache-2.0", "pic.txt", "photo.png", "backup.tar.gz", "a.out", "py.typed",
     ]  # fmt: skip
     for name in names:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"hello\n")
     (tmp_path / "pic.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (tmp_path / "a.out").write_bytes(b"\x7fELF\x02\x01\x01\x00" * 8)
+    (tmp_path / "py.typed").write_bytes(b"")
     (tmp_path / "sub" / "d.pdf").write_bytes(pdf_bytes(["x"]))
+    opened: list[str] = []
+    real_open = open
+
+    def spy(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(Path(path).name)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spy)
     assert walk(tmp_path, root=tmp_path) == [
-        "LICENSE: unsupported file type (no extension)",
+        "Apache-2.0",
+        "LICENSE",
+        "a.out: binary file",
         "a.txt",
         "b.md",
+        "backup.tar.gz: unsupported file type .gz",
+        "photo.png: unsupported file type .png",
         "pic.txt: binary file",
+        "py.typed: empty file",
         "sub/c.rst",
         "sub/d.pdf",
         "tool.exe: unsupported file type .exe",
     ]
+    # A name that says the file is never text is enough: such files are not read.
+    assert not {"photo.png", "backup.tar.gz", "tool.exe"} & set(opened)
 
 
 def test_walk_single_files_and_missing_paths(tmp_path: Path) -> None:
@@ -319,7 +364,10 @@ def test_walk_single_files_and_missing_paths(tmp_path: Path) -> None:
     ]
     with pytest.raises(LoadError) as exc:
         list(iter_files([tmp_path / ".notes.md", tmp_path / "nope"]))
-    assert reason(exc) == "no such file or directory"
+    assert reason(exc) == "no such file or directory — check the path"
+    with pytest.raises(LoadError) as exc:
+        check_roots([tmp_path, os.fsdecode(bytes(tmp_path) + b"/caf\xe9")])
+    assert str(exc.value) == f"{tmp_path}/caf\\xe9: no such file or directory — check the path"
 
 
 def test_walk_does_not_repeat_overlapping_roots(tmp_path: Path) -> None:
@@ -476,3 +524,19 @@ def test_only_big_text_like_files_are_streamed(tmp_path: Path) -> None:
     assert streams(tmp_path / "main.py", big)
     assert not streams(tmp_path / "page.html", big) and not streams(tmp_path / "doc.pdf", big)
     assert not streams(tmp_path / "small.txt", 1000)
+    assert streams(tmp_path / "syslog.1", big) and streams(tmp_path / "NEWS", big)
+    assert not streams(tmp_path / "movie.mp4", big)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-5", "0", "lots", "1e400"])
+def test_a_bad_max_file_mb_is_a_usage_error(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGKIT_MAX_FILE_MB", value)
+    with pytest.raises(UsageError, match=r"^RAGKIT_MAX_FILE_MB='.*' is not a size in megabytes — "):
+        max_file_bytes("html")
+
+
+def test_max_file_mb_sets_the_caps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGKIT_MAX_FILE_MB", " 0.5 ")
+    assert (max_file_bytes("html"), max_file_bytes("pdf")) == (500_000, 4_000_000)
+    monkeypatch.setenv("RAGKIT_MAX_FILE_MB", "")
+    assert max_file_bytes("html") == 32_000_000

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from .errors import BackendError
 from .loading import Skipped, iter_files
 from .preparing import Problem, _prepare_in_background, _Prepared, _Unchanged
 from .preparing import _prepare as _prepare  # re-exported: benchmarks/bench_ingest.py uses it
-from .store import Store
+from .store import Store, owned_file
 from .tables import FileRecord
 
 if TYPE_CHECKING:
@@ -101,17 +101,20 @@ def ingest(
     follow_symlinks: bool = False,
     progress: Callable[[IngestProgress], None] | None = None,
     parallel: int | None = None,
+    exclude: Sequence[Path] = (),
 ) -> IngestReport:
     """Bring ``store`` up to date with the files under ``paths``.
 
     ``parallel``: embedding requests in flight (default: :func:`default_parallel`).
+    ``exclude``: folders (real paths) whose files are left out silently, such as
+    the index's own folder when it lies inside one of ``paths``.
     """
     started = time.monotonic()
     report = IngestReport()
     roots = [Path(p).absolute() for p in paths]
     _remove_dead_temp_files(store.root)
     known = store.files()
-    todo = _plan(roots, known, follow_symlinks, report)
+    todo = _plan(roots, known, follow_symlinks, report, exclude)
     tracker = _Tracker(len(todo) + report.unchanged, report.unchanged, started, progress)
     in_flight = default_parallel() if parallel is None else max(1, parallel)
     work = _prepare_in_background(todo, known, chunker, document_prefix,
@@ -139,8 +142,9 @@ def _remove_dead_temp_files(root: Path) -> None:
     The caller holds the index's write lock, so no live writer owns them.
     """
     for tmp in root.glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if owned_file(tmp.name):  # a user's own ".notes.tmp" stays
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _add_resume_hint(exc: BackendError, report: IngestReport) -> None:
@@ -151,11 +155,17 @@ def _add_resume_hint(exc: BackendError, report: IngestReport) -> None:
 
 
 def _plan(
-    roots: list[Path], known: dict[str, FileRecord], follow: bool, report: IngestReport
+    roots: list[Path],
+    known: dict[str, FileRecord],
+    follow: bool,
+    report: IngestReport,
+    exclude: Sequence[Path] = (),
 ) -> list[Path]:
     """Walk the roots; return files that may have changed (mtime/size fast path)."""
     todo: list[Path] = []
     for item in iter_files(roots, follow_symlinks=follow):
+        if exclude and _excluded(item.path if isinstance(item, Skipped) else item, exclude):
+            continue
         if isinstance(item, Skipped):  # an unreadable file is a failure, not a choice
             problems = report.failed if item.unreadable else report.skipped
             problems.append(Problem(str(item.path), item.reason))
@@ -172,6 +182,12 @@ def _plan(
         else:
             todo.append(path)
     return todo
+
+
+def _excluded(path: Path, folders: Sequence[Path]) -> bool:
+    """Whether ``path`` is inside one of ``folders`` (compared as real paths)."""
+    real = Path(os.path.realpath(path))
+    return any(folder in real.parents for folder in folders)
 
 
 def _batches(

@@ -85,6 +85,7 @@ def first_build(index_path: Path, manifest: dict[str, Any]) -> Iterator[Store | 
         with writable(target.parent):
             building.mkdir(parents=True, exist_ok=True)
             held.enter_context(writer_lock(building, index_path))
+        held.callback(remove_empty, building.parent)
         store = _start(building, target, manifest)
         if store is None:  # another process created the index meanwhile
             remove_folder(building)
@@ -92,7 +93,6 @@ def first_build(index_path: Path, manifest: dict[str, Any]) -> Iterator[Store | 
             return
         with _published_at_first_commit(store, target):
             yield store
-    remove_empty(building.parent)
 
 
 def _start(building: Path, target: Path, manifest: dict[str, Any]) -> Store | None:

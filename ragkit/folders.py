@@ -150,7 +150,7 @@ def remove_index_files(folder: Path, keep: str = "") -> list[str]:
     Returns the names of what was kept (``keep`` is, too); errors other than
     "already gone" are raised.
     """
-    names = sorted(os.listdir(folder), key=lambda n: n != MANIFEST)
+    names = sorted(os.listdir(folder), key=lambda n: (n != MANIFEST, n))
     kept = []
     for name in names:
         if not owned_file(name) or name == keep or (folder / name).is_dir():

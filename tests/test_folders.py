@@ -89,6 +89,23 @@ def test_rebuild_and_delete_keep_the_users_files_in_the_index_folder(run, docs, 
     assert run("search", "x", "--index", str(proj)).exit_code == 4  # the index is gone
 
 
+def test_a_rebuild_killed_mid_swap_gives_the_users_files_back(run, docs, env):
+    """Killed between the swap and moving the user's files over: the next ingest moves them."""
+    assert run("ingest", str(docs), "--index", "idx").exit_code == 0
+    dead = env / WORK_DIR / "idx.building-999999"  # the old index, as a swap leaves it
+    dead.mkdir(parents=True)
+    for name in ("manifest.json", "chunks.sqlite", "vectors-3.faiss", ".lock"):
+        (dead / name).write_text("old index\n")
+    (dead / "thesis.tex").write_text("my only copy\n")
+    (dead / "figures").mkdir()
+    (dead / "figures" / "plot.png").write_bytes(b"png")
+    assert run("ingest", str(docs), "--index", "idx").exit_code == 0
+    assert (env / "idx" / "thesis.tex").read_text() == "my only copy\n"
+    assert (env / "idx" / "figures" / "plot.png").read_bytes() == b"png"
+    assert not (env / WORK_DIR).exists()
+    assert searchable(run, "idx")
+
+
 def test_a_first_build_into_a_folder_of_other_files_is_refused(run, docs, tmp_path):
     proj = tmp_path / "proj"
     proj.mkdir()

@@ -498,6 +498,7 @@ class Store:
 
         One ``rename``: the index appears at ``root`` complete, or not at all.
         """
+        # Reconnect: SQLite refuses to write a database file that moved while open.
         if self._writer_db is not None and self._writer_db is not self._db:
             self._writer_db.close()
         self._db.close()

@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -240,7 +241,8 @@ def clean_stale_work(index_path: Path) -> None:
     work = work_dir(target)
     if not work.is_dir():
         return
-    for folder in work.glob(f"{target.name}.*-*"):
+    own = re.compile(re.escape(target.name) + r"\.(first-build|building-\d+|old-\d+)")
+    for folder in [f for f in work.iterdir() if own.fullmatch(f.name)]:  # not idx.v2's
         try:
             with writer_lock(folder):
                 if target.is_dir():

@@ -99,10 +99,14 @@ def test_a_rebuild_killed_mid_swap_gives_the_users_files_back(run, docs, env):
     (dead / "thesis.tex").write_text("my only copy\n")
     (dead / "figures").mkdir()
     (dead / "figures" / "plot.png").write_bytes(b"png")
+    other = env / WORK_DIR / "idx.v2.building-999999"  # another index's: not idx's to touch
+    other.mkdir()
+    (other / "theirs.txt").write_text("theirs\n")
     assert run("ingest", str(docs), "--index", "idx").exit_code == 0
     assert (env / "idx" / "thesis.tex").read_text() == "my only copy\n"
     assert (env / "idx" / "figures" / "plot.png").read_bytes() == b"png"
-    assert not (env / WORK_DIR).exists()
+    assert [p.name for p in (env / WORK_DIR).iterdir()] == ["idx.v2.building-999999"]
+    assert (other / "theirs.txt").read_text() == "theirs\n"
     assert searchable(run, "idx")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ragkit.evaluate import BeirSet  # noqa: E402
+from ragkit.evaluate import EVAL_INDEXES, BeirSet  # noqa: E402
 from ragkit.metrics import ndcg_at  # noqa: E402
 from ragkit.retrieval import fuse  # noqa: E402
 
@@ -40,7 +40,8 @@ def rankings(data: BeirSet, home: Path) -> Runs:
 
     doc_id = data.doc_id_of()
     out = []
-    with Index.open(str(home / f"eval-{data.name}-all-minilm"), backend="embedded") as index:
+    with Index.open(str(home / EVAL_INDEXES / f"eval-{data.name}-all-minilm"),
+                    backend="embedded") as index:
         store = index._store
         assert store is not None
         for qid, text in data.queries.items():

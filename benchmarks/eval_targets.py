@@ -101,7 +101,9 @@ def main() -> int:
             rows[(name, row["mode"])] = row
         (whole,) = ragkit_eval(folder, env, "--retrieval", "vector", "--whole-documents")
         rows[(name, "vector-whole")] = whole
-    names = {s: f"eval-{s}-all-minilm" for s in SETS}
+    from ragkit.evaluate import EVAL_INDEXES
+
+    names = {s: str(args.home / EVAL_INDEXES / f"eval-{s}-all-minilm") for s in SETS}
     calibration = calibrate(args.shared, names)
 
     checks = []

@@ -21,6 +21,7 @@ from . import __version__
 from .errors import (
     BackendError,
     ModelNotFoundError,
+    NothingIndexedError,
     PromptTooLongError,
     RagkitError,
     UsageError,
@@ -178,15 +179,24 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
         _open_index(opts, create=True, rebuild=rebuild, chunker=chunker) as index,
         ProgressLine() as bar,
     ):
-        report = index.ingest(paths, rebuild=rebuild, follow_symlinks=follow_symlinks,
-                              batch_size=batch_size, progress=bar, parallel=parallel)
+        try:
+            report = index.ingest(paths, rebuild=rebuild, follow_symlinks=follow_symlinks,
+                                  batch_size=batch_size, progress=bar, parallel=parallel)
+        except NothingIndexedError as exc:
+            _say_problems(exc.report)  # why nothing was indexed, before the error line
+            raise
+    _say_problems(report)
+    click.echo(f"index '{_printable(index.name)}': {report.summary()}")
+    if report.failed:
+        sys.exit(EXIT_PROBLEMS)
+
+
+def _say_problems(report: Any) -> None:
+    """One line per file left out (skipped) or that could not be read (failed)."""
     for problem in report.skipped:
         _say(f"skipped {_printable(problem.path)}: {problem.reason}")
     for problem in report.failed:
         _say(f"failed {_printable(problem.path)}: {problem.reason}")
-    click.echo(f"index '{index.name}': {report.summary()}")
-    if report.failed:
-        sys.exit(EXIT_PROBLEMS)
 
 
 def _chunker(size: int | None, overlap: int | None, settings: Any) -> Any:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .cli import _chunker, _open_index, _say, _with_index_options
+from .cli import _chunker, _open_index, _printable, _say, _with_index_options
 from .errors import UsageError
 
 
@@ -28,25 +27,35 @@ def _home() -> Path:
 @indexes.command("list")
 def indexes_list() -> None:
     """List the indexes under RAGKIT_HOME (default ./indexes)."""
-    from .store import Store
+    from .errors import IndexCorruptError, IndexVersionError
+    from .store import Store, read_manifest
 
     found = sorted(p for p in _home().glob("*") if Store.exists(p))
     if not found:
         click.echo(f"no indexes in {_home()} — create one with `ragkit ingest PATH`")
     for path in found:
+        name = _printable(path.name)  # a name with a newline must not look like two indexes
         try:
-            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-            model = manifest.get("embed_model")
-        except (OSError, ValueError, AttributeError):
-            model = (f"damaged — rebuild with `ragkit ingest PATH --index {path.name} "
-                     "--rebuild`")
-        click.echo(f"{path.name}\t{model}\t{_size(path)}")
+            model = _printable(read_manifest(path)["embed_model"])
+        except IndexVersionError:
+            model = "made by a newer ragkit — upgrade ragkit to use it"
+        except IndexCorruptError:
+            model = f"damaged — rebuild with `ragkit ingest PATH --index {name} --rebuild`"
+        click.echo(f"{name}\t{model}\t{_size(path)}")
 
 
 @indexes.command("info")
+@click.argument("name", required=False)
 @_with_index_options
-def indexes_info(opts: dict[str, Any]) -> None:
-    """Show an index's manifest, files and chunk count (select it with --index)."""
+@click.pass_context
+def indexes_info(ctx: click.Context, opts: dict[str, Any], name: str | None) -> None:
+    """Show the manifest, files and chunk count of the index NAME (or --index)."""
+    if name is not None:
+        given = ctx.get_parameter_source("index_name") == click.core.ParameterSource.COMMANDLINE
+        if given and opts["index_name"] != name:
+            raise UsageError(f"two indexes given, '{name}' and --index "
+                             f"'{opts['index_name']}' — give one")
+        opts = {**opts, "index_name": name}
     with _open_index(opts) as index:
         info = {"name": index.name, "path": str(index.path), "chunks": len(index),
                 "files": len(index._store.files()) if index._store else 0,
@@ -58,20 +67,22 @@ def indexes_info(opts: dict[str, Any]) -> None:
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def indexes_delete(name: str, yes: bool) -> None:
-    """Delete the index NAME and its files."""
-    from .errors import IndexNotFoundError
-    from .index import _resolve
-    from .store import Store
+    """Delete the index NAME: the files ragkit made, never anything else in its folder."""
+    from .index import Index
 
-    path = _resolve(name, None)
-    if not Store.exists(path):
-        raise IndexNotFoundError(name, str(path.parent))
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(f"refusing to delete index '{name}' without --yes (no terminal)")
-        click.confirm(f"Delete index '{name}' at {path}?", abort=True)
-    shutil.rmtree(path)
-    click.echo(f"deleted index '{name}'")
+    with Index.open(name, damaged_ok=True) as index:
+        shown = _printable(name)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"refusing to delete index '{shown}' without --yes "
+                                 "(no terminal)")
+            click.confirm(f"Delete index '{shown}' at {_printable(str(index.path))}?",
+                          abort=True)
+        kept = index.delete()
+    click.echo(f"deleted index '{shown}'")
+    if kept:
+        click.echo(f"kept {len(kept)} other item(s) in {_printable(str(index.path))}: "
+                   + ", ".join(_printable(k) for k in kept))
 
 
 def _size(path: Path) -> str:
@@ -196,7 +207,8 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
     """Measure retrieval on DATASET: a BEIR folder, or a questions JSONL for --index.
 
     A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) is indexed into
-    eval-<name>-<model>[-<chunking>] (reused on later runs) and scored with
+    eval-<name>-<model>[-<chunking>] under RAGKIT_HOME/.eval-indexes (kept out
+    of `ragkit indexes list`, reused on later runs) and scored with
     nDCG@10, Recall@10, Recall@100, MRR@10 and query latency. A JSONL file of {"question", "source",
     "page"?} lines is scored against the selected index by hit rate@k and MRR.
     """
@@ -246,7 +258,7 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
 
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
                chunker: Any) -> list[dict]:
-    from .evaluate import BeirSet, evaluate_beir
+    from .evaluate import EVAL_INDEXES, BeirSet, evaluate_beir
     from .index import DEFAULT_EMBED_MODEL, index_home
 
     data = BeirSet.load(folder)
@@ -256,7 +268,7 @@ def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: An
         if chunker is not None:
             name += ("-whole" if chunker.size == WHOLE_DOCUMENT
                      else f"-c{chunker.size}o{chunker.overlap}")
-        opts = {**opts, "index_name": name}
+        opts = {**opts, "index_name": str(index_home() / EVAL_INDEXES / name)}
     docs = data.write_documents(index_home() / ".eval-docs" / data.name)
     with _open_index(opts, create=True, chunker=chunker) as index:
         report = index.ingest([docs], progress=counter.ingest)

@@ -17,7 +17,10 @@
     │   ├── IndexNotFoundError       no index with that name or path
     │   ├── IndexCorruptError        an index file cannot be read
     │   ├── IndexBusyError           another process is writing the index
+    │   ├── IndexVersionError        the index was made by a newer ragkit
+    │   ├── IndexFolderError         the folder cannot be used or written as an index
     │   └── EmbeddingMismatchError   querying with a different embedding model/dimension
+    ├── NothingIndexedError          an ingest found nothing it could index
     ├── LoadError                    a document could not be read (reported, not fatal)
     └── UsageError                   bad input from the caller (empty question, k <= 0, ...)
         └── PromptTooLongError       this question and its best passage exceed num_ctx
@@ -36,9 +39,12 @@ __all__ = [
     "IndexBusyError",
     "IndexCorruptError",
     "IndexError_",
+    "IndexFolderError",
     "IndexNotFoundError",
+    "IndexVersionError",
     "LoadError",
     "ModelNotFoundError",
+    "NothingIndexedError",
     "PromptTooLongError",
     "ProtocolError",
     "RagkitError",
@@ -185,8 +191,38 @@ class IndexBusyError(IndexError_):
         )
 
 
+class IndexVersionError(IndexError_):
+    """The index was written by a newer ragkit, in a format this one cannot read."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__(f"index {path} was made by a newer ragkit ({detail}) — upgrade "
+                         "ragkit to use it")
+
+
+class IndexFolderError(IndexError_):
+    """The index folder cannot be used: a file, a folder of other things, or not writable."""
+
+    def __init__(self, path: str, problem: str, advice: str) -> None:
+        self.path = path
+        super().__init__(f"{problem} — {advice}")
+
+
 class EmbeddingMismatchError(IndexError_):
     """The index was built with another embedding model or dimension."""
+
+
+class NothingIndexedError(RagkitError):
+    """An ingest ended with no file in the index: nothing is created, an old index is kept.
+
+    ``report`` is the run's :class:`~ragkit.ingest.IngestReport` (what was skipped and why).
+    """
+
+    exit_code = 7
+
+    def __init__(self, message: str, report: object) -> None:
+        self.report = report
+        super().__init__(message)
 
 
 class LoadError(RagkitError):

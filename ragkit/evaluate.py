@@ -24,7 +24,12 @@ from .errors import UsageError
 from .metrics import mrr_at, ndcg_at, percentile, recall_at
 from .retrieval import Hit
 
-__all__ = ["BeirSet", "EvalResult", "HitRateResult", "evaluate_beir", "evaluate_questions"]
+__all__ = ["EVAL_INDEXES", "BeirSet", "EvalResult", "HitRateResult", "evaluate_beir",
+           "evaluate_questions"]
+
+#: Where, under the index home, ``ragkit eval`` keeps the indexes of BEIR sets: a hidden
+#: folder, so they stay out of ``ragkit indexes list`` and are reused by later runs.
+EVAL_INDEXES = ".eval-indexes"
 
 #: Chunks fetched per query at first; more are fetched while fewer than 100
 #: distinct documents remain after grouping (Recall@100 needs 100).

@@ -34,19 +34,31 @@ from .backends import BackendChooser, chooser
 from .building import WORK_DIR as WORK_DIR  # re-exported: where rebuilds are assembled
 from .building import (
     clean_stale_work,
+    delete_index,
+    first_build,
     new_manifest,
-    remove_index_files,
+    nothing_indexed,
     replacement,
     swap_folders,
-    writer_lock,
 )
 from .chunking import ChunkerSettings
 from .errors import (
     BackendError,
     EmbeddingMismatchError,
     IndexCorruptError,
+    IndexFolderError,
     IndexNotFoundError,
+    IndexVersionError,
     UsageError,
+)
+from .folders import (
+    check_new_folder,
+    check_new_name,
+    check_path_length,
+    expand_user,
+    index_inside,
+    lock_index,
+    real_folder,
 )
 from .ingest import IngestProgress, IngestReport, ingest
 from .loading import check_roots, max_file_mb
@@ -67,9 +79,10 @@ def _resolve(name_or_path: str | Path, home: Path | None) -> Path:
     text = str(name_or_path)
     if not text.strip():
         raise UsageError("index name is empty — pass --index NAME")
-    if os.sep in text or text.startswith("."):
-        return Path(text).expanduser()
-    return (home or index_home()) / text
+    path = expand_user(text) if os.sep in text or text.startswith(".") else (
+        (home or index_home()) / text)
+    check_path_length(path)
+    return path
 
 
 class Index:
@@ -91,6 +104,7 @@ class Index:
         self._requested_model = embed_model
         self._requested_chunker = chunker
         self._parallel: int | None = None  # embedding requests in flight, set per ingest
+        self._exclude: list[Path] = []  # folders the walk leaves out (the index's own)
 
     @classmethod
     def open(
@@ -106,21 +120,32 @@ class Index:
         create: bool = False,
         rebuild: bool = False,
         announce: Callable[[str], None] | None = None,
+        damaged_ok: bool = False,
     ) -> Index:
         """Open an index by name (in ``home``) or path; ``create=True`` allows a new one.
 
         ``rebuild=True`` (with ``create``) also opens a damaged index, as an empty
-        one, so that ``ingest(..., rebuild=True)`` can replace it.
+        one, so that ``ingest(..., rebuild=True)`` can replace it; ``damaged_ok``
+        opens a damaged or newer-format one that way too, for :meth:`delete`.
+        A new index needs a name without control characters, and a folder that is
+        new, empty or a link to such a folder.
         """
         path = _resolve(name_or_path, home)
+        if path.exists() and not path.is_dir():
+            raise IndexFolderError(str(path), f"{path} is a file, not an index folder",
+                                   "pass --index a name, or the path of an index folder")
         store = None
         if Store.exists(path):
             try:
                 store = Store.open(path)
-            except IndexCorruptError:
-                if not (create and rebuild):
+            except (IndexCorruptError, IndexVersionError) as exc:
+                repairable = create and rebuild and isinstance(exc, IndexCorruptError)
+                if not (damaged_ok or repairable):
                     raise
-        if store is None and not create:
+        elif create:
+            check_new_name(path)
+            check_new_folder(real_folder(path))
+        if store is None and not create and not (damaged_ok and Store.exists(path)):
             raise IndexNotFoundError(str(name_or_path), str(path.parent))
         backends = chooser(backend, host, timeout, announce)
         return cls(path, store, backends, embed_model=embed_model, chunker=chunker)
@@ -144,6 +169,19 @@ class Index:
         """Release files and locks."""
         if self._store:
             self._store.close()
+
+    def delete(self) -> list[str]:
+        """Delete the index: the files ragkit wrote, never anything else in its folder.
+
+        Takes the writer lock (during an ingest: :class:`IndexBusyError`).  The
+        folder goes too when nothing else is left in it; returns the names of
+        what was kept.
+        """
+        self.close()
+        self._store = None
+        if not Store.exists(self.path):
+            raise IndexNotFoundError(self.name, str(self.path.parent))
+        return delete_index(self.path)
 
     def __enter__(self) -> Index:
         return self
@@ -180,24 +218,38 @@ class Index:
         self._parallel = parallel
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        roots = [Path(p).expanduser() for p in paths]
+        roots = [expand_user(os.fspath(p)) for p in paths]
         if not roots:
             raise UsageError("nothing to ingest — give at least one file or folder")
         check_roots(roots)  # mistakes in what was asked are reported before a model loads
         max_file_mb()
+        self._exclude = index_inside(self.path, roots)
         if rebuild and (self._store is not None or Store.exists(self.path)):
             # (No store but a manifest: the folder holds a damaged index to replace.)
             return self._build_fresh(roots, follow_symlinks, batch_size, progress)
         if self._store is None:
             return self._first_build(roots, follow_symlinks, batch_size, progress)
+        return self._update(self._store, roots, follow_symlinks, batch_size, progress)
+
+    def _update(
+        self,
+        store: Store,
+        paths: list[Path],
+        follow: bool,
+        batch_size: int,
+        progress: Callable[[IngestProgress], None] | None,
+    ) -> IngestReport:
+        """An incremental ingest into the existing index, under its write lock."""
         self._check_settings()
-        store = self._store
         store.lock()
         try:
             clean_stale_work(self.path)
-            return self._ingest_into(store, roots, follow_symlinks, batch_size, progress)
+            report = self._ingest_into(store, paths, follow, batch_size, progress)
         finally:
             store.unlock()
+        if not store.count():
+            raise nothing_indexed(report, paths, f"index '{self.name}' holds no files")
+        return report
 
     def _ingest_into(
         self,
@@ -209,8 +261,8 @@ class Index:
     ) -> IngestReport:
         return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
                       document_prefix=self._prefixes()[1], batch_size=batch_size,
-                      parallel=self._parallel,
-                      follow_symlinks=follow, progress=progress)
+                      parallel=self._parallel, follow_symlinks=follow, progress=progress,
+                      exclude=self._exclude)
 
     def _first_build(
         self,
@@ -219,28 +271,26 @@ class Index:
         batch_size: int,
         progress: Callable[[IngestProgress], None] | None,
     ) -> IngestReport:
-        """Create the index in place under its write lock, then ingest incrementally."""
+        """Create the index, which appears at its first commit; then it fills in place.
+
+        See :func:`~ragkit.building.first_build`: a run that fails or is killed
+        before its first commit leaves nothing, nor does one that indexes nothing.
+        """
         model, chunker, dimension = self._new_settings()  # fails before anything is created
-        self.path.mkdir(parents=True, exist_ok=True)
-        with writer_lock(self.path):
-            clean_stale_work(self.path)
-            created = not Store.exists(self.path)
-            if created:
-                manifest = new_manifest(model, dimension, chunker)
-                self._store = Store.create(self.path, manifest)
-                self._requested_chunker = None
-            else:  # another process created it since we looked
+        manifest = new_manifest(model, dimension, chunker)
+        with first_build(self.path, manifest) as store:
+            if store is None:  # another process created it since we looked
                 self._store = Store.open(self.path)
-                self._check_settings()
-            store = self._store
+                return self._update(self._store, paths, follow, batch_size, progress)
+            self._store, self._requested_chunker = store, None
             try:
-                return self._ingest_into(store, paths, follow, batch_size, progress)
-            except BaseException:
-                if created and not store.files():  # nothing committed: leave no empty index
-                    store.close()
+                report = self._ingest_into(store, paths, follow, batch_size, progress)
+                if not store.count():
+                    raise nothing_indexed(report, paths, "no index was created")
+                return report
+            finally:
+                if store.root != real_folder(self.path):  # never published: it is gone
                     self._store = None
-                    remove_index_files(self.path)
-                raise
 
     def _build_fresh(
         self,
@@ -253,7 +303,7 @@ class Index:
 
         See :mod:`ragkit.building` for the work folder and the swap.
         """
-        with writer_lock(self.path):  # the lock Store.lock() takes: one writer at a time
+        with lock_index(self.path):  # the lock Store.lock() takes: one writer at a time
             clean_stale_work(self.path)
             model, chunker, dimension = self._new_settings()
             manifest = new_manifest(model, dimension, chunker)
@@ -261,8 +311,10 @@ class Index:
                 report = ingest(new, paths, self._embed_documents_with(model),
                                 chunker=chunker, document_prefix=embedding_prefixes(model)[1],
                                 batch_size=batch_size, parallel=self._parallel,
-                                follow_symlinks=follow,
-                                progress=progress)
+                                follow_symlinks=follow, progress=progress,
+                                exclude=self._exclude)
+                if not new.count():
+                    raise nothing_indexed(report, paths, "the old index is kept as it was")
         return report
 
     def _swap_in(self, building: Path) -> None:

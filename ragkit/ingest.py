@@ -25,6 +25,7 @@ an older index holds under such spellings are renamed or dropped.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from .loading import Skipped, iter_files, max_file_mb
 from .paths import Found, Keys, renamed_keys, shown, stale_keys
 from .preparing import Problem, _prepare_in_background, _Prepared, _Unchanged
 from .preparing import _prepare as _prepare  # re-exported: benchmarks/bench_ingest.py uses it
-from .store import Store
+from .store import Store, owned_file
 from .tables import FileRecord
 
 if TYPE_CHECKING:
@@ -105,10 +106,13 @@ def ingest(
     follow_symlinks: bool = False,
     progress: Callable[[IngestProgress], None] | None = None,
     parallel: int | None = None,
+    exclude: Sequence[Path] = (),
 ) -> IngestReport:
     """Bring ``store`` up to date with the files under ``paths``.
 
     ``parallel``: embedding requests in flight (default: :func:`default_parallel`).
+    ``exclude``: folders (real paths) whose files are left out silently, such as
+    the index's own folder when it lies inside one of ``paths``.
     """
     started = time.monotonic()
     max_file_mb()  # a bad RAGKIT_MAX_FILE_MB stops the run before any work
@@ -116,7 +120,7 @@ def ingest(
     roots = [Path(p) for p in paths]
     _remove_dead_temp_files(store.root)
     keys = Keys(roots)
-    found = _walk(roots, keys, follow_symlinks, report)
+    found = _walk(roots, keys, follow_symlinks, report, exclude)
     known = _rename_old_keys(store, {f.key for f in found})
     todo = _plan(found, known, report)
     tracker = _Tracker(len(todo) + report.unchanged, report.unchanged, started, progress)
@@ -148,8 +152,9 @@ def _remove_dead_temp_files(root: Path) -> None:
     The caller holds the index's write lock, so no live writer owns them.
     """
     for tmp in root.glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if owned_file(tmp.name):  # a user's own ".notes.tmp" stays
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _add_resume_hint(exc: BackendError, report: IngestReport) -> None:
@@ -186,10 +191,18 @@ def _sized(embed: EmbedFn, store: Store) -> EmbedFn:
     return checked
 
 
-def _walk(roots: list[Path], keys: Keys, follow: bool, report: IngestReport) -> list[Found]:
+def _walk(
+    roots: list[Path],
+    keys: Keys,
+    follow: bool,
+    report: IngestReport,
+    exclude: Sequence[Path] = (),
+) -> list[Found]:
     """The files under ``roots`` with their keys; what is left out goes in ``report``."""
     found: list[Found] = []
     for item in iter_files(roots, follow_symlinks=follow):
+        if exclude and _excluded(item.path if isinstance(item, Skipped) else item, exclude):
+            continue
         if isinstance(item, Skipped):  # an unreadable file is a failure, not a choice
             problems = report.failed if item.unreadable else report.skipped
             problems.append(Problem(str(item.path), item.reason, keys.key(item.path)))
@@ -225,6 +238,12 @@ def _plan(found: list[Found], known: dict[str, FileRecord], report: IngestReport
         else:
             todo.append(item)
     return todo
+
+
+def _excluded(path: Path, folders: Sequence[Path]) -> bool:
+    """Whether ``path`` is inside one of ``folders`` (compared as real paths)."""
+    real = Path(os.path.realpath(path))
+    return any(folder in real.parents for folder in folders)
 
 
 def _batches(

@@ -9,6 +9,12 @@ Layout of ``indexes/<name>/``::
                           below APPROX_THRESHOLD chunks, IVF (IndexIVFFlat) from there on
     .lock                 held (flock) by the one process writing the index
 
+ragkit deletes only these files (:func:`owned_file`), plus SQLite's ``-wal``/``-shm``
+companions and its own half-written temp files: anything else a user puts in an
+index folder stays.  Commands that only read (search, ask, info, doctor) open the
+database read-only and never write to the folder's files, so a folder they cannot
+write is still searchable.
+
 Why this shape: a crash or Ctrl-C must never leave an index that fails to load.
 SQLite commits each batch of whole files in one transaction and bumps a
 generation counter in the same transaction.  The FAISS file is written under
@@ -29,6 +35,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,15 +44,31 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexBusyError, IndexCorruptError
+from .errors import IndexBusyError, IndexCorruptError, IndexVersionError
 from .keywords import fts_query, rarest_terms
-from .tables import _SCHEMA, ChunkRow, FileRecord, StoredChunk, _Writer, path_from_db, path_to_db
+from .manifest import FORMAT_VERSION as FORMAT_VERSION  # re-exported
+from .manifest import NewerFormatError, check_manifest, complete_manifest
+from .tables import (
+    ChunkRow,
+    FileRecord,
+    StoredChunk,
+    _short,
+    _Writer,
+    connect_reader,
+    connect_writer,
+    generation_of,
+    not_writable,
+    path_from_db,
+    path_to_db,
+    vectors_from_blobs,
+)
 from .vectors import (
     is_ivf,
     ivf_lists,
     needs_new_kind,
     new_exact_index,
     new_ivf_index,
+    read_cache,
     training_size,
     vectors_by_id,
 )
@@ -53,14 +76,18 @@ from .vectors import ivf_probes as ivf_probes  # re-exported
 from .vectors import search as search_vectors
 
 __all__ = ["APPROX_THRESHOLD", "ChunkRow", "FileRecord", "Store", "StoredChunk", "ivf_lists",
-           "new_exact_index", "new_ivf_index"]
+           "new_exact_index", "new_ivf_index", "owned_file", "read_manifest"]
 
 log = logging.getLogger("ragkit")
 
 MANIFEST = "manifest.json"
 DATABASE = "chunks.sqlite"
 LOCKFILE = ".lock"
-FORMAT_VERSION = 1
+#: The names of the files ragkit writes in an index folder (see :func:`owned_file`).
+_OWNED = re.compile(
+    r"(manifest\.json|chunks\.sqlite(-wal|-shm|-journal)?|\.lock|vectors-\d+\.faiss"
+    r"|\.(manifest\.json|vectors-\d+\.faiss)\..+\.tmp)"  # temp files of _write_atomic
+)
 
 #: From this many chunks on, the vector cache is an approximate IVF index.
 APPROX_THRESHOLD = 50_000
@@ -96,6 +123,29 @@ def _write_atomic(path: Path, data: bytes | Callable[[str], None]) -> None:
         raise
 
 
+def owned_file(name: str) -> bool:
+    """Whether ``name``, in an index folder, is one of the files ragkit writes there.
+
+    >>> [owned_file(n) for n in ("vectors-12.faiss", ".manifest.json.k2j.tmp", "thesis.tex")]
+    [True, True, False]
+    """
+    return _OWNED.fullmatch(name) is not None
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of the index at ``root``, checked (:func:`~ragkit.manifest.check_manifest`).
+
+    Unreadable or wrong: :class:`IndexCorruptError`; newer: :class:`IndexVersionError`.
+    """
+    path = root / MANIFEST
+    try:
+        return check_manifest(json.loads(path.read_text(encoding="utf-8")))
+    except NewerFormatError as exc:
+        raise IndexVersionError(str(root), str(exc)) from None
+    except (OSError, ValueError) as exc:  # ManifestError and JSON errors are ValueErrors
+        raise IndexCorruptError(str(path), _short(exc), index_spec(root)) from exc
+
+
 def index_home() -> Path:
     """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes``."""
     return Path(os.environ.get("RAGKIT_HOME") or "indexes")
@@ -120,59 +170,64 @@ class Store:
     def __init__(self, root: Path, manifest: dict[str, Any], db: sqlite3.Connection) -> None:
         self.root = root
         self.manifest = manifest
-        self._db = db
+        self._db = db  # reads; read-only unless this store created the index
+        self._writer_db: sqlite3.Connection | None = None  # opened by the first transaction
         self._faiss: Any = None  # loaded lazily: `ragkit indexes info` never needs it
         self._faiss_generation = -1
         self._lock_fh: Any = None
         self._counted = (-1, 0)  # (generation, chunks) so searches need not count each time
         self._term_counts: dict[str, int] = {}  # chunks holding a keyword, this generation
         self._terms_generation = -1
+        #: Called after each commit (a first build publishes the index at its first one).
+        self.after_commit: Callable[[], None] | None = None
 
     # -- opening -----------------------------------------------------------------
 
     @classmethod
     def create(cls, root: Path, manifest: dict[str, Any]) -> Store:
-        """Create an empty index at ``root`` (which must not hold one yet)."""
+        """Create an empty index at ``root`` (which must not hold one yet).
+
+        ``manifest`` needs ``embed_model`` and ``dimension``; the other fields
+        default to those of a new index (:func:`~ragkit.manifest.complete_manifest`).
+        """
         root.mkdir(parents=True, exist_ok=True)
-        manifest = {"format_version": FORMAT_VERSION, **manifest}
-        db = cls._connect(root / DATABASE)
+        manifest = complete_manifest(manifest)
+        db = connect_writer(root / DATABASE, index_spec(root), create=True)
         _write_atomic(root / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
-        return cls(root, manifest, db)
+        store = cls(root, manifest, db)
+        store._writer_db = db
+        return store
 
     @classmethod
     def open(cls, root: Path) -> Store:
-        """Open an existing index; unreadable files raise :class:`IndexCorruptError`."""
-        manifest_path = root / MANIFEST
+        """Open an existing index for reading (a transaction opens it for writing too).
+
+        Unreadable files raise :class:`IndexCorruptError`, an index made by a
+        newer ragkit :class:`IndexVersionError`.  Nothing is written: a missing
+        or empty database is an error, not a new index.
+        """
+        manifest = read_manifest(root)
+        path = root / DATABASE
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            if not isinstance(manifest, dict) or "dimension" not in manifest:
-                raise ValueError("missing fields")
-        except (OSError, ValueError) as exc:
-            raise IndexCorruptError(str(manifest_path), _short(exc), index_spec(root)) from exc
-        if not (root / DATABASE).exists():
-            raise IndexCorruptError(str(root / DATABASE), "file is missing", index_spec(root))
-        return cls(root, manifest, cls._connect(root / DATABASE))
+            size = path.stat().st_size
+        except OSError as exc:
+            detail = "file is missing" if isinstance(exc, FileNotFoundError) else _short(exc)
+            raise IndexCorruptError(str(path), detail, index_spec(root)) from None
+        if size == 0:
+            raise IndexCorruptError(str(path), "file is empty", index_spec(root))
+        return cls(root, manifest, connect_reader(path, index_spec(root)))
 
     @staticmethod
     def exists(root: Path) -> bool:
         """Whether ``root`` holds an index."""
         return (root / MANIFEST).exists()
 
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        """Open the database in WAL mode so searches read while an ingest writes."""
-        try:
-            db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(str(path), _short(exc), index_spec(path.parent)) from exc
-        return db
-
     def close(self) -> None:
         """Release the database, the write lock and the vectors."""
         self.unlock()
+        if self._writer_db is not None and self._writer_db is not self._db:
+            self._writer_db.close()
+        self._writer_db = None
         self._db.close()
         self._faiss = None
 
@@ -180,7 +235,10 @@ class Store:
 
     def lock(self) -> None:
         """Take the single-writer lock, or raise :class:`IndexBusyError` at once."""
-        fh = open(self.root / LOCKFILE, "a+")  # noqa: SIM115 - held until unlock()
+        try:
+            fh = open(self.root / LOCKFILE, "a+")  # noqa: SIM115 - held until unlock()
+        except OSError as exc:
+            raise not_writable(self.root, exc.strerror or str(exc)) from exc
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -204,8 +262,10 @@ class Store:
 
     def generation(self) -> int:
         """Counter bumped by every committed write."""
-        row = self._query("SELECT value FROM meta WHERE key='generation'").fetchone()
-        return int(row[0])
+        try:
+            return generation_of(self._query("SELECT value FROM meta WHERE key='generation'"))
+        except ValueError as exc:
+            raise self._corrupt(str(exc)) from None
 
     def files(self) -> dict[str, FileRecord]:
         """Every indexed file, keyed by path."""
@@ -344,15 +404,7 @@ class Store:
         generation = self.generation()
         if self._faiss is not None and self._faiss_generation == generation:
             return self._faiss
-        import faiss
-
-        path = self._faiss_path(generation)
-        index = None
-        if path.exists():
-            try:
-                index = faiss.read_index(str(path))
-            except RuntimeError as exc:
-                log.warning("%s is unreadable (%s); rebuilding it from %s", path, exc, DATABASE)
+        index = read_cache(self._faiss_path(generation), self.dimension)
         if index is None or index.ntotal != self.count():
             index = self._rebuild_vectors()
         self._faiss, self._faiss_generation = index, generation
@@ -372,18 +424,27 @@ class Store:
         cursor = self._query("SELECT id, vector FROM chunks ORDER BY id")
         while rows := cursor.fetchmany(4096):
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-            index.add_with_ids(vecs.reshape(len(rows), self.dimension), ids)
+            index.add_with_ids(self._stored_vectors(rows), ids)
         return index
+
+    def _stored_vectors(self, rows: Sequence[tuple[int, Any]]) -> np.ndarray:
+        """The vectors of (id, blob) ``rows``; a damaged one is :class:`IndexCorruptError`."""
+        try:
+            return vectors_from_blobs(rows, self.dimension)
+        except ValueError as exc:
+            raise self._corrupt(str(exc)) from None
+
+    def _corrupt(self, detail: str) -> IndexCorruptError:
+        return IndexCorruptError(str(self.root / DATABASE), detail, index_spec(self.root))
 
     def _sample_vectors(self, count: int) -> np.ndarray:
         """:func:`~ragkit.vectors.training_size` vectors, spread evenly over the ids."""
         wanted = training_size(count)
         top = int(self._query("SELECT MAX(id) FROM chunks").fetchone()[0] or 0)
         step = max(1, top // wanted)
-        rows = self._query("SELECT vector FROM chunks WHERE id % ? = 0 LIMIT ?", (step, wanted))
-        data = b"".join(r[0] for r in rows)
-        return np.frombuffer(data, dtype=np.float32).reshape(-1, self.dimension)
+        rows = self._query("SELECT id, vector FROM chunks WHERE id % ? = 0 LIMIT ?",
+                           (step, wanted)).fetchall()
+        return self._stored_vectors(rows)
 
     def _faiss_path(self, generation: int) -> Path:
         return self.root / f"vectors-{generation}.faiss"
@@ -418,24 +479,43 @@ class Store:
         rolled-back transaction drops that index, to be reloaded when needed.
         """
         index = self._vectors()
-        writer = _Writer(self._db, self.dimension, index)
-        self._db.execute("BEGIN IMMEDIATE")
+        db = self._writable()
+        writer = _Writer(db, self.dimension, index)
+        db.execute("BEGIN IMMEDIATE")
         try:
             yield writer
-            self._db.execute(
-                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'"
-            )
-            self._db.execute("COMMIT")
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             self._faiss, self._faiss_generation = None, -1
             raise
         if writer.removed:  # removals are mirrored once, at the end: each one scans the index
             index.remove_ids(np.array(writer.removed, dtype=np.int64))
         self._faiss_generation = self.generation()
+        if self.after_commit is not None:
+            self.after_commit()
 
+    def move_to(self, root: Path) -> None:
+        """Move the whole index folder to ``root`` (absent, or an empty folder), between writes.
 
-def _short(exc: BaseException) -> str:
-    """First line of an exception message, for one-line errors."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        One ``rename``: the index appears at ``root`` complete, or not at all.
+        """
+        # Reconnect: SQLite refuses to write a database file that moved while open.
+        if self._writer_db is not None and self._writer_db is not self._db:
+            self._writer_db.close()
+        self._db.close()
+        try:
+            os.rename(self.root, root)
+            self.root = root
+        finally:
+            self._db = self._writer_db = self._connect_writer()
+
+    def _writable(self) -> sqlite3.Connection:
+        """The connection that writes, opened on first use (reads keep the read-only one)."""
+        if self._writer_db is None:
+            self._writer_db = self._connect_writer()
+        return self._writer_db
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        return connect_writer(self.root / DATABASE, index_spec(self.root))

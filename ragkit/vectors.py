@@ -21,13 +21,18 @@ FAISS itself is imported only when an index is built or searched.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = ["is_ivf", "ivf_lists", "ivf_probes", "needs_new_kind", "new_exact_index",
-           "new_ivf_index", "search", "subset_search", "training_size", "vectors_by_id"]
+           "new_ivf_index", "read_cache", "search", "subset_search", "training_size",
+           "vectors_by_id"]
+
+log = logging.getLogger("ragkit")
 
 _MAX_LISTS = 2048  # k-means lists at most: training stays under a minute at 1M chunks
 _TRAIN_PER_LIST = 64  # training vectors per list
@@ -57,6 +62,33 @@ def search(
     if approximate and ids is not None and len(hits) < min(k, len(ids)):
         return subset_search(index, query[0], k, ids)  # the filter emptied the probed lists
     return hits
+
+
+def read_cache(path: Path, dimension: int) -> Any | None:
+    """The FAISS cache saved at ``path``, or None when there is none or it cannot serve.
+
+    A cache that is unreadable, of another dimension or of a kind ragkit does
+    not write is reported (it is rebuilt from SQLite); searching it would give
+    wrong hits or crash inside FAISS.
+    """
+    if not path.exists():
+        return None
+    import faiss
+
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        problem = f"is unreadable ({str(exc).strip().splitlines()[0]})"
+    else:
+        kinds = (faiss.IndexIDMap2, faiss.IndexIVFFlat)
+        if not isinstance(index, kinds) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            problem = f"is not a cache ragkit wrote ({type(index).__name__})"
+        elif index.d != dimension:
+            problem = f"holds {index.d}-dimensional vectors, not {dimension}"
+        else:
+            return index
+    log.warning("%s %s; rebuilding it from chunks.sqlite", path, problem)
+    return None
 
 
 def vectors_by_id(index: Any, ids: Sequence[int]) -> dict[int, np.ndarray]:

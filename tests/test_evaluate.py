@@ -110,3 +110,14 @@ def test_a_bad_questions_file_is_one_line(env, tmp_path, docs, content, message)
     assert result.exit_code == 2
     assert result.stderr.startswith("error: " + message.format(path=path))
     assert "Traceback" not in result.output
+
+
+def test_eval_indexes_are_kept_out_of_the_index_list(env, tmp_path):
+    run_eval(write_beir(tmp_path / "hidden", DOCS, QRELS), "--retrieval", "keyword")
+    listed = CliRunner().invoke(cli, ["indexes", "list"], catch_exceptions=False)
+    assert listed.stdout.startswith("no indexes in ")
+    assert (env / ".eval-indexes" / "eval-hidden-all-minilm" / "manifest.json").exists()
+    # A second run reuses it: nothing is embedded again.
+    again = CliRunner().invoke(cli, ["eval", str(tmp_path / "hidden"), "--retrieval", "keyword"],
+                               catch_exceptions=False)
+    assert "0 added, 0 updated, 0 removed, 3 unchanged" in again.stderr

@@ -290,7 +290,7 @@ def test_a_big_file_cut_short_leaves_no_trace_and_a_rerun_finishes(tmp_path, mon
             raise BackendError("server gone")
         return _vectors(texts)
 
-    store = Store.create(tmp_path / "idx", {"dimension": 8})
+    store = Store.create(tmp_path / "idx", {"embed_model": "m", "dimension": 8})
     with pytest.raises(BackendError):
         ingest(store, [folder], dying, chunker=ChunkerSettings(), batch_size=8, parallel=1)
     assert list(store.files()) == [str(folder / "a.md")]  # committed before b.txt began

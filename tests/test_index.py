@@ -15,6 +15,7 @@ from ragkit.conversation import Conversation
 from ragkit.errors import (
     EmbeddingMismatchError,
     IndexNotFoundError,
+    NothingIndexedError,
     ServerError,
     UsageError,
 )
@@ -230,12 +231,17 @@ def test_streaming_yields_deltas_before_the_answer(env, docs):
 
 
 def test_empty_index_answers_not_found_without_calling_a_model(env, tmp_path, ollama):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "blank.txt").write_text("   \n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "blank.txt").write_text("   \n")
+    (folder / "gone.txt").write_text("A file that will be deleted.\n")
     with _open(env) as index:
-        report = index.ingest([empty])
-        assert [p.reason for p in report.failed] == ["empty file"] or report.failed
+        index.ingest([folder])
+        (folder / "gone.txt").unlink()
+        with pytest.raises(NothingIndexedError) as caught:  # the index is left empty
+            index.ingest([folder])
+        assert caught.value.report.removed == [str(folder / "gone.txt")]
+        assert [p.reason for p in caught.value.report.failed] == ["empty file"]
         answer = index.ask("Anything?")
     assert not answer.found
     assert answer.text == "The documents do not contain the answer."

@@ -38,7 +38,8 @@ RUNNER_STOPPED = "model runner has unexpectedly stopped, this may be due to reso
 #: Names ``/api/pull`` can fetch; anything else fails the way the real registry does.
 REGISTRY = frozenset({"all-minilm", "smollm2", "nomic-embed-text", "mxbai-embed-large",
                       "qwen2.5", "qwen3", "llama3", "llama3.2", "gemma3", "phi3", "mistral"})
-FAULTS = ("midstream", "malformed", "truncated", "drop")  # plus an int status, or "slow:<s>"
+# "dies": half the stream, then the connection closes without ending the chunked body
+FAULTS = ("midstream", "malformed", "truncated", "drop", "dies")  # or an int status, "slow:<s>"
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"([{_CJK}]+)|((?:(?![{_CJK}])[^\W_])+)")
@@ -128,6 +129,8 @@ class FakeOllama:
         self.loaded: dict[str, str] = {}  # model -> expires_at, as /api/ps reports
         self.requests: list[tuple[str, str, Any]] = []
         self.delay = 0.0  # seconds every /api/embed reply waits: a slow model, for crash tests
+        self.token_delay = 0.0  # seconds between streamed records: a slow generation
+        self.hangups = 0  # streams the client closed before their end (a cancelled generation)
         self._faults: dict[str, list[tuple[Any, str | None]]] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
@@ -268,9 +271,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        cut = len(records) // 2 if fault in ("midstream", "malformed", "truncated") else None
-        for record in records[:cut]:
-            self._chunk(json.dumps(record).encode() + b"\n")
+        cut = len(records) // 2 if fault in ("midstream", "malformed", "truncated", "dies") \
+            else None
+        try:
+            for record in records[:cut]:
+                self._chunk(json.dumps(record).encode() + b"\n")
+                time.sleep(self.fake.token_delay)
+        except (BrokenPipeError, ConnectionResetError):
+            with self.fake._lock:
+                self.fake.hangups += 1
+            self.close_connection = True
+            return
+        if fault == "dies":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if fault == "midstream":
             self._chunk(json.dumps({"error": RUNNER_STOPPED}).encode() + b"\n")
         elif fault == "malformed":

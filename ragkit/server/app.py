@@ -88,6 +88,9 @@ def _invalid(exc: RequestValidationError, face: str) -> ApiError:
     field = ".".join(where) or None
     if first.get("type") == "json_invalid":
         return ApiError(400, f"invalid JSON in the request body: {first.get('msg')}")
+    if not field:
+        return ApiError(400, "the request body must be a JSON object, sent with "
+                        "Content-Type: application/json")
     message = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg"))
     return ApiError(422 if face == "native" else 400, message, "invalid_request", field)
 

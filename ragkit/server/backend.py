@@ -139,8 +139,8 @@ class ServerBackend:
         """Stream the next message, with the request's system message and tail added."""
         extra = _current()
         sent = _with_client_messages([dict(m) for m in messages], extra)
-        body = _body(model=model, messages=sent, options=options, keep_alive=keep_alive,
-                     format=format, **extra.fields)
+        body = _body(**{"model": model, "messages": sent, "options": options,
+                        "keep_alive": keep_alive, "format": format, **extra.fields})
         return self._track(extra, self._stream("/api/chat", body, extra))
 
     def generate(self, model: str, prompt: str, *, system: str | None = None,
@@ -151,9 +151,9 @@ class ServerBackend:
         """Stream a completion of ``prompt``, with the client's system message if any."""
         extra = _current()
         fields = {k: v for k, v in extra.fields.items() if k != "tools"}  # generate has none
-        body = _body(model=model, prompt=prompt, system=system or extra.system, options=options,
-                     raw=raw or None, keep_alive=keep_alive, format=format, images=images,
-                     **fields)
+        body = _body(**{"model": model, "prompt": prompt, "system": system or extra.system,
+                        "options": options, "raw": raw or None, "keep_alive": keep_alive,
+                        "format": format, "images": images, **fields})
         return self._track(extra, self._stream("/api/generate", body, extra))
 
     # -- streams -------------------------------------------------------------------

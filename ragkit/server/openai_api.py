@@ -213,7 +213,7 @@ async def _sse(feed: Feed, first: tuple[str, Any], ids: dict[str, Any],
                                              "finish_reason": finish}]
         data = {**ids, "object": "chat.completion.chunk", "choices": choices,
                 **({"usage": None} if usage else {}), **more}
-        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+        return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
     event, called = first, 0
     try:

@@ -145,7 +145,8 @@ def ndjson(feed: Feed, first: tuple[str, Any],
                     return
                 record = render(kind, value)
                 if record is not None:
-                    yield json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+                    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+                    yield line.encode() + b"\n"
                 if kind == "done":
                     return
                 event = await feed.next()

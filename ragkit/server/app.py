@@ -65,6 +65,8 @@ def _handle_errors(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if isinstance(exc.__cause__, ApiError):  # FastAPI wraps what reading the body raised
+            return error_response(exc.__cause__, face_of(request.url.path))
         text = {404: f"no such endpoint: {request.method} {request.url.path}",
                 405: f"{request.method} is not allowed on {request.url.path}"}.get(
                     exc.status_code, str(exc.detail))

@@ -1,8 +1,10 @@
 """``ragkit serve`` under load, and the latency its pass-through adds (issue 11).
 
 * **Load:** 32 concurrent clients x 10 searches each (``POST /indexes/bench/search``)
-  on a 10k-chunk index; every search embeds its query through the upstream.
-  Reports errors (target: 0), p50 and p95 latency, and throughput.
+  on a 10k-chunk index, in hybrid (the default) and vector mode; every search embeds
+  its query through the upstream.  Reports errors (target: 0), p50 and p95 latency and
+  throughput, next to the same searches made one after another in-process through
+  ``Index.search`` (what one client of the library gets).
 * **Pass-through overhead:** the time to the first streamed token of the same
   ``/api/chat`` request sent directly to the upstream and through ragkit,
   alternating, in one run.  Target: through minus direct <= 5 ms at p50.
@@ -21,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -31,11 +32,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faiss
 import httpx
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+from bench_search import Text  # noqa: E402
 
 from ragkit import ChunkerSettings, Index  # noqa: E402
 
@@ -50,9 +56,9 @@ sys.stdin.read()  # runs until the benchmark closes our stdin
 server.stop()
 """
 
-WORDS = ("index chunk vector search query answer model server client stream token backup "
-         "restore monitor latency error rate disk memory thread lock queue request reply "
-         "document passage source citation embedding keyword hybrid rank score fusion").split()
+#: English-like words (Zipf over 20,000): how many chunks share a query's terms drives the
+#: cost of keyword search, so a toy vocabulary would make every search look slow.
+TEXT = Text()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -62,14 +68,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def corpus(folder: Path, files: int, sections: int, seed: int = 11) -> None:
-    """``files`` markdown files of ``sections`` one-chunk sections of varied words."""
-    rng = random.Random(seed)
+    """``files`` markdown files of ``sections`` one-chunk sections of English-like words."""
+    rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     for f in range(files):
-        parts = []
-        for s in range(sections):
-            words = " ".join(rng.choice(WORDS) for _ in range(60))
-            parts.append(f"## Section {f}-{s}\n\n{words.capitalize()}.\n")
+        parts = [f"## Section {f}-{s}\n\n{TEXT.sample(60, rng).capitalize()}.\n"
+                 for s in range(sections)]
         (folder / f"doc{f:04d}.md").write_text("\n".join(parts), encoding="utf-8")
 
 
@@ -97,20 +101,39 @@ def start_server(home: Path, upstream: str, log: Path) -> tuple[subprocess.Popen
     raise SystemExit(f"ragkit serve did not start: {log.read_text(encoding='utf-8')}")
 
 
-async def load(url: str, clients: int, searches: int) -> dict[str, Any]:
+def queries(count: int) -> list[str]:
+    """Four English-like words each, as bench_search.py asks."""
+    rng = np.random.default_rng(5)
+    return [TEXT.sample(4, rng) for _ in range(count)]
+
+
+def in_process(index: Index, texts: list[str], retrieval: str) -> dict[str, Any]:
+    """The same searches, one after another, through the library: the cost to beat."""
+    latencies = []
+    started = time.perf_counter()
+    for text in texts:
+        begun = time.perf_counter()
+        index.search(text, 5, mode=retrieval)
+        latencies.append((time.perf_counter() - begun) * 1000)
+    wall = time.perf_counter() - started
+    return {"p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+            "searches_per_s": len(texts) / wall}
+
+
+async def load(url: str, clients: int, searches: int, retrieval: str) -> dict[str, Any]:
     """``clients`` concurrent clients, each sending ``searches`` searches one after another."""
     latencies: list[float] = []
     errors: list[str] = []
+    texts = queries(clients * searches)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
 
         async def client(c: int) -> None:
             for s in range(searches):
-                query = f"{WORDS[(c + s) % len(WORDS)]} {WORDS[(c * 7 + s) % len(WORDS)]}"
+                body = {"query": texts[c * searches + s], "k": 5, "retrieval": retrieval}
                 started = time.perf_counter()
                 try:
-                    reply = await http.post("/indexes/bench/search",
-                                            json={"query": query, "k": 5})
+                    reply = await http.post("/indexes/bench/search", json=body)
                     if reply.status_code != 200 or not reply.json()["hits"]:
                         errors.append(f"{reply.status_code} {reply.text[:100]}")
                 except httpx.HTTPError as exc:
@@ -148,7 +171,7 @@ def ttft(direct: str, through: str, runs: int) -> dict[str, Any]:
         for _ in range(runs):
             theirs.append(first_token_ms(a, direct))
             mine.append(first_token_ms(b, through))
-    paired = [m - t for m, t in zip(mine, theirs)]
+    paired = [m - t for m, t in zip(mine, theirs, strict=True)]
     return {"runs": runs, "direct_p50_ms": statistics.median(theirs),
             "through_p50_ms": statistics.median(mine),
             "overhead_p50_ms": statistics.median(mine) - statistics.median(theirs),
@@ -163,6 +186,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=400)
     parser.add_argument("--sections", type=int, default=25)
     parser.add_argument("--ttft-runs", type=int, default=200)
+    parser.add_argument("--retrieval", default="hybrid,vector",
+                        help="Retrieval modes to load the server with, comma-separated.")
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     upstream, upstream_url = start_upstream()
@@ -176,10 +201,16 @@ def main() -> None:
                             create=True, chunker=ChunkerSettings(size=120, overlap=0)) as index:
                 index.ingest([Path(tmp) / "docs"], batch_size=128)
                 chunks = len(index)
-            print(f"index: {chunks} chunks in {time.perf_counter() - started:.1f} s", flush=True)
+                print(f"index: {chunks} chunks in {time.perf_counter() - started:.1f} s",
+                      flush=True)
+                modes = args.retrieval.split(",")
+                texts = queries(args.clients * args.searches)
+                faiss.omp_set_num_threads(1)  # as ragkit serve runs its searches
+                alone = {mode: in_process(index, texts, mode) for mode in modes}
             server, url = start_server(home, upstream_url, Path(tmp) / "access.log")
-            figures = {"chunks": chunks,
-                       "load": asyncio.run(load(url, args.clients, args.searches)),
+            figures = {"chunks": chunks, "in_process_one_client": alone,
+                       "load": {mode: asyncio.run(load(url, args.clients, args.searches, mode))
+                                for mode in modes},
                        "passthrough_ttft": ttft(upstream_url, url, args.ttft_runs)}
     finally:
         if server is not None:

@@ -137,7 +137,7 @@ def test_api_key(env, ollama, docs):
     build_index(env, ollama.url, docs)
     with Served(settings_for(env, ollama.url, api_key="s3cret")) as server:
         good = openai.OpenAI(base_url=server.url + "/v1", api_key="s3cret", max_retries=0)
-        assert [m.id for m in good.models.list()][0] == "rag/docs"
+        assert next(m.id for m in good.models.list()) == "rag/docs"
         bad = openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError) as refused:
             bad.models.list()

@@ -81,14 +81,14 @@ def test_chat_not_streamed_is_one_object(client):
 def test_chat_keeps_the_clients_system_message_and_passes_fields_through(client, ollama):
     client.chat("rag/docs", [{"role": "system", "content": "Answer like a pirate."},
                              {"role": "user", "content": QUESTION}],
-                options={"seed": 7, "temperature": 0.5}, keep_alive="1m", format="json",
+                options={"seed": 7, "temperature": 0.5}, keep_alive="1m", format="json", think=True,
                 tools=[{"type": "function", "function": {"name": "now", "parameters": {}}}])
     sent = chats(ollama)[-1]
     system = sent["messages"][0]
     assert system["role"] == "system" and system["content"].startswith("Answer like a pirate.")
     assert "<documents>" in system["content"]
     assert sent["options"]["seed"] == 7 and sent["options"]["temperature"] == 0.5
-    assert sent["keep_alive"] == "1m" and sent["format"] == "json"
+    assert sent["keep_alive"] == "1m" and sent["format"] == "json" and sent["think"] is True
     assert sent["tools"][0]["function"]["name"] == "now"
 
 

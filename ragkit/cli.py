@@ -431,6 +431,8 @@ def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str
         from .server import ServerSettings
         from .server import serve as run
     except ImportError as exc:
+        if exc.name not in ("fastapi", "uvicorn", "httpx", "starlette", "pydantic", "anyio"):
+            raise
         raise RagkitError(f"ragkit serve needs the 'serve' extra ({exc.name} is missing) — "
                           "run `pip install 'ragkit[serve]'` or `make setup`") from None
     settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -189,6 +190,16 @@ def test_access_log_has_one_line_per_request(server):
     assert any(line.startswith("ragkit: 127.0.0.1 POST /indexes/docs/search 200 ")
                and line.endswith(" ms") for line in lines)
     assert any(" GET /indexes/nope 404 " in line for line in lines)
+
+
+def test_replies_are_not_held_back_by_nagles_algorithm(server):
+    # Without TCP_NODELAY a reply written in two parts waits ~40 ms for a delayed ACK.
+    with httpx.Client() as client:
+        client.get(server.url + "/")
+        connections = server._server.server_state.connections
+        sockets = [c.transport.get_extra_info("socket") for c in connections]
+        assert sockets and all(
+            s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
 
 
 class _Engine:

@@ -54,7 +54,8 @@ def create_app(settings: ServerSettings, *, mounts: Mapping[str, ASGIApp] | None
     for path, mounted in (mounts or {}).items():
         app.mount(path, mounted)
     _handle_errors(app)
-    return Gate(app, api_key=settings.api_key or None, max_body=settings.max_body, log=log)
+    return Gate(app, api_key=settings.api_key or None, max_body=settings.max_body,
+                log=log if settings.access_log else None)
 
 
 def _handle_errors(app: FastAPI) -> None:

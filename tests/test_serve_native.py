@@ -254,3 +254,20 @@ def test_engine_calls_are_serialized():
         assert set(pool.map(work, range(36))) == {"abc"}
     assert engine.most == {"embed": 1, "generate": 1}
     backend.close()
+
+
+def test_a_mounted_app_sits_behind_the_same_gate(env, ollama, docs):
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request):
+        return PlainTextResponse("mcp here")
+
+    mcp = Starlette(routes=[Route("/", hello)])
+    build_index(env, ollama.url, docs)
+    with Served(settings_for(env, ollama.url, api_key="k"), mounts={"/mcp": mcp}) as server:
+        assert httpx.get(server.url + "/mcp/").status_code == 401
+        reply = httpx.get(server.url + "/mcp/", headers={"Authorization": "Bearer k"})
+        assert reply.text == "mcp here"
+        assert any(" GET /mcp/ 200 " in line for line in server.log)

@@ -415,6 +415,50 @@ cli.add_command(doctor)
 cli.add_command(__import__("ragkit.cli_bench", fromlist=["bench"]).bench)
 
 
+@cli.command()
+@click.option("--index", "-i", "indexes", multiple=True, metavar="NAME_OR_PATH",
+              help="Serve only this index (repeatable; a path's index is named after its "
+              "folder) [default: every index in RAGKIT_HOME].")
+@click.option("--listen", default="127.0.0.1:11435", show_default=True, metavar="HOST:PORT",
+              help="Address to listen on (port 0: any free port).")
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=None,
+              help="Chat model the rag/<index> models answer with [default: smollm2:135m].")
+@click.option("--api-key", envvar="RAGKIT_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on every request.")
+@click.option("--insecure", is_flag=True,
+              help="Allow a non-loopback --listen address without an API key.")
+@click.option("--backend", type=click.Choice(["auto", "ollama", "embedded"]), default="auto",
+              show_default=True, envvar="RAGKIT_BACKEND", help="Who runs the models.")
+@click.option("--host", envvar="OLLAMA_HOST", default=None,
+              help="The upstream Ollama, also where other models are passed through "
+              "[default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+@click.option("--embed-model", envvar="RAGKIT_EMBED_MODEL", default=None,
+              help="Embedding model [default: each index's].")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              envvar="RAGKIT_TIMEOUT", help="Seconds to wait for a model reply.")
+def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str | None,
+          insecure: bool, backend: str, host: str | None, embed_model: str | None,
+          timeout: float) -> None:
+    """Serve the indexes over HTTP, as Ollama and OpenAI models named rag/<index>.
+
+    Point Ollama clients at it with OLLAMA_HOST=127.0.0.1:11435 and OpenAI
+    clients with base_url=http://127.0.0.1:11435/v1; other models pass through
+    to the upstream Ollama. Ctrl-C stops.
+    """
+    try:
+        from .server import ServerSettings
+        from .server import serve as run
+    except ImportError as exc:
+        if exc.name not in ("fastapi", "uvicorn", "httpx", "starlette", "pydantic", "anyio"):
+            raise
+        raise RagkitError(f"ragkit serve needs the 'serve' extra ({exc.name} is missing) — "
+                          "run `pip install 'ragkit[serve]'` or `make setup`") from None
+    settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,
+                              insecure=insecure, backend=backend, host=host,
+                              embed_model=embed_model, timeout=timeout)
+    run(settings, announce=_say)
+
+
 def main() -> None:
     """Entry point of the ``ragkit`` script."""
     cli(prog_name="ragkit")

@@ -41,7 +41,8 @@ RUNNER_STOPPED = "model runner has unexpectedly stopped, this may be due to reso
 #: Names ``/api/pull`` can fetch; anything else fails the way the real registry does.
 REGISTRY = frozenset({"all-minilm", "smollm2", "nomic-embed-text", "mxbai-embed-large",
                       "qwen2.5", "qwen3", "llama3", "llama3.2", "gemma3", "phi3", "mistral"})
-FAULTS = ("midstream", "malformed", "truncated", "drop", "endless")
+# "dies": half the stream, then the connection closes without ending the chunked body
+FAULTS = ("midstream", "malformed", "truncated", "drop", "endless", "dies")
 #: Faults of an embedding reply: what goes wrong with its vectors.
 VECTOR_FAULTS = ("nan", "inf", "1e300", "string", "null", "nested", "zeros", "ragged", "fewer")
 #: Faults with an argument, e.g. "slow:1.5" (seconds), "dim:512" (vectors of 512 numbers),
@@ -140,6 +141,8 @@ class FakeOllama:
         self.loaded: dict[str, str] = {}  # model -> expires_at, as /api/ps reports
         self.requests: list[tuple[str, str, Any]] = []
         self.delay = 0.0  # seconds every /api/embed reply waits: a slow model, for crash tests
+        self.token_delay = 0.0  # seconds between streamed records: a slow generation
+        self.hangups = 0  # streams the client closed before their end (a cancelled generation)
         self._faults: dict[str, list[tuple[Any, str | None]]] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
@@ -321,13 +324,25 @@ class _Handler(BaseHTTPRequestHandler):
         ``piece``: HTTP chunks of at most this many bytes (else one per record).
         """
         self._start_stream("application/x-ndjson")
-        cut = len(records) // 2 if fault in ("midstream", "malformed", "truncated") else None
-        for i, record in enumerate(records[:cut]):
-            if str(fault).startswith("stall:") and i == len(records) // 2:
-                time.sleep(float(str(fault)[6:]))
-            line = json.dumps(record).encode() + b"\n"
-            for start in range(0, len(line), piece or len(line)):
-                self._chunk(line[start : start + (piece or len(line))])
+        cut = len(records) // 2 if fault in ("midstream", "malformed", "truncated", "dies") \
+            else None
+        try:
+            for i, record in enumerate(records[:cut]):
+                if str(fault).startswith("stall:") and i == len(records) // 2:
+                    time.sleep(float(str(fault)[6:]))
+                line = json.dumps(record).encode() + b"\n"
+                for start in range(0, len(line), piece or len(line)):
+                    self._chunk(line[start : start + (piece or len(line))])
+                time.sleep(self.fake.token_delay)
+        except (BrokenPipeError, ConnectionResetError):
+            with self.fake._lock:
+                self.fake.hangups += 1
+            self.close_connection = True
+            return
+        if fault == "dies":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if fault == "midstream":
             self._chunk(json.dumps({"error": RUNNER_STOPPED}).encode() + b"\n")
         elif fault == "malformed":

@@ -1,0 +1,27 @@
+"""``ragkit serve``: retrieval and grounded answers over HTTP, in Ollama's and OpenAI's APIs.
+
+Needs the ``serve`` extra (FastAPI and uvicorn): ``pip install 'ragkit[serve]'``.
+The names below are imported lazily, so that the CLI can read the settings'
+defaults without loading the web framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["DEFAULT_LISTEN", "ServerSettings", "create_app", "serve"]
+
+_EXPORTS = {"DEFAULT_LISTEN": "config", "ServerSettings": "config", "create_app": "app",
+            "serve": "app"}
+
+if TYPE_CHECKING:
+    from .app import create_app, serve
+    from .config import DEFAULT_LISTEN, ServerSettings
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ragkit.server' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

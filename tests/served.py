@@ -37,6 +37,21 @@ class Served:
         """The access-log lines so far."""
         return self.output.getvalue().splitlines()
 
+    def wait_for_log(self, part: str, timeout: float = 10.0) -> str:
+        """The first access-log line containing ``part``, waiting for it up to ``timeout``.
+
+        A line is written once its reply has gone out, so a client may see the
+        reply a moment before the line exists.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log:
+                if part in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no access-log line with {part!r} in {self.log}")
+            time.sleep(0.01)
+
     def __enter__(self) -> Served:
         sock = bind(self.settings)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -186,10 +186,10 @@ def test_the_index_is_reopened_after_a_rebuild(server, env, ollama, tmp_path):
 def test_access_log_has_one_line_per_request(server):
     httpx.post(server.url + "/indexes/docs/search", json={"query": "backups"})
     httpx.get(server.url + "/indexes/nope")
-    lines = server.log
-    assert any(line.startswith("ragkit: 127.0.0.1 POST /indexes/docs/search 200 ")
-               and line.endswith(" ms") for line in lines)
-    assert any(" GET /indexes/nope 404 " in line for line in lines)
+    line = server.wait_for_log(" POST /indexes/docs/search ")
+    assert line.startswith("ragkit: 127.0.0.1 POST /indexes/docs/search 200 ")
+    assert line.endswith(" ms")
+    server.wait_for_log(" GET /indexes/nope 404 ")
 
 
 def test_replies_are_not_held_back_by_nagles_algorithm(server):
@@ -270,4 +270,4 @@ def test_a_mounted_app_sits_behind_the_same_gate(env, ollama, docs):
         assert httpx.get(server.url + "/mcp/").status_code == 401
         reply = httpx.get(server.url + "/mcp/", headers={"Authorization": "Bearer k"})
         assert reply.text == "mcp here"
-        assert any(" GET /mcp/ 200 " in line for line in server.log)
+        server.wait_for_log(" GET /mcp/ 200 ")

@@ -82,6 +82,22 @@ async def error(session: ClientSession, tool: str, **arguments: Any) -> str:
     return text.split(": ", 1)[1]
 
 
+def test_index_neighbours_are_a_files_chunks_around_one_in_order(env, docs):
+    """The library call ``fetch`` is built on (and ``Index.files``, which descriptions count)."""
+    with ragkit.Index.open("t", create=True, backend="ollama") as index:
+        assert index.neighbours(1) == [] and index.files() == []
+        index.ingest([docs])
+        assert index.files() == sorted(str(p.resolve()) for p in docs.rglob("*.*"))
+        pdf = index.search("warranty pump", k=1)[0]
+        around = index.neighbours(pdf.id)
+        assert [h.page for h in around] == [1, 2]  # the PDF's two chunks, page order
+        assert {h.path for h in around} == {pdf.path} and around[1].text == pdf.text
+        assert [h.id for h in index.neighbours(around[0].id, 5)] == [h.id for h in around]
+        assert [h.id for h in index.neighbours(pdf.id, 0)] == [pdf.id]
+        assert all(h.rank == 0 and h.score == 0.0 for h in around)
+        assert index.neighbours(10_000) == [] and index.neighbours(pdf.id, -1) == []
+
+
 @pytest.fixture
 def indexed(tmp_path, docs, ollama):
     build(tmp_path / "indexes", "docs", [docs], ollama.url)

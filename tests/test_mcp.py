@@ -436,3 +436,33 @@ def test_the_tools_mount_in_an_asgi_app_as_streamable_http(tmp_path, indexed, ol
         web.should_exit = True
         thread.join(10)
         catalog.close()
+
+
+def test_a_bug_in_a_tool_is_one_line_and_its_traceback_only_on_request(
+        tmp_path, indexed, ollama, monkeypatch, caplog):
+    """In process, through the SDK's in-memory client: the server survives a crash in a tool."""
+    from mcp import Client
+
+    from ragkit.mcp_tools import Catalog, build_server
+    from ragkit.mcp_tools import tools as work
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(work, "search", broken)
+    for debug in (False, True):
+        caplog.clear()
+        with Catalog.open([], home=tmp_path / "indexes", backend="ollama",
+                          host=ollama.url) as catalog:
+            async def main(catalog: Catalog = catalog, debug: bool = debug) -> None:
+                async with Client(build_server(catalog, debug=debug)) as client:
+                    result = await client.call_tool("search", {"query": "backups"})
+                    assert result.is_error
+                    assert result.content[0].text == (
+                        "Error executing tool search: internal error: RuntimeError: boom — "
+                        "please report it; set RAGKIT_DEBUG=1 to see the traceback")
+                    listed = await client.call_tool("list_indexes", {})
+                    assert not listed.is_error
+            anyio.run(main)
+        tracebacks = [r for r in caplog.records if r.exc_info]
+        assert len(tracebacks) == (1 if debug else 0)

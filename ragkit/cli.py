@@ -86,10 +86,15 @@ def _printable(path: str) -> str:
 
 def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that opens an index."""
+    return click.option(
+        "--index", "-i", "index_name", default="default", show_default=True,
+        envvar="RAGKIT_INDEX", help="Index name (under RAGKIT_HOME, default "
+        "./indexes) or a path to an index folder.")(backend_options(func))
+
+
+def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--backend, --host, --embed-model and --timeout: who runs the models, and how."""
     decorators = [
-        click.option("--index", "-i", "index_name", default="default", show_default=True,
-                     envvar="RAGKIT_INDEX", help="Index name (under RAGKIT_HOME, default "
-                     "./indexes) or a path to an index folder."),
         click.option("--backend", type=click.Choice(["auto", "ollama", "embedded"]),
                      default="auto", show_default=True, envvar="RAGKIT_BACKEND",
                      help="Who runs the models: Ollama, the embedded engine, or auto "
@@ -404,6 +409,41 @@ def _read_question() -> str | None:
         return input("\n> " if sys.stdin.isatty() else "")
     except EOFError:
         return None
+
+
+@cli.command()
+@click.option("--index", "-i", "names", multiple=True, envvar="RAGKIT_INDEX",
+              metavar="NAME_OR_PATH", help="An index to serve (repeatable) [default: every "
+              "index under RAGKIT_HOME].")
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+              show_default=True, help="Chat model of the ask tool.")
+@click.option("--no-ask", is_flag=True, help="Leave out the ask tool (the agent's own model "
+              "answers from search and fetch).")
+@backend_options
+def mcp(names: tuple[str, ...], model: str, no_ask: bool, backend: str, host: str | None,
+        embed_model: str | None, timeout: float) -> None:
+    """Serve the indexes to AI assistants over MCP (stdio): search, fetch, list, ask.
+
+    An MCP host (an agent or desktop assistant) launches this command and
+    talks to it on stdin/stdout; status lines go to stderr.
+    """
+    try:
+        from .mcp_tools import Catalog, ProtocolStdout, build_server, chat_model_ready
+    except ImportError as exc:
+        raise RagkitError(f"the MCP server needs the mcp SDK ({exc}) — "
+                          "pip install 'ragkit[mcp]'") from exc
+
+    with ProtocolStdout() as stdout, Catalog.open(
+            names, backend=backend, host=host, timeout=timeout, embed_model=embed_model,
+            announce=_say) as catalog:
+        ready = not no_ask and chat_model_ready(model, backend=backend, host=host,
+                                                timeout=timeout)
+        if not no_ask and not ready:
+            _say(f"chat model '{model}' is not reachable: the ask tool is left out")
+        server = build_server(catalog, chat_model=model if ready else None,
+                              debug=bool(os.environ.get("RAGKIT_DEBUG")))
+        _say(f"serving {', '.join(catalog.names)} over MCP on stdio")
+        stdout.serve(server)
 
 
 from .cli_admin import doctor, evaluate, indexes, models  # noqa: E402 - needs the helpers above

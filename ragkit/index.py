@@ -64,7 +64,7 @@ from .ingest import IngestProgress, IngestReport, ingest
 from .loading import check_roots, max_file_mb
 from .prompting import fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
-from .retrieval import Hit, dense_weight, match_paths, retrieve
+from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
 from .store import Store, index_home
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
@@ -435,6 +435,32 @@ class Index:
                 f"'{self.name}' holds {self._store.dimension}-dim ones — re-index with --rebuild"
             )
         return vector[0]
+
+    # -- reading -------------------------------------------------------------------
+
+    def files(self) -> list[str]:
+        """The paths of the indexed files, sorted."""
+        return sorted(self._store.files()) if self._store else []
+
+    def neighbours(self, chunk_id: int, n: int = 1) -> list[Hit]:
+        """Chunk ``chunk_id`` and up to ``n`` chunks on each side of it in its file, in order.
+
+        Empty when the index holds no such chunk.  They were not ranked: their
+        ``rank`` and ``score`` are 0.
+        """
+        if self._store is None or n < 0:
+            return []
+        found = self._store.chunks([chunk_id]).get(chunk_id)
+        if found is None:
+            return []
+        ids = sorted(self._store.chunk_ids([found.path]))  # a file's ids follow its text
+        if chunk_id not in ids:  # the file was re-indexed between the two reads
+            return []
+        at = ids.index(chunk_id)
+        wanted = ids[max(0, at - n) : at + n + 1]
+        chunks = self._store.chunks(wanted)
+        return [Hit(0, 0.0, c.id, c.path, display_path(c.path), c.page, c.heading, c.text,
+                    c.start, c.end) for c in (chunks[i] for i in wanted if i in chunks)]
 
     # -- answering -----------------------------------------------------------------
 

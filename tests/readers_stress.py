@@ -23,6 +23,7 @@ import random
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +85,16 @@ class Handshake:
         self.round = ctx.Value("i", 0)
         self.done = ctx.Array("i", [-1] * readers)
         self.stop = ctx.Event()
-        self.missed = ctx.Value("i", 0)
+        self.missed = ctx.Value("i", 0)  # rounds not waited for: a reader died or hung
+        # Whether the readers still run: set once they are started (not sent to them).
+        self.alive: Callable[[], bool] | None = None
 
     def wait(self, round_no: int) -> None:
         """Block until each reader finished a search begun in ``round_no`` or later."""
         deadline = time.monotonic() + HANG_GUARD
         while min(self.done[:]) < round_no:
-            if time.monotonic() > deadline:
+            gone = self.alive is not None and not self.alive()
+            if self.missed.value or gone or time.monotonic() > deadline:
                 self.missed.value += 1
                 return
             time.sleep(0.001)
@@ -145,6 +149,7 @@ def threads_scenario(index_path: str, first: str, second: str, url: str, readers
                for n in range(readers)]
     for thread in threads:
         thread.start()
+    hs.alive = lambda: all(t.is_alive() for t in threads)
     try:
         hs.wait(0)
         index.ingest([second], batch_size=BATCH, progress=hs.sync)

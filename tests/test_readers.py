@@ -96,6 +96,7 @@ def test_other_processes_searching_during_an_ingest_see_whole_files(
                  for n in range(PROCESSES)]
         for proc in procs:
             proc.start()
+        hs.alive = lambda: all(p.is_alive() for p in procs)
         try:
             hs.wait(0)
             index.ingest([second], batch_size=rs.BATCH, progress=hs.sync)

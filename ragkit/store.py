@@ -179,7 +179,10 @@ class Store:
             db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+            # Only into a new database: the script writes, and would wait for (and after 30 s
+            # fail on) a writer's transaction, such as the one around a big streamed file.
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+                db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(str(path), _short(exc), index_spec(path.parent)) from exc
         return db

@@ -107,14 +107,22 @@ class Handshake:
         self.wait(round_no)
 
 
-def search_loop(index: Any, hs: Handshake, reader: int, out: list[Any]) -> None:
-    """Search until told to stop (or the hang guard passes), recording every result."""
+def search_loop(index: Any, hs: Handshake, reader: int, out: list[Any],
+                reopen: Callable[[], Any] | None = None) -> None:
+    """Search until told to stop (or the hang guard passes), recording every result.
+
+    With ``reopen``, every third search opens the index afresh (during the ingest).
+    """
     deadline = time.monotonic() + HANG_GUARD
     n = 0
     while not hs.stop.is_set() and time.monotonic() < deadline:
         round_no, mode = hs.round.value, MODES[(n + reader) % len(MODES)]
         try:
-            hits = index.search(QUERY, k=K, mode=mode)
+            if reopen is not None and n % 3 == 2:
+                with reopen() as fresh:
+                    hits = fresh.search(QUERY, k=K, mode=mode)
+            else:
+                hits = index.search(QUERY, k=K, mode=mode)
         except Exception as exc:  # recorded: the test asserts there is none
             out.append(["error", round_no, repr(exc)])
             hs.done[reader] = 1 << 30  # do not hold the writer up
@@ -131,7 +139,8 @@ def reader_process(index_path: str, url: str, hs: Handshake, reader: int, out: s
 
     searches: list[Any] = []
     with Index.open(index_path, backend="ollama", host=url) as index:
-        search_loop(index, hs, reader, searches)
+        search_loop(index, hs, reader, searches,
+                    reopen=lambda: Index.open(index_path, backend="ollama", host=url))
     Path(out).write_text(json.dumps(searches), encoding="utf-8")
 
 

@@ -50,7 +50,7 @@ def check_whole_files(searches: list[Any], final: dict[int, tuple[str, bool]],
         seen: dict[str, set[int]] = defaultdict(set)
         for cid, path, marked, has_cosine in hits:
             assert final.get(cid, (None,))[0] == path, f"chunk {cid} of {path} was never committed"
-            assert has_cosine or mode == "keyword", f"{mode} hit {cid} has no cosine"
+            assert has_cosine, f"{mode} hit {cid} has no cosine (its vector was not found)"
             if marked:
                 seen[path].add(cid)
         for path, ids in seen.items():

@@ -195,7 +195,7 @@ def bench_million(n: int, queries: int, gen: Vectors) -> dict[str, Any]:
     truth = exact_top(data, qvecs, 10)
     with tempfile.TemporaryDirectory(prefix="ragkit-search-") as tmp:
         store = Store.create(Path(tmp) / "idx", {"embed_model": "synthetic", "dimension": DIM})
-        store._faiss, store._faiss_generation = index, store.generation()  # as if loaded
+        store._published = (store.generation(), index)  # as if loaded
         times, found = [], []
         for q in qvecs:
             t0 = time.perf_counter()

@@ -142,15 +142,23 @@ def retrieve(
     re-ranks a deeper pool by maximal marginal relevance (see :func:`diversify`);
     ``dense`` is the embedding side's share of hybrid scores (see :func:`dense_weight`).
     """
+    if mode != "keyword" and vector is None:
+        raise ValueError(f"retrieval mode {mode!r} needs the query's embedding")
+    with store.reading():  # one committed state for all the reads below, whatever commits
+        return _retrieve(store, query, vector, k, mode, ids, diversity, dense)
+
+
+def _retrieve(store: Store, query: str, vector: np.ndarray | None, k: int, mode: str,
+              ids: Sequence[int] | None, diversity: float, dense: float) -> list[Hit]:
     want = max(20, 3 * k) if diversity > 0 and vector is not None else k
     depth = max(50, 3 * want)
     if mode == "keyword":
         ranked = store.keyword_search(query, want, ids)
-    elif vector is None:
-        raise ValueError(f"retrieval mode {mode!r} needs the query's embedding")
     elif mode == "vector":
+        assert vector is not None
         ranked = store.search(vector, want, ids)
     else:
+        assert vector is not None
         dense_hits = store.search(vector, depth, ids) if dense > 0 else []
         keyword_hits = store.keyword_search(query, depth, ids)
         ranked = fuse(dense_hits, keyword_hits, dense)[:want]
@@ -272,7 +280,7 @@ def _hits(store: Store, ranked: list[tuple[int, float]], cosines: dict[int, floa
     hits: list[Hit] = []
     for cid, score in ranked:
         chunk = chunks.get(cid)
-        if chunk is None:  # removed by a writer between the two reads
+        if chunk is None:  # not in the snapshot read (FAISS and SQLite disagree)
             continue
         hits.append(
             Hit(len(hits) + 1, score, cid, chunk.path, display_path(chunk.path), chunk.page,

@@ -22,6 +22,12 @@ a new name (temp file + rename) tagged with the generation it matches, so a
 reader either finds the file for the current generation or rebuilds the
 vectors from SQLite.  No vector can exist without its chunk, or the reverse.
 
+Searches during an ingest, from threads sharing this object or from other
+processes, see whole committed files only and never touch a FAISS index
+while it changes: each search runs in one read snapshot (:meth:`Store.reading`,
+:mod:`ragkit.snapshots`) and a commit updates the FAISS index under an
+exclusive lock.
+
 Large indexes: from APPROX_THRESHOLD chunks on, the vector cache is an
 approximate IVF index; why, and how the kind is chosen, is in
 :mod:`ragkit.vectors`.  The SQLite schema, rows and writer are in
@@ -48,6 +54,8 @@ from .errors import IndexBusyError, IndexCorruptError, IndexVersionError
 from .keywords import fts_query, rarest_terms
 from .manifest import FORMAT_VERSION as FORMAT_VERSION  # re-exported
 from .manifest import NewerFormatError, check_manifest, complete_manifest
+from .snapshots import Snapshots, apply_commit
+from .snapshots import reads as _reads
 from .tables import (
     ChunkRow,
     FileRecord,
@@ -170,16 +178,24 @@ class Store:
     def __init__(self, root: Path, manifest: dict[str, Any], db: sqlite3.Connection) -> None:
         self.root = root
         self.manifest = manifest
-        self._db = db  # reads; read-only unless this store created the index
+        self._db = db  # read-only unless this store created the index; reads use snapshots
         self._writer_db: sqlite3.Connection | None = None  # opened by the first transaction
-        self._faiss: Any = None  # loaded lazily: `ragkit indexes info` never needs it
-        self._faiss_generation = -1
+        # Every read: a pooled connection in one read transaction, holding the gate that a
+        # commit takes alone while it updates the FAISS index.
+        self._snapshots = self._new_snapshots()
+        # (generation, FAISS index), replaced whole; loaded lazily: `ragkit indexes info`
+        # never needs it.  Only a commit changes the index itself, holding the gate alone.
+        self._published: tuple[int, Any] = (-1, None)
         self._lock_fh: Any = None
         self._counted = (-1, 0)  # (generation, chunks) so searches need not count each time
-        self._term_counts: dict[str, int] = {}  # chunks holding a keyword, this generation
-        self._terms_generation = -1
+        # (generation, chunks holding each keyword) for the rarest-terms budget
+        self._term_counts: tuple[int, dict[str, int]] = (-1, {})
         #: Called after each commit (a first build publishes the index at its first one).
         self.after_commit: Callable[[], None] | None = None
+
+    def _new_snapshots(self) -> Snapshots:
+        return Snapshots(lambda: connect_reader(self.root / DATABASE, index_spec(self.root)),
+                         self._damaged)
 
     # -- opening -----------------------------------------------------------------
 
@@ -223,13 +239,14 @@ class Store:
         return (root / MANIFEST).exists()
 
     def close(self) -> None:
-        """Release the database, the write lock and the vectors."""
+        """Release the database, the write lock and the vectors (after running searches)."""
         self.unlock()
+        self._snapshots.close()
         if self._writer_db is not None and self._writer_db is not self._db:
             self._writer_db.close()
         self._writer_db = None
         self._db.close()
-        self._faiss = None
+        self._published = (-1, None)
 
     # -- locking -----------------------------------------------------------------
 
@@ -255,11 +272,25 @@ class Store:
 
     # -- reading -----------------------------------------------------------------
 
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Make every read of this thread inside the block see one committed state.
+
+        The SQLite rows and the FAISS vectors are those of one generation: no
+        part of a file being written, no chunk without its vector.  A commit
+        in this process waits for the block to end, so keep it short (a
+        search, not a query embedding).  Nested blocks share the outer one.
+        """
+        return self._snapshots.reading()
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> IndexCorruptError:
+        return IndexCorruptError(str(self.root / DATABASE), _short(exc), index_spec(self.root))
+
     @property
     def dimension(self) -> int:
         """Length of the stored vectors."""
         return int(self.manifest["dimension"])
 
+    @_reads
     def generation(self) -> int:
         """Counter bumped by every committed write."""
         try:
@@ -267,20 +298,24 @@ class Store:
         except ValueError as exc:
             raise self._corrupt(str(exc)) from None
 
+    @_reads
     def files(self) -> dict[str, FileRecord]:
         """Every indexed file, keyed by path."""
         rows = self._query("SELECT path, sha256, mtime_ns, size, chunks FROM files")
         records = (FileRecord(path_from_db(r[0]), *r[1:]) for r in rows)
         return {record.path: record for record in records}
 
+    @_reads
     def count(self) -> int:
         """Number of chunks stored (counted once per generation)."""
         generation = self.generation()
-        if self._counted[0] != generation:
-            count = int(self._query("SELECT COUNT(*) FROM chunks").fetchone()[0])
-            self._counted = (generation, count)
-        return self._counted[1]
+        counted = self._counted
+        if counted[0] != generation:
+            counted = (generation, int(self._query("SELECT COUNT(*) FROM chunks").fetchone()[0]))
+            self._counted = counted
+        return counted[1]
 
+    @_reads
     def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
         """Fetch chunks by id (ids that no longer exist are left out)."""
         found: dict[int, StoredChunk] = {}
@@ -295,6 +330,7 @@ class Store:
             found.update({r[0]: StoredChunk(r[0], path_from_db(r[1]), *r[2:]) for r in rows})
         return found
 
+    @_reads
     def search(
         self, vector: np.ndarray, k: int, ids: Sequence[int] | None = None
     ) -> list[tuple[int, float]]:
@@ -314,17 +350,20 @@ class Store:
         """Whether searches use the approximate (IVF) index."""
         return is_ivf(self._vectors())
 
+    @_reads
     def cosines(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """Cosine of ``vector`` with each stored chunk in ``ids`` (vectors are normalized)."""
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         return {cid: float(v @ query) for cid, v in self.vectors(ids).items()}
 
+    @_reads
     def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of the chunks in ``ids`` that exist."""
         if not len(ids):
             return {}
         return vectors_by_id(self._vectors(), ids)
 
+    @_reads
     def keyword_search(
         self, text: str, k: int, ids: Sequence[int] | None = None
     ) -> list[tuple[int, float]]:
@@ -362,9 +401,11 @@ class Store:
         """
         terms = match.split(" OR ")
         generation = self.generation()
-        if generation != self._terms_generation:
-            self._term_counts, self._terms_generation = {}, generation
-        counts = self._term_counts
+        cached, counts = self._term_counts
+        if cached != generation:
+            counts = {}
+            if generation > cached:  # not back to an older snapshot's counts
+                self._term_counts = (generation, counts)
         for term in terms:
             if term not in counts:
                 row = self._query("SELECT COUNT(*) FROM chunk_terms WHERE chunk_terms MATCH ?",
@@ -372,6 +413,7 @@ class Store:
                 counts[term] = int(row[0])
         return " OR ".join(rarest_terms(terms, counts, KEYWORD_BUDGET))
 
+    @_reads
     def sample_texts(self, n: int) -> list[str]:
         """Up to ``n`` chunk texts spread evenly over the index (for benchmark queries)."""
         top = int(self._query("SELECT MAX(id) FROM chunks").fetchone()[0] or 0)
@@ -379,6 +421,7 @@ class Store:
         rows = self._query("SELECT text FROM chunks WHERE id % ? = 0 LIMIT ?", (step, n))
         return [r[0] for r in rows]
 
+    @_reads
     def chunk_ids(self, paths: Sequence[str]) -> list[int]:
         """Ids of every chunk of the files in ``paths``."""
         found: list[int] = []
@@ -390,24 +433,32 @@ class Store:
         return found
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
-        """Run a read; a damaged database becomes :class:`IndexCorruptError`."""
+        """Run a read in this thread's snapshot; a damaged database is IndexCorruptError."""
+        db = self._snapshots.db  # callers are wrapped in reading() (see _reads)
+        assert db is not None
         try:
-            return self._db.execute(sql, tuple(args))
+            return db.execute(sql, tuple(args))
         except sqlite3.DatabaseError as exc:
-            path = self.root / DATABASE
-            raise IndexCorruptError(str(path), _short(exc), index_spec(self.root)) from exc
+            raise self._damaged(exc) from exc
 
     # -- vectors -----------------------------------------------------------------
 
+    @_reads
     def _vectors(self) -> Any:
-        """The FAISS index for the current generation, loading or rebuilding it."""
+        """The FAISS index of this snapshot's generation, loading or rebuilding it.
+
+        One loaded or rebuilt here (another process committed) is published
+        for later searches, unless a newer one already is.
+        """
         generation = self.generation()
-        if self._faiss is not None and self._faiss_generation == generation:
-            return self._faiss
+        published, current = self._published
+        if current is not None and published == generation:
+            return current
         index = read_cache(self._faiss_path(generation), self.dimension)
         if index is None or index.ntotal != self.count():
             index = self._rebuild_vectors()
-        self._faiss, self._faiss_generation = index, generation
+        if current is None or generation > published:
+            self._published = (generation, index)
         return index
 
     def _rebuild_vectors(self) -> Any:
@@ -457,12 +508,14 @@ class Store:
         """
         import faiss
 
-        index = self._vectors()
-        if needs_new_kind(index, APPROX_THRESHOLD, EXACT_BELOW):
-            index = self._faiss = self._rebuild_vectors()
-        path = self._faiss_path(self._faiss_generation)
-        if not path.exists():
-            _write_atomic(path, lambda name: faiss.write_index(index, name))
+        with self.reading():  # searches may read the index meanwhile; a commit may not change it
+            generation, index = self.generation(), self._vectors()
+            if needs_new_kind(index, APPROX_THRESHOLD, EXACT_BELOW):
+                index = self._rebuild_vectors()
+                self._published = (generation, index)
+            path = self._faiss_path(generation)
+            if not path.exists():
+                _write_atomic(path, lambda name: faiss.write_index(index, name))
         for old in self.root.glob("vectors-*.faiss"):
             if old != path:
                 with contextlib.suppress(OSError):
@@ -474,27 +527,40 @@ class Store:
     def transaction(self) -> Iterator[_Writer]:
         """Group writes; they all land, with one generation bump, or none do.
 
-        New vectors go into the in-memory FAISS index as they are written (so a
-        transaction holding a huge file does not hold its vectors twice); a
-        rolled-back transaction drops that index, to be reloaded when needed.
+        Searches see none of them before the commit.  The FAISS index is not
+        touched until then: the commit holds the gate alone while it commits
+        and brings the index to the new generation (:meth:`_catch_up`).
         """
-        index = self._vectors()
+        self._vectors()  # loaded now, so that the commit updates it instead of a reload
         db = self._writable()
-        writer = _Writer(db, self.dimension, index)
+        writer = _Writer(db, self.dimension)
         db.execute("BEGIN IMMEDIATE")
         try:
             yield writer
             db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
-            db.execute("COMMIT")
+            with self._snapshots.gate.exclusive():
+                db.execute("COMMIT")
+                self._catch_up(writer, db)
         except BaseException:
-            db.execute("ROLLBACK")
-            self._faiss, self._faiss_generation = None, -1
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        if writer.removed:  # removals are mirrored once, at the end: each one scans the index
-            index.remove_ids(np.array(writer.removed, dtype=np.int64))
-        self._faiss_generation = self.generation()
         if self.after_commit is not None:
             self.after_commit()
+
+    def _catch_up(self, writer: _Writer, db: sqlite3.Connection) -> None:
+        """Bring the published FAISS index to the generation just committed (gate held alone).
+
+        One that is not the previous generation's, or that this fails to
+        update, is dropped, to be reloaded by the next search.
+        """
+        row = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        generation = int(row[0])
+        before, index = self._published
+        self._published = (-1, None)
+        if index is not None and before == generation - 1:
+            apply_commit(index, db, writer.removed, writer.new_ids, self.dimension)
+            self._published = (generation, index)
 
     def move_to(self, root: Path) -> None:
         """Move the whole index folder to ``root`` (absent, or an empty folder), between writes.
@@ -504,12 +570,14 @@ class Store:
         # Reconnect: SQLite refuses to write a database file that moved while open.
         if self._writer_db is not None and self._writer_db is not self._db:
             self._writer_db.close()
+        self._snapshots.close()
         self._db.close()
         try:
             os.rename(self.root, root)
             self.root = root
         finally:
             self._db = self._writer_db = self._connect_writer()
+            self._snapshots = self._new_snapshots()
 
     def _writable(self) -> sqlite3.Connection:
         """The connection that writes, opened on first use (reads keep the read-only one)."""

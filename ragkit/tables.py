@@ -3,8 +3,8 @@
 ``chunks.sqlite`` holds the files, the chunks (text, metadata and the vector
 bytes), the FTS5 keyword index over them and the generation counter.  A
 :class:`_Writer` writes inside one :meth:`~ragkit.store.Store.transaction`:
-chunk ids are assigned as AUTOINCREMENT would, and new vectors go straight
-into the in-memory FAISS cache as well.
+chunk ids are assigned as AUTOINCREMENT would, and the ids added and removed
+are noted for the FAISS cache, which the store updates after the commit.
 
 A file's path (its key, see :mod:`ragkit.paths`) is stored as TEXT, or as the
 BLOB of its bytes when the name is not valid UTF-8: :func:`path_to_db` and
@@ -219,13 +219,13 @@ class StoredChunk:
 
 
 class _Writer:
-    """Writes inside one :meth:`Store.transaction`; new vectors go straight into FAISS."""
+    """Writes inside one :meth:`Store.transaction`, noting ids for the FAISS cache."""
 
-    def __init__(self, db: sqlite3.Connection, dimension: int, index: Any) -> None:
+    def __init__(self, db: sqlite3.Connection, dimension: int) -> None:
         self._db = db
         self._dimension = dimension
-        self._index = index
-        self.removed: list[int] = []
+        self.removed: list[int] = []  # ids of chunks deleted
+        self.new_ids = range(0)  # ids given to new chunks (some may be deleted again)
 
     def remove_file(self, path: str) -> None:
         """Forget a file and its chunks."""
@@ -265,7 +265,7 @@ class _Writer:
              for cid, row in zip(ids, rows, strict=True)],
         )
         if ids:
-            self._index.add_with_ids(vectors, np.array(ids, dtype=np.int64))
+            self.new_ids = range(self.new_ids.start if self.new_ids else first, ids[-1] + 1)
 
     def touch_file(self, record: FileRecord) -> None:
         """Record a file's hash, mtime and size without touching its chunks."""

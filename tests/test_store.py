@@ -77,6 +77,39 @@ def test_a_reader_sees_each_committed_generation(store, tmp_path):
     reader.close()
 
 
+def test_reads_see_nothing_of_a_transaction_until_it_commits(store):
+    old = _put(store, "/a.md", 2, seed=1)
+    new = _vectors(3, seed=2)
+    rows = [ChunkRow(None, i, i + 1, "", f"fresh chunk {i}") for i in range(3)]
+    with store.transaction() as tx:
+        tx.put_file(FileRecord("/b.md", "sha-b", 1, 2, 3), rows, new)
+        # The same Store, as a search thread of the ingesting process would use it.
+        assert store.count() == 2 and set(store.files()) == {"/a.md"}
+        assert store.keyword_search("fresh", 10) == []
+        assert len(store.search(new[0], 10)) == 2
+        assert store.cosines(new[0], range(1, 6)).keys() == {1, 2}
+        with store.reading():  # one snapshot: the vectors agree with the rows
+            before = store.generation()
+            assert store.search(old[1], 1)[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert store.generation() == before + 1
+    assert store.count() == 5 and len(store.keyword_search("fresh", 10)) == 3
+    (cid, score), *_ = store.search(new[2], 1)
+    assert store.chunks([cid])[cid].text == "fresh chunk 2"
+    assert score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_read_snapshot_keeps_its_state_while_others_commit(store, tmp_path):
+    _put(store, "/a.md", 2, seed=1)
+    reader = Store.open(tmp_path / "idx")  # another process, say
+    with reader.reading():
+        assert reader.count() == 2
+        new = _put(store, "/b.md", 3, seed=2)
+        assert reader.count() == 2 and len(reader.search(new[0], 10)) == 2
+        assert set(reader.files()) == {"/a.md"}
+    assert reader.count() == 5 and len(reader.search(new[0], 10)) == 5
+    reader.close()
+
+
 def test_second_writer_is_refused_with_a_clear_message(store, tmp_path):
     store.lock()
     other = Store.open(tmp_path / "idx")

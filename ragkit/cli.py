@@ -476,14 +476,16 @@ cli.add_command(__import__("ragkit.cli_bench", fromlist=["bench"]).bench)
               help="Embedding model [default: each index's].")
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               envvar="RAGKIT_TIMEOUT", help="Seconds to wait for a model reply.")
+@click.option("--no-mcp", is_flag=True, help="Do not offer the MCP tools at /mcp.")
 def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str | None,
           insecure: bool, backend: str, host: str | None, embed_model: str | None,
-          timeout: float) -> None:
+          timeout: float, no_mcp: bool) -> None:
     """Serve the indexes over HTTP, as Ollama and OpenAI models named rag/<index>.
 
     Point Ollama clients at it with OLLAMA_HOST=127.0.0.1:11435 and OpenAI
-    clients with base_url=http://127.0.0.1:11435/v1; other models pass through
-    to the upstream Ollama. Ctrl-C stops.
+    clients with base_url=http://127.0.0.1:11435/v1, and MCP hosts at
+    http://127.0.0.1:11435/mcp; other models pass through to the upstream
+    Ollama. Ctrl-C stops.
     """
     try:
         from .server import ServerSettings
@@ -495,7 +497,7 @@ def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str
                           "run `pip install 'ragkit[serve]'` or `make setup`") from None
     settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,
                               insecure=insecure, backend=backend, host=host,
-                              embed_model=embed_model, timeout=timeout)
+                              embed_model=embed_model, timeout=timeout, mcp=not no_mcp)
     run(settings, announce=_say)
 
 

@@ -24,8 +24,11 @@ __all__ = ["Served"]
 class Served:
     """A running server; use it as a context manager."""
 
-    def __init__(self, settings: ServerSettings, **app_options: Any) -> None:
+    def __init__(self, settings: ServerSettings, *, listen_as: str | None = None,
+                 **app_options: Any) -> None:
         self.settings = dataclasses.replace(settings, listen="127.0.0.1:0")
+        #: The address the app is told it listens on (the socket stays on loopback).
+        self.listen_as = listen_as
         self.app_options = app_options
         self.output = io.StringIO()
         self.url = ""
@@ -55,7 +58,8 @@ class Served:
     def __enter__(self) -> Served:
         sock = bind(self.settings)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        app = create_app(self.settings, log=self.output, **self.app_options)
+        told = dataclasses.replace(self.settings, listen=self.listen_as or self.settings.listen)
+        app = create_app(told, log=self.output, **self.app_options)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                 timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)

@@ -2,8 +2,8 @@
 
 One FastAPI app carries the three faces (Ollama's ``/api``, OpenAI's ``/v1``, the
 native ``/indexes``), behind :class:`~.middleware.Gate` (API key, body cap,
-access log).  Other ASGI apps mount beside them with ``mounts`` (the MCP server
-will live at ``/mcp``) and get the same gate.
+access log).  The MCP tools (:mod:`.mcp_face`) answer at ``/mcp`` behind the
+same gate, and other ASGI apps mount beside the faces with ``mounts``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +28,9 @@ from .middleware import Gate
 from .proxy import Upstream
 from .rag import Catalog
 
+if TYPE_CHECKING:
+    from .mcp_face import McpFace
+
 __all__ = ["create_app", "serve"]
 
 
@@ -36,10 +39,14 @@ def create_app(settings: ServerSettings, *, mounts: Mapping[str, ASGIApp] | None
     """The server as an ASGI app (run it with any ASGI server, or :func:`serve`)."""
     catalog = Catalog(settings)
     upstream = Upstream(catalog.upstream, settings.timeout)
+    mcp, mcp_off = _mcp_face(settings, catalog, lambda line: _note(log, line))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with contextlib.AsyncExitStack() as running:
+            if mcp is not None:  # the SDK's sessions live as long as the app
+                await running.enter_async_context(mcp.running())
+            yield
         await upstream.aclose()
         catalog.close()
 
@@ -49,13 +56,54 @@ def create_app(settings: ServerSettings, *, mounts: Mapping[str, ASGIApp] | None
     app.state.catalog = catalog
     app.state.upstream = upstream
     app.state.settings = settings
+    app.state.mcp = mcp
     for face in (ollama_api, openai_api, native_api):
         app.include_router(face.router)
+    if mcp is not None:
+        app.router.routes.append(mcp.route)
+    else:
+        _explain_mcp_off(app, mcp_off)
     for path, mounted in (mounts or {}).items():
         app.mount(path, mounted)
     _handle_errors(app)
     return Gate(app, api_key=settings.api_key or None, max_body=settings.max_body,
                 log=log if settings.access_log else None)
+
+
+def _mcp_face(settings: ServerSettings, catalog: Catalog,
+              say: Callable[[str], None]) -> tuple[McpFace | None, str]:
+    """The MCP tools for ``/mcp``, or None and why they are off (said once on stderr)."""
+    if not settings.mcp:
+        return None, "ragkit serve was started with --no-mcp — restart it without"
+    try:
+        from . import mcp_face
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("mcp", "mcp_types"):
+            raise
+        say("/mcp is off: the mcp SDK is not installed — run `pip install 'ragkit[mcp]'` "
+            "(or `make setup`) to serve the MCP tools there")
+        return None, "the mcp SDK is not installed — pip install 'ragkit[mcp]'"
+    face = mcp_face.mount(catalog, say)
+    if face is None:
+        return None, "there was no index to serve at start-up — ingest one, then restart"
+    return face, ""
+
+
+def _explain_mcp_off(app: FastAPI, why: str) -> None:
+    """``/mcp`` answers 404 with the reason, for whoever configured an MCP host with it."""
+
+    async def mcp_off() -> None:
+        raise ApiError(404, f"the MCP tools are off on this server: {why}")
+
+    app.add_api_route("/mcp", mcp_off, methods=["GET", "POST", "DELETE"],
+                      include_in_schema=False)
+
+
+def _note(log: TextIO | None, line: str) -> None:
+    """A status line on ``log`` (stderr), as the access log writes them."""
+    if log is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(f"ragkit: {line}", file=log, flush=True)
 
 
 def _handle_errors(app: FastAPI) -> None:
@@ -144,8 +192,9 @@ def serve(settings: ServerSettings, *, announce: Callable[[str], None] | None = 
     shown = f"[{host}]" if ":" in host else host
     if announce:
         names = app.state.catalog.names()
+        mcp = ", MCP at /mcp" if app.state.mcp is not None else ""
         announce(f"serving {len(names)} index(es) as rag/<index> on http://{shown}:{port} — "
-                 f"Ollama API at /api, OpenAI at /v1, docs at /docs; Ctrl-C stops")
+                 f"Ollama API at /api, OpenAI at /v1{mcp}, docs at /docs; Ctrl-C stops")
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=3, lifespan="on")
     server = uvicorn.Server(config)

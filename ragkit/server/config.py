@@ -44,6 +44,8 @@ class ServerSettings:
     max_body: int = MAX_BODY
     #: One line per request on stderr.
     access_log: bool = True
+    #: Offer the MCP tools at ``/mcp`` (when the ``mcp`` extra is installed).
+    mcp: bool = True
 
     def address(self) -> tuple[str, int]:
         """``(host, port)`` to bind, checked against the loopback rule."""

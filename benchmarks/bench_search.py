@@ -1,13 +1,13 @@
 """Search latency and recall on large synthetic indexes (issue 5's search targets).
 
 * 100k chunks, the whole path: chunks and 384-d vectors written through
-  ``ragkit.store.Store`` (SQLite + FTS5), the vector cache built as ragkit builds
+  ``ragkit.store.local.Store`` (SQLite + FTS5), the vector cache built as ragkit builds
   it, then ``Index.search`` timed per query in ``vector`` and ``hybrid`` modes.
   The query embedding is excluded: the backend hands back precomputed vectors.
   Target: p50 <= 5 ms.
 * 1M chunks, the approximate index alone (SQLite would add 20 minutes of
   inserts and nothing to the search time): vectors added to ragkit's IVF index
-  (``ragkit.store.new_ivf_index``) exactly as ``Store`` rebuilds it, searched
+  (``ragkit.store.local.new_ivf_index``) exactly as ``Store`` rebuilds it, searched
   through ``Store.search``.  Targets: recall@10 >= 0.95 against exact search,
   p50 <= 10 ms.
 
@@ -35,10 +35,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ragkit import store as store_module  # noqa: E402
-from ragkit.backend import normalize_rows  # noqa: E402
+from ragkit.backends.base import normalize_rows  # noqa: E402
 from ragkit.index import Index  # noqa: E402
-from ragkit.store import ChunkRow, FileRecord, Store  # noqa: E402
+from ragkit.store import local as store_module  # noqa: E402
+from ragkit.store.local import ChunkRow, FileRecord, Store  # noqa: E402
 
 DIM = 384
 _STOPWORDS = ("the of and to a in is that for it as with on be by this are or from at an "

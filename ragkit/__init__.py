@@ -20,16 +20,16 @@ _EXPORTS = {
     "Hit": "retrieval",
     "Answer": "answering",
     "AnswerStream": "answering",
-    "IngestReport": "ingest",
-    "IngestProgress": "ingest",
-    "ChunkerSettings": "chunking",
-    "Backend": "backend",
-    "Metrics": "backend",
-    "Reply": "backend",
-    "StreamChunk": "backend",
-    "BackendChooser": "backends",
-    "OllamaClient": "ollama",
-    "EmbeddedBackend": "engine",
+    "IngestReport": "ingest.pipeline",
+    "IngestProgress": "ingest.pipeline",
+    "ChunkerSettings": "chunking.text",
+    "Backend": "backends.base",
+    "Metrics": "backends.base",
+    "Reply": "backends.base",
+    "StreamChunk": "backends.base",
+    "BackendChooser": "backends.chooser",
+    "OllamaClient": "backends.ollama",
+    "EmbeddedBackend": "backends.embedded",
     "RagkitError": "errors",
     "BackendError": "errors",
     "ConnectError": "errors",
@@ -57,10 +57,11 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
     from .answering import Answer, AnswerStream
-    from .backend import Backend, Metrics, Reply, StreamChunk
-    from .backends import BackendChooser
-    from .chunking import ChunkerSettings
-    from .engine import EmbeddedBackend
+    from .backends.base import Backend, Metrics, Reply, StreamChunk
+    from .backends.chooser import BackendChooser
+    from .backends.embedded import EmbeddedBackend
+    from .backends.ollama import OllamaClient
+    from .chunking.text import ChunkerSettings
     from .errors import (
         BackendError,
         BadRequestError,
@@ -85,8 +86,7 @@ if TYPE_CHECKING:
         VectorError,
     )
     from .index import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, Index, index_home
-    from .ingest import IngestProgress, IngestReport
-    from .ollama import OllamaClient
+    from .ingest.pipeline import IngestProgress, IngestReport
     from .retrieval import Hit
 
 

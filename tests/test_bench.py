@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from ragkit.bench import DEFAULT_PROMPTS
-from ragkit.cli import cli
+from ragkit.cli.main import cli
 
 
 @pytest.fixture
@@ -110,9 +110,9 @@ def test_every_bench_command_has_help(run):
 def test_pipelined_ingest_commits_the_same_index_as_one_request_at_a_time(tmp_path, docs):
     import numpy as np
 
-    from ragkit.chunking import ChunkerSettings
-    from ragkit.ingest import ingest
-    from ragkit.store import Store
+    from ragkit.chunking.text import ChunkerSettings
+    from ragkit.ingest.pipeline import ingest
+    from ragkit.store.local import Store
 
     sizes: list[int] = []
 
@@ -136,10 +136,10 @@ def test_pipelined_ingest_commits_the_same_index_as_one_request_at_a_time(tmp_pa
 def test_a_failed_request_stops_a_pipelined_ingest_keeping_whole_files(tmp_path, docs):
     import numpy as np
 
-    from ragkit.chunking import ChunkerSettings
+    from ragkit.chunking.text import ChunkerSettings
     from ragkit.errors import ServerError
-    from ragkit.ingest import ingest
-    from ragkit.store import Store
+    from ragkit.ingest.pipeline import ingest
+    from ragkit.store.local import Store
 
     calls = []
 
@@ -159,7 +159,7 @@ def test_a_failed_request_stops_a_pipelined_ingest_keeping_whole_files(tmp_path,
 
 
 def test_default_parallel_follows_the_environment(monkeypatch):
-    from ragkit.ingest import default_parallel
+    from ragkit.ingest.pipeline import default_parallel
 
     monkeypatch.delenv("RAGKIT_PARALLEL", raising=False)
     monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)

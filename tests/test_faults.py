@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 from ollama_server import RUNNER_STOPPED, FakeOllama, free_port
 
-import ragkit.ollama
+import ragkit.backends.ollama
 from ragkit import Index
-from ragkit.backends import chooser as _chooser
-from ragkit.cli import cli
+from ragkit.backends.chooser import chooser as _chooser
+from ragkit.cli.main import cli
 from ragkit.errors import (
     ConnectError,
     IndexCorruptError,
@@ -52,7 +52,7 @@ def run(env):
 def sleeps(monkeypatch):
     """Record the client's backoff sleeps instead of sleeping."""
     delays: list[float] = []
-    monkeypatch.setattr(ragkit.ollama, "time", types.SimpleNamespace(sleep=delays.append))
+    monkeypatch.setattr(ragkit.backends.ollama, "time", types.SimpleNamespace(sleep=delays.append))
     return delays
 
 

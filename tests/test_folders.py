@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from test_crash import batch_requests, child_env, kill, start_ingest, write_corpus
 
 from ragkit import Index
-from ragkit.cli import cli
+from ragkit.cli.main import cli
 from ragkit.errors import IndexNotFoundError
 from ragkit.index import WORK_DIR
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ragkit.cli import cli
-from ragkit.store import Store
+from ragkit.cli.main import cli
+from ragkit.store.local import Store
 
 READERS = (["search", "backups"], ["ask", "When do backups run?"], ["indexes", "info"])
 

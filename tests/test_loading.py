@@ -15,7 +15,7 @@ from pdfgen import (
 )
 
 from ragkit.errors import LoadError, UsageError
-from ragkit.loading import (
+from ragkit.loading.files import (
     SUPPORTED_SUFFIXES,
     Document,
     Skipped,

@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 from ollama_server import FakeOllama
 
-import ragkit.ollama
+import ragkit.backends.ollama
 from ragkit import Index
-from ragkit.backend import Metrics, check_vectors
-from ragkit.cli import cli
+from ragkit.backends.base import Metrics, check_vectors
+from ragkit.backends.ollama import OllamaClient
+from ragkit.cli.main import cli
 from ragkit.errors import ProtocolError, RequestTimeoutError, VectorError
-from ragkit.ollama import OllamaClient
 from ragkit.retrieval import Hit
 
 BROKEN = (" — the embedding model or the server is broken; see the `ollama serve` log, or pull "
@@ -36,7 +36,7 @@ CHAT = [{"role": "user", "content": "[1] a.md\nThe sky is blue. It is big."}]
 def sleeps(monkeypatch):
     """Record the client's backoff sleeps instead of sleeping."""
     delays: list[float] = []
-    monkeypatch.setattr(ragkit.ollama, "time", types.SimpleNamespace(sleep=delays.append))
+    monkeypatch.setattr(ragkit.backends.ollama, "time", types.SimpleNamespace(sleep=delays.append))
     return delays
 
 
@@ -100,7 +100,7 @@ def test_garbage_metrics_count_as_zero():
 
 
 def test_the_embedded_engine_checks_its_vectors_too(monkeypatch):
-    from ragkit import engine
+    from ragkit.backends import embedded as engine
 
     backend = engine.EmbeddedBackend()
     if not backend.has_model(engine.EMBED_MODEL):

@@ -9,8 +9,9 @@ import pytest
 import requests
 from ollama_server import BUSY, RUNNER_STOPPED, FakeOllama, fake_embedding, features, free_port
 
-import ragkit.ollama
-from ragkit.backend import Backend, Metrics, Reply, StreamChunk, collect
+import ragkit.backends.ollama
+from ragkit.backends.base import Backend, Metrics, Reply, StreamChunk, collect
+from ragkit.backends.ollama import ModelInfo, OllamaClient
 from ragkit.errors import (
     BadRequestError,
     ConnectError,
@@ -22,7 +23,6 @@ from ragkit.errors import (
     UsageError,
     VectorError,
 )
-from ragkit.ollama import ModelInfo, OllamaClient
 
 # What each kind of server failure tells the user to do (ragkit.errors).
 ADVICE_400 = " — check the model name and the options given with -o"
@@ -48,7 +48,7 @@ def client(ollama):
 def sleeps(monkeypatch):
     """Record the client's backoff sleeps instead of sleeping (the server's own sleeps stay)."""
     delays: list[float] = []
-    monkeypatch.setattr(ragkit.ollama, "time", types.SimpleNamespace(sleep=delays.append))
+    monkeypatch.setattr(ragkit.backends.ollama, "time", types.SimpleNamespace(sleep=delays.append))
     return delays
 
 

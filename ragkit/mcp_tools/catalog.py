@@ -171,7 +171,7 @@ def _folder_id(path: Path) -> tuple[int, int] | None:
 def chat_model_ready(model: str, *, backend: str | None = None, host: str | None = None,
                      timeout: float = 300.0) -> bool:
     """Whether a backend can run the chat ``model`` right now (a quick probe)."""
-    from ..backends import BackendChooser
+    from ..backends.chooser import BackendChooser
 
     try:
         return BackendChooser(backend, host=host, timeout=timeout).for_model(model) \

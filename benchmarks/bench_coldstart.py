@@ -28,7 +28,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench_search import Text, Vectors  # noqa: E402
 
-from ragkit.store.local import ChunkRow, FileRecord, Store  # noqa: E402
+from ragkit.store.local import Store  # noqa: E402
+from ragkit.store.tables import ChunkRow, FileRecord  # noqa: E402
 
 RAGKIT = str(Path(sys.executable).with_name("ragkit"))
 

@@ -29,8 +29,8 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ragkit.chunking.text import ChunkerSettings  # noqa: E402
-from ragkit.ingest.pipeline import _prepare, _Prepared  # noqa: E402
+from ragkit.chunking.units import ChunkerSettings  # noqa: E402
+from ragkit.ingest.prepare import _prepare, _Prepared  # noqa: E402
 
 _WORDS = ("backup restore server index query vector model chunk search answer document file "
          "folder network latency storage memory thread process schedule nightly weekly report "

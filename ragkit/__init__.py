@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 # name -> module that defines it
 _EXPORTS = {
     "Index": "index",
-    "index_home": "index",
+    "index_home": "store.local",
     "DEFAULT_EMBED_MODEL": "index",
     "DEFAULT_CHAT_MODEL": "index",
     "Hit": "retrieval",
@@ -22,7 +22,7 @@ _EXPORTS = {
     "AnswerStream": "answering",
     "IngestReport": "ingest.pipeline",
     "IngestProgress": "ingest.pipeline",
-    "ChunkerSettings": "chunking.text",
+    "ChunkerSettings": "chunking.units",
     "Backend": "backends.base",
     "Metrics": "backends.base",
     "Reply": "backends.base",
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from .backends.chooser import BackendChooser
     from .backends.embedded import EmbeddedBackend
     from .backends.ollama import OllamaClient
-    from .chunking.text import ChunkerSettings
+    from .chunking.units import ChunkerSettings
     from .errors import (
         BackendError,
         BadRequestError,
@@ -85,9 +85,10 @@ if TYPE_CHECKING:
         UsageError,
         VectorError,
     )
-    from .index import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, Index, index_home
+    from .index import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, Index
     from .ingest.pipeline import IngestProgress, IngestReport
     from .retrieval import Hit
+    from .store.local import index_home
 
 
 def __getattr__(name: str) -> Any:

@@ -28,10 +28,9 @@ from .answering import (
     relevance_threshold,
     stream_reply,
 )
-from .answering import RELEVANCE_THRESHOLDS as RELEVANCE_THRESHOLDS  # re-exported
 from .backends.base import Backend, embedding_prefixes
 from .backends.chooser import BackendChooser, chooser
-from .chunking.text import ChunkerSettings
+from .chunking.units import ChunkerSettings
 from .errors import (
     BackendError,
     EmbeddingMismatchError,
@@ -46,7 +45,6 @@ from .loading.files import check_roots, max_file_mb
 from .prompting import fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
 from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
-from .store.building import WORK_DIR as WORK_DIR  # re-exported: where rebuilds are assembled
 from .store.building import (
     clean_stale_work,
     delete_index,
@@ -67,15 +65,15 @@ from .store.folders import (
 )
 from .store.local import Store, index_home
 
-__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
+__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "resolve_index"]
 
 DEFAULT_EMBED_MODEL = "all-minilm"
 DEFAULT_CHAT_MODEL = "smollm2:135m"
 MAX_K = 1000
 
 
-def _resolve(name_or_path: str | Path, home: Path | None) -> Path:
-    """A bare name is looked up in ``home``; anything with a slash is a path."""
+def resolve_index(name_or_path: str | Path, home: Path | None) -> Path:
+    """The folder of an index: a bare name is in ``home``; anything with a slash is a path."""
     text = str(name_or_path)
     if not text.strip():
         raise UsageError("index name is empty — pass --index NAME")
@@ -130,7 +128,7 @@ class Index:
         A new index needs a name without control characters, and a folder that is
         new, empty or a link to such a folder.
         """
-        path = _resolve(name_or_path, home)
+        path = resolve_index(name_or_path, home)
         if path.exists() and not path.is_dir():
             raise IndexFolderError(str(path), f"{path} is a file, not an index folder",
                                    "pass --index a name, or the path of an index folder")

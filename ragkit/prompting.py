@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .chunking.text import approx_tokens
+from .chunking.units import approx_tokens
 from .errors import PromptTooLongError
 
 if TYPE_CHECKING:

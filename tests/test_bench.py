@@ -110,7 +110,7 @@ def test_every_bench_command_has_help(run):
 def test_pipelined_ingest_commits_the_same_index_as_one_request_at_a_time(tmp_path, docs):
     import numpy as np
 
-    from ragkit.chunking.text import ChunkerSettings
+    from ragkit.chunking import ChunkerSettings
     from ragkit.ingest.pipeline import ingest
     from ragkit.store.local import Store
 
@@ -136,7 +136,7 @@ def test_pipelined_ingest_commits_the_same_index_as_one_request_at_a_time(tmp_pa
 def test_a_failed_request_stops_a_pipelined_ingest_keeping_whole_files(tmp_path, docs):
     import numpy as np
 
-    from ragkit.chunking.text import ChunkerSettings
+    from ragkit.chunking import ChunkerSettings
     from ragkit.errors import ServerError
     from ragkit.ingest.pipeline import ingest
     from ragkit.store.local import Store
@@ -159,7 +159,7 @@ def test_a_failed_request_stops_a_pipelined_ingest_keeping_whole_files(tmp_path,
 
 
 def test_default_parallel_follows_the_environment(monkeypatch):
-    from ragkit.ingest.pipeline import default_parallel
+    from ragkit.ingest.scheduler import default_parallel
 
     monkeypatch.delenv("RAGKIT_PARALLEL", raising=False)
     monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)

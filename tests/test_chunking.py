@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragkit.chunking.text import ChunkerSettings, Span, approx_tokens, chunk_stream, chunk_text
+from ragkit.chunking import ChunkerSettings, Span, approx_tokens, chunk_stream, chunk_text
 
 GUIDE = """Intro line.
 

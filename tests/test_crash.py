@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from ragkit import Index
 from ragkit.cli.main import cli
 from ragkit.errors import IndexBusyError
-from ragkit.index import WORK_DIR
+from ragkit.store.building import WORK_DIR
 from ragkit.store.local import Store
 
 ROOT = Path(__file__).resolve().parents[1]

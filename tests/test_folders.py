@@ -20,7 +20,7 @@ from test_crash import batch_requests, child_env, kill, start_ingest, write_corp
 from ragkit import Index
 from ragkit.cli.main import cli
 from ragkit.errors import IndexNotFoundError
-from ragkit.index import WORK_DIR
+from ragkit.store.building import WORK_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 

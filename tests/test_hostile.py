@@ -26,7 +26,8 @@ from ollama_server import FakeOllama, free_port
 from pdfgen import write_encrypted_pdf, write_image_only_pdf, write_pdf, write_truncated_pdf
 
 from ragkit import Index
-from ragkit.chunking.text import ChunkerSettings, chunk_text
+from ragkit.chunking.text import chunk_text
+from ragkit.chunking.units import ChunkerSettings
 from ragkit.cli.main import cli
 from ragkit.errors import BackendError, LoadError
 from ragkit.ingest.pipeline import ingest

@@ -7,7 +7,8 @@ import pytest
 
 from ragkit.backends.base import normalize_rows
 from ragkit.errors import IndexBusyError, IndexCorruptError
-from ragkit.store.local import ChunkRow, FileRecord, Store
+from ragkit.store.local import Store
+from ragkit.store.tables import ChunkRow, FileRecord
 
 DIM = 8
 

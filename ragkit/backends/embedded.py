@@ -28,10 +28,9 @@ import numpy as np
 from ..errors import BackendError, ModelNotFoundError
 from .base import Message, Metrics, StreamChunk, check_vectors
 from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
-from .sampling import DEFAULT_NUM_CTX as DEFAULT_NUM_CTX  # re-exported
 from .sampling import _complete, _Options, _render_chat
 
-__all__ = ["CHAT_MODEL", "DEFAULT_NUM_CTX", "EMBED_MODEL", "EmbeddedBackend"]
+__all__ = ["CHAT_MODEL", "EMBED_MODEL", "EmbeddedBackend"]
 
 EMBED_MODEL = "all-minilm"
 CHAT_MODEL = "smollm2:135m"

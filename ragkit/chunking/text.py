@@ -7,7 +7,7 @@ each overlapping the one before (:mod:`ragkit.chunking.packing`).
 (:mod:`ragkit.chunking.streaming`) over a text too big to hold, with the same
 chunks and offsets.
 
-Sizes are in **approximate tokens** (:func:`approx_tokens`).  Every chunk is
+Sizes are in **approximate tokens** (:func:`~ragkit.chunking.units.approx_tokens`).  Every chunk is
 a :class:`Span` of its source: ``text == source[start:end]`` with no
 surrounding whitespace, so a citation can point at exact offsets.
 """
@@ -15,11 +15,9 @@ surrounding whitespace, so a citation can point at exact offsets.
 from __future__ import annotations
 
 from .packing import Span, _packed
-from .streaming import MAX_CARRY as MAX_CARRY
-from .streaming import chunk_stream
-from .units import DEFAULT_SETTINGS, ChunkerSettings, _sections, _units, approx_tokens
+from .units import DEFAULT_SETTINGS, ChunkerSettings, _sections, _units
 
-__all__ = ["ChunkerSettings", "Span", "approx_tokens", "chunk_stream", "chunk_text"]
+__all__ = ["chunk_text"]
 
 
 def chunk_text(

@@ -19,7 +19,7 @@ def indexes() -> None:
 
 
 def _home() -> Path:
-    from ..index import index_home
+    from ..store.local import index_home
 
     return index_home()
 
@@ -173,11 +173,11 @@ def doctor(opts: dict[str, Any], model: str) -> None:
     """Check the server, the models and the index, and say what to fix."""
     from ..backends.chooser import BackendChooser
     from ..doctor import run_checks
-    from ..index import DEFAULT_EMBED_MODEL, _resolve
+    from ..index import DEFAULT_EMBED_MODEL, resolve_index
 
     chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"])
     embed_model = opts["embed_model"] or DEFAULT_EMBED_MODEL
-    checks = run_checks(chooser, [embed_model, model], _resolve(opts["index_name"], None),
+    checks = run_checks(chooser, [embed_model, model], resolve_index(opts["index_name"], None),
                         index_named=opts["index_name"] != "default")
     for check in checks:
         mark = "ok " if check.ok else ("-- " if not check.blocking else "ERR")
@@ -243,7 +243,7 @@ WHOLE_DOCUMENT = 1_000_000
 
 
 def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
-    from ..chunking.text import ChunkerSettings
+    from ..chunking.units import ChunkerSettings
 
     if whole:
         if size is not None or overlap is not None:
@@ -259,7 +259,8 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
                chunker: Any) -> list[dict]:
     from ..evaluate import EVAL_INDEXES, BeirSet, evaluate_beir
-    from ..index import DEFAULT_EMBED_MODEL, index_home
+    from ..index import DEFAULT_EMBED_MODEL
+    from ..store.local import index_home
 
     data = BeirSet.load(folder)
     model = opts["embed_model"] or DEFAULT_EMBED_MODEL

@@ -174,7 +174,7 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
     (README, LICENSE, Apache-2.0); images, archives and other binaries are
     skipped.
     """
-    from ..chunking.text import ChunkerSettings
+    from ..chunking.units import ChunkerSettings
     from .progress import ProgressLine
 
     chunker = None

@@ -34,20 +34,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..chunking.text import ChunkerSettings
+from ..chunking.units import ChunkerSettings
 from ..errors import BackendError, VectorError
 from ..loading.files import Skipped, iter_files, max_file_mb
 from ..loading.paths import Found, Keys, renamed_keys, shown, stale_keys
 from ..store.local import Store, owned_file
 from ..store.tables import FileRecord
 from .prepare import Problem, _prepare_in_background, _Prepared, _Unchanged
-from .prepare import _prepare as _prepare  # re-exported: benchmarks/bench_ingest.py uses it
 from .scheduler import EmbedFn, _embed_ahead, default_parallel
 
 if TYPE_CHECKING:
-    from ..store.tables import _Writer
+    from ..store.tables import Writer
 
-__all__ = ["IngestProgress", "IngestReport", "Problem", "default_parallel", "ingest"]
+__all__ = ["IngestProgress", "IngestReport", "ingest"]
 
 
 @dataclass
@@ -279,7 +278,7 @@ class _Committer:
     def __init__(self, store: Store, report: IngestReport) -> None:
         self.store, self.report = store, report
         self._open = contextlib.ExitStack()
-        self._tx: _Writer | None = None
+        self._tx: Writer | None = None
         # Written but not committed yet: chunks, and files for the report's lists.
         self._chunks = 0
         self._files: list[tuple[list[Any], Any]] = []
@@ -335,7 +334,7 @@ class _Committer:
                                 item.record.path))
 
 
-def _write_item(tx: _Writer, item: _Prepared, vectors: np.ndarray) -> None:
+def _write_item(tx: Writer, item: _Prepared, vectors: np.ndarray) -> None:
     """Write one file, or one part of a big file."""
     path = item.record.path
     if item.failed:

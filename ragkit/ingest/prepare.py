@@ -20,7 +20,10 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..chunking.text import ChunkerSettings, Span, chunk_stream, chunk_text
+from ..chunking.packing import Span
+from ..chunking.streaming import chunk_stream
+from ..chunking.text import chunk_text
+from ..chunking.units import ChunkerSettings
 from ..errors import LoadError
 from ..loading.files import SUFFIX_KIND, Document, check_size, load_file, open_text, streams
 from ..loading.paths import Found

@@ -49,8 +49,6 @@ __all__ = [
     "Skipped",
     "check_roots",
     "check_size",
-    "decode_text",
-    "html_to_text",
     "iter_files",
     "kind_of",
     "load_file",

@@ -32,11 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..backends.base import embedding_prefixes
-from ..chunking.text import ChunkerSettings
+from ..chunking.units import ChunkerSettings
 from ..errors import IndexBusyError, NothingIndexedError
 from .folders import (
     check_new_folder,
-    not_writable,
     real_folder,
     remove_empty,
     remove_folder,
@@ -45,12 +44,13 @@ from .folders import (
     writer_lock,
 )
 from .local import LOCKFILE, Store, owned_file
+from .tables import not_writable
 
 if TYPE_CHECKING:
     from ..ingest.pipeline import IngestReport
 
 __all__ = ["WORK_DIR", "clean_stale_work", "delete_index", "first_build", "new_manifest",
-           "nothing_indexed", "remove_index_files", "replacement", "swap_folders"]
+           "nothing_indexed", "replacement", "swap_folders"]
 
 log = logging.getLogger("ragkit")
 

@@ -20,7 +20,7 @@ from .local import LOCKFILE, MANIFEST, owned_file
 from .tables import not_writable
 
 __all__ = ["NAME_MAX", "check_new_folder", "check_new_name", "check_path_length", "expand_user",
-           "index_inside", "lock_index", "not_writable", "real_folder", "remove_empty",
+           "index_inside", "lock_index", "real_folder", "remove_empty",
            "remove_folder", "remove_index_files", "writable", "writer_lock"]
 
 #: The longest file name most file systems take, in bytes.

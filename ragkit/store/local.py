@@ -46,14 +46,12 @@ import numpy as np
 
 from ..errors import IndexBusyError, IndexCorruptError, IndexVersionError
 from .keywords import fts_query, rarest_terms
-from .manifest import FORMAT_VERSION as FORMAT_VERSION  # re-exported
 from .manifest import NewerFormatError, check_manifest, complete_manifest
 from .tables import (
-    ChunkRow,
     FileRecord,
     StoredChunk,
+    Writer,
     _short,
-    _Writer,
     connect_reader,
     connect_writer,
     generation_of,
@@ -64,7 +62,6 @@ from .tables import (
 )
 from .vectors import (
     is_ivf,
-    ivf_lists,
     needs_new_kind,
     new_exact_index,
     new_ivf_index,
@@ -72,11 +69,9 @@ from .vectors import (
     training_size,
     vectors_by_id,
 )
-from .vectors import ivf_probes as ivf_probes  # re-exported
 from .vectors import search as search_vectors
 
-__all__ = ["APPROX_THRESHOLD", "ChunkRow", "FileRecord", "Store", "StoredChunk", "ivf_lists",
-           "new_exact_index", "new_ivf_index", "owned_file", "read_manifest"]
+__all__ = ["APPROX_THRESHOLD", "Store", "index_home", "owned_file", "read_manifest"]
 
 log = logging.getLogger("ragkit")
 
@@ -471,7 +466,7 @@ class Store:
     # -- writing -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[_Writer]:
+    def transaction(self) -> Iterator[Writer]:
         """Group writes; they all land, with one generation bump, or none do.
 
         New vectors go into the in-memory FAISS index as they are written (so a
@@ -480,7 +475,7 @@ class Store:
         """
         index = self._vectors()
         db = self._writable()
-        writer = _Writer(db, self.dimension, index)
+        writer = Writer(db, self.dimension, index)
         db.execute("BEGIN IMMEDIATE")
         try:
             yield writer

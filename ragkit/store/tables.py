@@ -2,7 +2,7 @@
 
 ``chunks.sqlite`` holds the files, the chunks (text, metadata and the vector
 bytes), the FTS5 keyword index over them and the generation counter.  A
-:class:`_Writer` writes inside one :meth:`~ragkit.store.local.Store.transaction`:
+:class:`Writer` writes inside one :meth:`~ragkit.store.local.Store.transaction`:
 chunk ids are assigned as AUTOINCREMENT would, and new vectors go straight
 into the in-memory FAISS cache as well.
 
@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import IndexCorruptError, IndexFolderError
 from .keywords import keyword_terms
 
-__all__ = ["ChunkRow", "FileRecord", "StoredChunk", "connect_reader", "connect_writer",
+__all__ = ["ChunkRow", "FileRecord", "StoredChunk", "Writer", "connect_reader", "connect_writer",
            "generation_of", "not_writable", "path_from_db", "path_to_db", "vectors_from_blobs"]
 
 _SCHEMA = """
@@ -218,7 +218,7 @@ class StoredChunk:
     text: str
 
 
-class _Writer:
+class Writer:
     """Writes inside one :meth:`Store.transaction`; new vectors go straight into FAISS."""
 
     def __init__(self, db: sqlite3.Connection, dimension: int, index: Any) -> None:

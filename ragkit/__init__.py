@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # name -> module that defines it
 _EXPORTS = {
@@ -20,6 +20,7 @@ _EXPORTS = {
     "Hit": "retrieval",
     "Answer": "answering",
     "AnswerStream": "answering",
+    "Conversation": "conversation",
     "IngestReport": "ingest.pipeline",
     "IngestProgress": "ingest.pipeline",
     "ChunkerSettings": "chunking.units",
@@ -48,6 +49,7 @@ _EXPORTS = {
     "IndexFolderError": "errors",
     "IndexVersionError": "errors",
     "NothingIndexedError": "errors",
+    "PromptTooLongError": "errors",
     "EmbeddingMismatchError": "errors",
     "LoadError": "errors",
     "UsageError": "errors",
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     from .backends.embedded import EmbeddedBackend
     from .backends.ollama import OllamaClient
     from .chunking.units import ChunkerSettings
+    from .conversation import Conversation
     from .errors import (
         BackendError,
         BadRequestError,
@@ -76,6 +79,7 @@ if TYPE_CHECKING:
         LoadError,
         ModelNotFoundError,
         NothingIndexedError,
+        PromptTooLongError,
         ProtocolError,
         RagkitError,
         RequestTimeoutError,

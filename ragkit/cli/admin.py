@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .main import _chunker, _open_index, _printable, _say, _with_index_options
+from .options import chunk_settings, open_index, printable, say, with_index_options
 
 
 @click.group()
@@ -34,9 +34,9 @@ def indexes_list() -> None:
     if not found:
         click.echo(f"no indexes in {_home()} — create one with `ragkit ingest PATH`")
     for path in found:
-        name = _printable(path.name)  # a name with a newline must not look like two indexes
+        name = printable(path.name)  # a name with a newline must not look like two indexes
         try:
-            model = _printable(read_manifest(path)["embed_model"])
+            model = printable(read_manifest(path)["embed_model"])
         except IndexVersionError:
             model = "made by a newer ragkit — upgrade ragkit to use it"
         except IndexCorruptError:
@@ -46,7 +46,7 @@ def indexes_list() -> None:
 
 @indexes.command("info")
 @click.argument("name", required=False)
-@_with_index_options
+@with_index_options
 @click.pass_context
 def indexes_info(ctx: click.Context, opts: dict[str, Any], name: str | None) -> None:
     """Show the manifest, files and chunk count of the index NAME (or --index)."""
@@ -56,7 +56,7 @@ def indexes_info(ctx: click.Context, opts: dict[str, Any], name: str | None) -> 
             raise UsageError(f"two indexes given, '{name}' and --index "
                              f"'{opts['index_name']}' — give one")
         opts = {**opts, "index_name": name}
-    with _open_index(opts) as index:
+    with open_index(opts) as index:
         info = {"name": index.name, "path": str(index.path), "chunks": len(index),
                 "files": len(index._store.files()) if index._store else 0,
                 "size": _size(index.path), **index.manifest}
@@ -71,18 +71,18 @@ def indexes_delete(name: str, yes: bool) -> None:
     from ..index import Index
 
     with Index.open(name, damaged_ok=True) as index:
-        shown = _printable(name)
+        shown = printable(name)
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError(f"refusing to delete index '{shown}' without --yes "
                                  "(no terminal)")
-            click.confirm(f"Delete index '{shown}' at {_printable(str(index.path))}?",
+            click.confirm(f"Delete index '{shown}' at {printable(str(index.path))}?",
                           abort=True)
         kept = index.delete()
     click.echo(f"deleted index '{shown}'")
     if kept:
-        click.echo(f"kept {len(kept)} other item(s) in {_printable(str(index.path))}: "
-                   + ", ".join(_printable(k) for k in kept))
+        click.echo(f"kept {len(kept)} other item(s) in {printable(str(index.path))}: "
+                   + ", ".join(printable(k) for k in kept))
 
 
 def _size(path: Path) -> str:
@@ -111,7 +111,7 @@ def models_list(client: Any) -> None:
         for m in client.list_models():
             click.echo(f"{m.get('name')}\tollama\t{m.get('size', 0) / 1e6:.0f} MB")
     else:
-        _say(f"no Ollama at {client.host}; showing the embedded engine's models only")
+        say(f"no Ollama at {client.host}; showing the embedded engine's models only")
     engine = EmbeddedBackend()
     for name in engine.available_models():
         state = "embedded" if engine.has_model(name) else "embedded (not installed)"
@@ -168,7 +168,7 @@ def models_cp(client: Any, source: str, destination: str) -> None:
 @click.command()
 @click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
               show_default=True, help="Chat model to check.")
-@_with_index_options
+@with_index_options
 def doctor(opts: dict[str, Any], model: str) -> None:
     """Check the server, the models and the index, and say what to fix."""
     from ..backends.chooser import BackendChooser
@@ -201,7 +201,7 @@ def doctor(opts: dict[str, Any], model: str) -> None:
 @click.option("--whole-documents", is_flag=True,
               help="One chunk per document, cut at the model's window: the protocol behind "
               "published MTEB scores.")
-@_with_index_options
+@with_index_options
 def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: bool,
              chunk_size: int | None, chunk_overlap: int | None, whole_documents: bool) -> None:
     """Measure retrieval on DATASET: a BEIR folder, or a questions JSONL for --index.
@@ -252,7 +252,7 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
         return ChunkerSettings(size=WHOLE_DOCUMENT, overlap=0)
     if size is None and overlap is None:
         return None
-    chosen = _chunker(size, overlap, ChunkerSettings)
+    chosen = chunk_settings(size, overlap, ChunkerSettings)
     return None if chosen == ChunkerSettings() else chosen  # the default index is reused
 
 
@@ -271,9 +271,9 @@ def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: An
                      else f"-c{chunker.size}o{chunker.overlap}")
         opts = {**opts, "index_name": str(index_home() / EVAL_INDEXES / name)}
     docs = data.write_documents(index_home() / ".eval-docs" / data.name)
-    with _open_index(opts, create=True, chunker=chunker) as index:
+    with open_index(opts, create=True, chunker=chunker) as index:
         report = index.ingest([docs], progress=counter.ingest)
-        _say(f"index '{index.name}': {report.summary()}")
+        say(f"index '{index.name}': {report.summary()}")
         results = evaluate_beir(data, lambda q, n, m: index.search(q, n, mode=m), modes,
                                 data.doc_of(), progress=counter.queries)
     return [r.as_dict() for r in results]
@@ -283,6 +283,6 @@ def _eval_questions(opts: dict[str, Any], path: Path, modes: list[str], k: int) 
     from ..evaluate import evaluate_questions, load_questions
 
     rows = load_questions(path)
-    with _open_index(opts) as index:
+    with open_index(opts) as index:
         results = evaluate_questions(rows, lambda q, n, m: index.search(q, n, mode=m), modes, k)
     return [r.as_dict() for r in results]

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .main import _parse_options, _say
+from .options import parse_options, say
 
 
 class _DefaultToGenerate(click.Group):
@@ -52,7 +52,7 @@ def _backend_options(func: Any) -> Any:
 def _chooser(backend: str, host: str | None, timeout: float) -> Any:
     from ..backends.chooser import BackendChooser
 
-    return BackendChooser(backend, host=host, timeout=timeout, announce=_say)
+    return BackendChooser(backend, host=host, timeout=timeout, announce=say)
 
 
 class _Progress:
@@ -122,7 +122,7 @@ def bench_generate_cmd(model: str, prompts_file: Path | None, runs: int,
     engine = _chooser(backend, host, timeout).for_model(model)
     with _Progress() as progress:
         result = bench_generate(engine, model, prompts, runs,
-                                options=_parse_options(option_pairs), warmup=not no_warmup,
+                                options=parse_options(option_pairs), warmup=not no_warmup,
                                 progress=progress)
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))

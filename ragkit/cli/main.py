@@ -3,12 +3,11 @@
 Heavy imports (NumPy, FAISS, llama.cpp) happen inside the commands so that
 ``ragkit --help`` starts fast.  Every :class:`~ragkit.errors.RagkitError` is
 turned into a one-line ``error: ...`` message and its exit status in
-:class:`_Group`, the one place errors are converted.
+:class:`~ragkit.cli.options.ErrorGroup`, the one place errors are converted.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import __version__
 from ..errors import (
     BackendError,
     ModelNotFoundError,
@@ -26,114 +24,29 @@ from ..errors import (
     RagkitError,
     UsageError,
 )
-from ..loading.paths import shown
+from ..version import __version__
+from .admin import doctor, evaluate, indexes, models
+from .bench import bench
+from .options import (
+    ErrorGroup,
+    backend_options,
+    chunk_settings,
+    open_index,
+    parse_options,
+    printable,
+    say,
+    with_index_options,
+)
 
 if TYPE_CHECKING:
-    from ..index import Index
+    pass
 
 # Exit statuses beyond the error classes' own (documented in the README).
 EXIT_PROBLEMS = 5  # ingest finished, but some files could not be read
 EXIT_NOT_FOUND = 6  # ask: the documents do not contain the answer
 
 
-class _Error(click.ClickException):
-    def __init__(self, error: RagkitError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code  # type: ignore[misc]  # click types it as a ClassVar
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.message}", err=True)
-
-
-class _Group(click.Group):
-    """A group that converts ragkit's errors and Ctrl-C into one-line messages."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RagkitError as exc:
-            raise _Error(exc) from exc
-        except KeyboardInterrupt:
-            kept = " — whatever was committed is kept" if ctx.invoked_subcommand == "ingest" else ""
-            click.echo(f"\nragkit: interrupted{kept}", err=True)
-            ctx.exit(130)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
-            raise
-        except Exception as exc:  # a bug: say so in one line, keep the trace on request
-            if os.environ.get("RAGKIT_DEBUG"):
-                raise
-            click.echo(f"error: internal error: {type(exc).__name__}: {exc} — please report "
-                       "it; set RAGKIT_DEBUG=1 to see the traceback", err=True)
-            ctx.exit(1)
-
-
-def _say(message: str) -> None:
-    """A short status line on stderr (never mixed into stdout answers)."""
-    click.echo(f"ragkit: {message}", err=True)
-
-
-def _printable(path: str) -> str:
-    r"""A path on one line: control characters (a newline in a file name) escaped.
-
-    >>> _printable("odd\nname.txt")
-    'odd\\nname.txt'
-    """
-    path = shown(path)  # undecodable bytes of a file name as \xNN
-    if path.isprintable():
-        return path
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
-
-
-def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by every command that opens an index."""
-    return click.option(
-        "--index", "-i", "index_name", default="default", show_default=True,
-        envvar="RAGKIT_INDEX", help="Index name (under RAGKIT_HOME, default "
-        "./indexes) or a path to an index folder.")(backend_options(func))
-
-
-def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--backend, --host, --embed-model and --timeout: who runs the models, and how."""
-    decorators = [
-        click.option("--backend", type=click.Choice(["auto", "ollama", "embedded"]),
-                     default="auto", show_default=True, envvar="RAGKIT_BACKEND",
-                     help="Who runs the models: Ollama, the embedded engine, or auto "
-                     "(Ollama when it has the model, else embedded)."),
-        click.option("--host", envvar="OLLAMA_HOST", default=None,
-                     help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434]."),
-        click.option("--embed-model", envvar="RAGKIT_EMBED_MODEL", default=None,
-                     help="Embedding model [default: the index's, or all-minilm]."),
-        click.option("--timeout", type=float, default=300.0, show_default=True,
-                     envvar="RAGKIT_TIMEOUT", help="Seconds to wait for a model reply."),
-    ]
-    for decorate in reversed(decorators):
-        func = decorate(func)
-    return func
-
-
-def _open_index(opts: dict[str, Any], *, create: bool = False, **extra: Any) -> Index:
-    from ..index import Index
-
-    return Index.open(
-        opts["index_name"], backend=opts["backend"], host=opts["host"],
-        timeout=opts["timeout"], embed_model=opts["embed_model"], create=create,
-        announce=_say, **extra,
-    )
-
-
-def _with_index_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Collect the shared options into one ``opts`` dict argument."""
-    keys = ("index_name", "backend", "host", "embed_model", "timeout")
-
-    @functools.wraps(func)
-    def wrapper(**kwargs: Any) -> Any:
-        opts = {k: kwargs.pop(k) for k in keys}
-        return func(opts, **kwargs)
-
-    return index_options(wrapper)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ragkit")
 def cli() -> None:
     """Index a folder of documents and answer questions about it, citing sources.
@@ -163,7 +76,7 @@ def cli() -> None:
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="Embedding requests in flight [default: $RAGKIT_PARALLEL, else "
               "$OLLAMA_NUM_PARALLEL + 1, else 2].")
-@_with_index_options
+@with_index_options
 def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_symlinks: bool,
            chunk_size: int | None, chunk_overlap: int | None, batch_size: int,
            parallel: int | None) -> None:
@@ -179,9 +92,9 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
 
     chunker = None
     if chunk_size is not None or chunk_overlap is not None:
-        chunker = _chunker(chunk_size, chunk_overlap, ChunkerSettings)
+        chunker = chunk_settings(chunk_size, chunk_overlap, ChunkerSettings)
     with (
-        _open_index(opts, create=True, rebuild=rebuild, chunker=chunker) as index,
+        open_index(opts, create=True, rebuild=rebuild, chunker=chunker) as index,
         ProgressLine() as bar,
     ):
         try:
@@ -191,7 +104,7 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
             _say_problems(exc.report)  # why nothing was indexed, before the error line
             raise
     _say_problems(report)
-    click.echo(f"index '{_printable(index.name)}': {report.summary()}")
+    click.echo(f"index '{printable(index.name)}': {report.summary()}")
     if report.failed:
         sys.exit(EXIT_PROBLEMS)
 
@@ -199,18 +112,9 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
 def _say_problems(report: Any) -> None:
     """One line per file left out (skipped) or that could not be read (failed)."""
     for problem in report.skipped:
-        _say(f"skipped {_printable(problem.path)}: {problem.reason}")
+        say(f"skipped {printable(problem.path)}: {problem.reason}")
     for problem in report.failed:
-        _say(f"failed {_printable(problem.path)}: {problem.reason}")
-
-
-def _chunker(size: int | None, overlap: int | None, settings: Any) -> Any:
-    defaults = settings()
-    try:
-        return settings(size=size or defaults.size,
-                        overlap=defaults.overlap if overlap is None else overlap)
-    except ValueError as exc:
-        raise UsageError(f"bad chunk settings: {exc}") from exc
+        say(f"failed {printable(problem.path)}: {problem.reason}")
 
 
 RETRIEVAL_HELP = ("How to find chunks: hybrid (embeddings + BM25 keywords, fused), vector "
@@ -238,7 +142,7 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
               type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with scores) for scripts.")
 @filter_options
-@_with_index_options
+@with_index_options
 def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bool,
            paths: tuple[str, ...], diversity: float) -> None:
     """Show the chunks that best match QUERY.
@@ -246,7 +150,7 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
     Each line shows the cosine similarity of the chunk to the query; --json
     adds the ranking score of the chosen retrieval mode.
     """
-    with _open_index(opts) as index:
+    with open_index(opts) as index:
         hits = index.search(query, k, mode=retrieval, paths=paths, diversity=diversity)
         empty = len(index) == 0
     if as_json:
@@ -265,23 +169,6 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
 def _snippet(text: str, width: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``key=value`` pairs into Ollama options; values are JSON where they parse as JSON."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"option '{pair}' must look like key=value (e.g. -o temperature=0)")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        if key.strip() == "stop" and not isinstance(value, list):
-            value = [str(value)]
-        options[key.strip()] = value
-    return options
 
 
 def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -313,7 +200,7 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
               "hand-built /api/generate prompt.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 @ask_options
-@_with_index_options
+@with_index_options
 def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, model: str,
         retrieval: str, min_score: float | None, force: bool,
         option_pairs: tuple[str, ...], paths: tuple[str, ...], diversity: float) -> None:
@@ -322,13 +209,13 @@ def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, m
     When no chunk is relevant enough, says "The documents do not contain the
     answer." without asking the model, and exits with status 6.
     """
-    options = _parse_options(option_pairs)
-    with _open_index(opts) as index:
+    options = parse_options(option_pairs)
+    with open_index(opts) as index:
         stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
                                   retrieval=retrieval, min_score=min_score, force=force,
                                   paths=paths, diversity=diversity)
         if stream.note:  # passages left out to fit num_ctx
-            _say(stream.note)
+            say(stream.note)
         if as_json:
             for _ in stream:  # the answer is printed whole, below
                 pass
@@ -371,16 +258,16 @@ def _print_sources(answer: Any) -> None:
 
 @cli.command()
 @ask_options
-@_with_index_options
+@with_index_options
 def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: float | None,
          force: bool, option_pairs: tuple[str, ...], paths: tuple[str, ...],
          diversity: float) -> None:
     """Ask questions in a loop; history is kept. Ctrl-D exits."""
     from ..conversation import Conversation
 
-    with _open_index(opts) as index:
+    with open_index(opts) as index:
         session = Conversation(index, k=k, model=model, retrieval=retrieval,
-                               options=_parse_options(option_pairs),
+                               options=parse_options(option_pairs),
                                min_score=min_score, force=force, paths=paths,
                                diversity=diversity)
         click.echo(f"Chatting with index '{index.name}'. Ctrl-D to quit.", err=True)
@@ -400,7 +287,7 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
             click.echo()
             if session.last:
                 if session.last.note:
-                    _say(session.last.note)
+                    say(session.last.note)
                 _print_sources(session.last)
 
 
@@ -435,24 +322,22 @@ def mcp(names: tuple[str, ...], model: str, no_ask: bool, backend: str, host: st
 
     with ProtocolStdout() as stdout, Catalog.open(
             names, backend=backend, host=host, timeout=timeout, embed_model=embed_model,
-            announce=_say) as catalog:
+            announce=say) as catalog:
         ready = not no_ask and chat_model_ready(model, backend=backend, host=host,
                                                 timeout=timeout)
         if not no_ask and not ready:
-            _say(f"chat model '{model}' is not reachable: the ask tool is left out")
+            say(f"chat model '{model}' is not reachable: the ask tool is left out")
         server = build_server(catalog, chat_model=model if ready else None,
                               debug=bool(os.environ.get("RAGKIT_DEBUG")))
-        _say(f"serving {', '.join(catalog.names)} over MCP on stdio")
+        say(f"serving {', '.join(catalog.names)} over MCP on stdio")
         stdout.serve(server)
 
 
-from .admin import doctor, evaluate, indexes, models  # noqa: E402 - needs the helpers above
-
-cli.add_command(evaluate)  # type: ignore[has-type]
-cli.add_command(indexes)  # type: ignore[has-type]
-cli.add_command(models)  # type: ignore[has-type]
-cli.add_command(doctor)  # type: ignore[has-type]
-cli.add_command(__import__("ragkit.cli.bench", fromlist=["bench"]).bench)
+cli.add_command(evaluate)
+cli.add_command(indexes)
+cli.add_command(models)
+cli.add_command(doctor)
+cli.add_command(bench)
 
 
 @cli.command()
@@ -496,7 +381,7 @@ def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str
     settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,
                               insecure=insecure, backend=backend, host=host,
                               embed_model=embed_model, timeout=timeout)
-    run(settings, announce=_say)
+    run(settings, announce=say)
 
 
 def main() -> None:

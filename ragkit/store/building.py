@@ -30,10 +30,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..backends.base import embedding_prefixes
 from ..chunking.units import ChunkerSettings
 from ..errors import IndexBusyError, NothingIndexedError
+from ..version import __version__
 from .folders import (
     check_new_folder,
     real_folder,

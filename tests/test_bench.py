@@ -9,20 +9,8 @@ import json
 import re
 
 import pytest
-from click.testing import CliRunner
 
 from ragkit.bench import DEFAULT_PROMPTS
-from ragkit.cli.main import cli
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_bench_generate_prints_a_table_per_prompt_and_a_total(run, ollama):

@@ -7,21 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from ragkit.cli.main import cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

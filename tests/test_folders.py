@@ -25,16 +25,6 @@ from ragkit.store.building import WORK_DIR
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
-
-
 def error_line(result) -> str:
     """The one error line; asserts there is exactly one and no traceback."""
     assert "Traceback" not in result.output and "internal error" not in result.output

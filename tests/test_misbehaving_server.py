@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-import types
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from ollama_server import FakeOllama
 
-import ragkit.backends.ollama
 from ragkit import Index
 from ragkit.backends.base import Metrics, check_vectors
 from ragkit.backends.ollama import OllamaClient
-from ragkit.cli.main import cli
 from ragkit.errors import ProtocolError, RequestTimeoutError, VectorError
 from ragkit.retrieval import Hit
 
@@ -30,14 +26,6 @@ MISBEHAVES = (" — the server misbehaves; check that OLLAMA_HOST (or --host) is
               "and its log")
 RETRY = "; retry, or raise the limit with --timeout / RAGKIT_TIMEOUT"
 CHAT = [{"role": "user", "content": "[1] a.md\nThe sky is blue. It is big."}]
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    """Record the client's backoff sleeps instead of sleeping."""
-    delays: list[float] = []
-    monkeypatch.setattr(ragkit.backends.ollama, "time", types.SimpleNamespace(sleep=delays.append))
-    return delays
 
 
 @pytest.fixture
@@ -249,12 +237,6 @@ def test_a_redirect_loop_is_named_as_such(client, ollama):
 
 
 # -- what the user sees --------------------------------------------------------------------
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-    return lambda *args: runner.invoke(cli, list(args), catch_exceptions=False)
 
 
 def error_line(result) -> str:

@@ -2,7 +2,7 @@
 
 Each measurement is a fresh process, timed from start to exit, the median of
 ``--runs`` runs.  The index holds 10,000 chunks of generated English-like text
-with clustered 384-d vectors (written through ``ragkit.store.Store`` under the
+with clustered 384-d vectors (written through ``ragkit.store.local.Store`` under the
 all-minilm manifest, so the real embedded engine embeds the query).
 Targets: ``--help`` <= 0.3 s; ``search`` <= 1.0 s, process start to printed hits.
 
@@ -28,7 +28,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench_search import Text, Vectors  # noqa: E402
 
-from ragkit.store import ChunkRow, FileRecord, Store  # noqa: E402
+from ragkit.store.local import Store  # noqa: E402
+from ragkit.store.tables import ChunkRow, FileRecord  # noqa: E402
 
 RAGKIT = str(Path(sys.executable).with_name("ragkit"))
 

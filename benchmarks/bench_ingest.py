@@ -29,8 +29,8 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ragkit.chunking import ChunkerSettings  # noqa: E402
-from ragkit.ingest import _prepare, _Prepared  # noqa: E402
+from ragkit.chunking.units import ChunkerSettings  # noqa: E402
+from ragkit.ingest.prepare import _prepare, _Prepared  # noqa: E402
 
 _WORDS = ("backup restore server index query vector model chunk search answer document file "
          "folder network latency storage memory thread process schedule nightly weekly report "
@@ -134,7 +134,7 @@ def engine_side_by_side(corpus: Path, work: Path, batch: int, parallel: int | No
     texts, in requests of ``batch``), then ingested (incrementally, into one index),
     so a slow patch on a shared machine hits both sides alike.
     """
-    from ragkit.engine import EmbeddedBackend
+    from ragkit.backends.embedded import EmbeddedBackend
     from ragkit.index import Index
 
     engine = EmbeddedBackend()

@@ -1,13 +1,13 @@
 """Search latency and recall on large synthetic indexes (issue 5's search targets).
 
 * 100k chunks, the whole path: chunks and 384-d vectors written through
-  ``ragkit.store.Store`` (SQLite + FTS5), the vector cache built as ragkit builds
+  ``ragkit.store.local.Store`` (SQLite + FTS5), the vector cache built as ragkit builds
   it, then ``Index.search`` timed per query in ``vector`` and ``hybrid`` modes.
   The query embedding is excluded: the backend hands back precomputed vectors.
   Target: p50 <= 5 ms.
 * 1M chunks, the approximate index alone (SQLite would add 20 minutes of
   inserts and nothing to the search time): vectors added to ragkit's IVF index
-  (``ragkit.store.new_ivf_index``) exactly as ``Store`` rebuilds it, searched
+  (``ragkit.store.vectors.new_ivf_index``) exactly as ``Store`` rebuilds it, searched
   through ``Store.search``.  Targets: recall@10 >= 0.95 against exact search,
   p50 <= 10 ms.
 
@@ -35,10 +35,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from ragkit import store as store_module  # noqa: E402
-from ragkit.backend import normalize_rows  # noqa: E402
+from ragkit.backends.base import normalize_rows  # noqa: E402
 from ragkit.index import Index  # noqa: E402
-from ragkit.store import ChunkRow, FileRecord, Store  # noqa: E402
+from ragkit.store import vectors as store_vectors  # noqa: E402
+from ragkit.store.local import APPROX_THRESHOLD, Store  # noqa: E402
+from ragkit.store.tables import ChunkRow, FileRecord  # noqa: E402
 
 DIM = 384
 _STOPWORDS = ("the of and to a in is that for it as with on be by this are or from at an "
@@ -185,8 +186,8 @@ def bench_million(n: int, queries: int, gen: Vectors) -> dict[str, Any]:
     """Store.search over ragkit's IVF index holding ``n`` synthetic vectors."""
     data = gen.sample(n, seed=11)
     started = time.perf_counter()
-    sample = data[:: max(1, n // (64 * store_module.ivf_lists(n)))]
-    index = store_module.new_ivf_index(DIM, n, sample)
+    sample = data[:: max(1, n // (64 * store_vectors.ivf_lists(n)))]
+    index = store_vectors.new_ivf_index(DIM, n, sample)
     for start in range(0, n, 65536):
         block = data[start : start + 65536]
         index.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
@@ -219,7 +220,7 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out", help="also write the figures to this file")
     args = parser.parse_args()
     gen = Vectors()
-    out: dict[str, Any] = {"threshold": store_module.APPROX_THRESHOLD}
+    out: dict[str, Any] = {"threshold": APPROX_THRESHOLD}
     full = out["full"] = bench_full_path(args.chunks, args.queries, gen)
     kind = "IVF (approximate)" if full["approximate"] else "exact"
     print(f"{full['chunks']} chunks through Store: written in {full['write_seconds']:.0f} s, "

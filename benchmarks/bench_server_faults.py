@@ -32,7 +32,7 @@ ROOT = HERE.parent
 # The child: call the client once, report peak RSS growth (kB) and wall time as JSON.
 CHILD = r"""
 import json, resource, sys, time
-from ragkit.ollama import OllamaClient
+from ragkit.backends.ollama import OllamaClient
 
 case, url = sys.argv[1], sys.argv[2]
 client = OllamaClient(url, timeout=600, retries=0)

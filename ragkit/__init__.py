@@ -9,27 +9,28 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # name -> module that defines it
 _EXPORTS = {
     "Index": "index",
-    "index_home": "index",
+    "index_home": "store.local",
     "DEFAULT_EMBED_MODEL": "index",
     "DEFAULT_CHAT_MODEL": "index",
     "Hit": "retrieval",
     "Answer": "answering",
     "AnswerStream": "answering",
-    "IngestReport": "ingest",
-    "IngestProgress": "ingest",
-    "ChunkerSettings": "chunking",
-    "Backend": "backend",
-    "Metrics": "backend",
-    "Reply": "backend",
-    "StreamChunk": "backend",
-    "BackendChooser": "backends",
-    "OllamaClient": "ollama",
-    "EmbeddedBackend": "engine",
+    "Conversation": "conversation",
+    "IngestReport": "ingest.pipeline",
+    "IngestProgress": "ingest.pipeline",
+    "ChunkerSettings": "chunking.units",
+    "Backend": "backends.base",
+    "Metrics": "backends.base",
+    "Reply": "backends.base",
+    "StreamChunk": "backends.base",
+    "BackendChooser": "backends.chooser",
+    "OllamaClient": "backends.ollama",
+    "EmbeddedBackend": "backends.embedded",
     "RagkitError": "errors",
     "BackendError": "errors",
     "ConnectError": "errors",
@@ -48,6 +49,7 @@ _EXPORTS = {
     "IndexFolderError": "errors",
     "IndexVersionError": "errors",
     "NothingIndexedError": "errors",
+    "PromptTooLongError": "errors",
     "EmbeddingMismatchError": "errors",
     "LoadError": "errors",
     "UsageError": "errors",
@@ -57,10 +59,12 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
     from .answering import Answer, AnswerStream
-    from .backend import Backend, Metrics, Reply, StreamChunk
-    from .backends import BackendChooser
-    from .chunking import ChunkerSettings
-    from .engine import EmbeddedBackend
+    from .backends.base import Backend, Metrics, Reply, StreamChunk
+    from .backends.chooser import BackendChooser
+    from .backends.embedded import EmbeddedBackend
+    from .backends.ollama import OllamaClient
+    from .chunking.units import ChunkerSettings
+    from .conversation import Conversation
     from .errors import (
         BackendError,
         BadRequestError,
@@ -75,6 +79,7 @@ if TYPE_CHECKING:
         LoadError,
         ModelNotFoundError,
         NothingIndexedError,
+        PromptTooLongError,
         ProtocolError,
         RagkitError,
         RequestTimeoutError,
@@ -84,10 +89,10 @@ if TYPE_CHECKING:
         UsageError,
         VectorError,
     )
-    from .index import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, Index, index_home
-    from .ingest import IngestProgress, IngestReport
-    from .ollama import OllamaClient
+    from .index import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, Index
+    from .ingest.pipeline import IngestProgress, IngestReport
     from .retrieval import Hit
+    from .store.local import index_home
 
 
 def __getattr__(name: str) -> Any:

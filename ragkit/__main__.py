@@ -1,6 +1,6 @@
 """``python -m ragkit``: the same as the ``ragkit`` command."""
 
-from .cli import main
+from .cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -9,11 +9,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backend import Backend, Metrics, StreamChunk
+from .backends.base import Backend, Metrics, StreamChunk
 from .errors import UsageError
-from .keywords import keyword_terms
 from .prompting import NOT_FOUND, ContextFit, build_generate_prompt, build_messages
 from .retrieval import Hit
+from .store.keywords import keyword_terms
 
 __all__ = [
     "COVERAGE_WEIGHT",

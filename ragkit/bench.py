@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backend import Backend, collect
+from .backends.base import Backend, collect
 
 __all__ = ["DEFAULT_PROMPTS", "GenerateRun", "TimedBackend", "bench_generate", "bench_ingest",
            "bench_search", "percentiles", "spread"]
@@ -181,7 +181,7 @@ def bench_ingest(
     files = report.added + report.updated
     size = sum(os.path.getsize(f) for f in files if os.path.exists(f))
     requests = backend.embed_seconds[1:]  # the first call is the dimension probe
-    from .embedding import default_parallel
+    from .ingest.scheduler import default_parallel
 
     return {"embed_model": model, "files": len(files), "chunks": report.total_chunks,
             "bytes": size, "seconds": seconds,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import BackendChooser
+from .backends.chooser import BackendChooser
 from .errors import BackendError, ModelNotFoundError, RagkitError
-from .store import Store
+from .store.local import Store
 
 __all__ = ["Check", "run_checks"]
 

@@ -28,20 +28,9 @@ from .answering import (
     relevance_threshold,
     stream_reply,
 )
-from .answering import RELEVANCE_THRESHOLDS as RELEVANCE_THRESHOLDS  # re-exported
-from .backend import Backend, embedding_prefixes
-from .backends import BackendChooser, chooser
-from .building import WORK_DIR as WORK_DIR  # re-exported: where rebuilds are assembled
-from .building import (
-    clean_stale_work,
-    delete_index,
-    first_build,
-    new_manifest,
-    nothing_indexed,
-    replacement,
-    swap_folders,
-)
-from .chunking import ChunkerSettings
+from .backends.base import Backend, embedding_prefixes
+from .backends.chooser import BackendChooser, chooser
+from .chunking.units import ChunkerSettings
 from .errors import (
     BackendError,
     EmbeddingMismatchError,
@@ -51,7 +40,21 @@ from .errors import (
     IndexVersionError,
     UsageError,
 )
-from .folders import (
+from .ingest.pipeline import IngestProgress, IngestReport, ingest
+from .loading.files import check_roots, max_file_mb
+from .prompting import fit_context
+from .retrieval import MODES as RETRIEVAL_MODES
+from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
+from .store.building import (
+    clean_stale_work,
+    delete_index,
+    first_build,
+    new_manifest,
+    nothing_indexed,
+    replacement,
+    swap_folders,
+)
+from .store.folders import (
     check_new_folder,
     check_new_name,
     check_path_length,
@@ -60,22 +63,17 @@ from .folders import (
     lock_index,
     real_folder,
 )
-from .ingest import IngestProgress, IngestReport, ingest
-from .loading import check_roots, max_file_mb
-from .prompting import fit_context
-from .retrieval import MODES as RETRIEVAL_MODES
-from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
-from .store import Store, index_home
+from .store.local import Store, index_home
 
-__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
+__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "resolve_index"]
 
 DEFAULT_EMBED_MODEL = "all-minilm"
 DEFAULT_CHAT_MODEL = "smollm2:135m"
 MAX_K = 1000
 
 
-def _resolve(name_or_path: str | Path, home: Path | None) -> Path:
-    """A bare name is looked up in ``home``; anything with a slash is a path."""
+def resolve_index(name_or_path: str | Path, home: Path | None) -> Path:
+    """The folder of an index: a bare name is in ``home``; anything with a slash is a path."""
     text = str(name_or_path)
     if not text.strip():
         raise UsageError("index name is empty — pass --index NAME")
@@ -130,7 +128,7 @@ class Index:
         A new index needs a name without control characters, and a folder that is
         new, empty or a link to such a folder.
         """
-        path = _resolve(name_or_path, home)
+        path = resolve_index(name_or_path, home)
         if path.exists() and not path.is_dir():
             raise IndexFolderError(str(path), f"{path} is a file, not an index folder",
                                    "pass --index a name, or the path of an index folder")
@@ -273,7 +271,7 @@ class Index:
     ) -> IngestReport:
         """Create the index, which appears at its first commit; then it fills in place.
 
-        See :func:`~ragkit.building.first_build`: a run that fails or is killed
+        See :func:`~ragkit.store.building.first_build`: a run that fails or is killed
         before its first commit leaves nothing, nor does one that indexes nothing.
         """
         model, chunker, dimension = self._new_settings()  # fails before anything is created
@@ -301,7 +299,7 @@ class Index:
     ) -> IngestReport:
         """Build into a work folder, then swap it in: the old index survives a failure.
 
-        See :mod:`ragkit.building` for the work folder and the swap.
+        See :mod:`ragkit.store.building` for the work folder and the swap.
         """
         with lock_index(self.path):  # the lock Store.lock() takes: one writer at a time
             clean_stale_work(self.path)

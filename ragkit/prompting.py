@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .chunking import approx_tokens
+from .chunking.units import approx_tokens
 from .errors import PromptTooLongError
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ _MARGIN = 1.2
 def estimate_tokens(text: str) -> int:
     """A cheap, deliberately high estimate of a chat model's tokens in ``text``.
 
-    :func:`ragkit.chunking.approx_tokens`, plus one for each character that chat
+    :func:`ragkit.chunking.text.approx_tokens`, plus one for each character that chat
     vocabularies split finer, plus 20%.  Measured against SmolLM2's tokenizer on
     the guide corpus (English and Chinese) and on ragkit's own source: about 25%
     above the real count overall, and above it for every prose chunk.

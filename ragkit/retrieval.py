@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .keywords import is_cjk as _is_cjk_char
-from .paths import shown
-from .store import Store
+from .loading.paths import shown
+from .store.keywords import is_cjk as _is_cjk_char
+from .store.local import Store
 
 __all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "retrieve"]
 
@@ -70,7 +70,7 @@ class Hit:
     rank: int
     score: float
     id: int
-    path: str  # the source file's key: its absolute path, links resolved (see ragkit.paths)
+    path: str  # the source file's key: its absolute path, links resolved (see ragkit.loading.paths)
     source: str  # as shown to users: relative to the working directory if inside it, escaped
     page: int | None
     heading: str
@@ -210,7 +210,7 @@ def match_paths(paths: Iterable[str], patterns: Sequence[str], cwd: str | None =
     (``./`` and ``../`` allowed); a trailing slash means everything below that
     folder.  ``*`` crosses folders.  A pattern with no wildcard also matches
     everything below the folder it names, so ``guide`` and ``guide/`` agree.
-    Files are indexed under their real paths (see :mod:`ragkit.paths`), so a
+    Files are indexed under their real paths (see :mod:`ragkit.loading.paths`), so a
     path pattern also matches with the links in its folders resolved.
 
     >>> files = ["/w/guide/a.md", "/w/guide/zh/b.md", "/w/notes/c.pdf"]

@@ -1,15 +1,19 @@
-"""Shared fixtures: a real HTTP server speaking Ollama's protocol, and small corpora."""
+"""Shared fixtures: a real HTTP server speaking Ollama's protocol, an in-process fake
+backend, the CLI runner, and small corpora.
+
+The helper modules next to this file (ollama_server, fake_backend, pdfgen) are importable
+because pyproject.toml puts ``tests`` on pytest's ``pythonpath``.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
+import types
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers: ollama_server, pdfgen
-
+from click.testing import CliRunner
+from fake_backend import FakeBackend
 from ollama_server import FakeOllama
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,17 +28,53 @@ def ollama():
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path, ollama):
-    """Point ragkit at the test server and a private index home."""
+def home(monkeypatch, tmp_path):
+    """A private index home, and no RAGKIT_* setting from the caller's environment."""
     home = tmp_path / "indexes"
-    monkeypatch.setenv("OLLAMA_HOST", ollama.url)
     monkeypatch.setenv("RAGKIT_HOME", str(home))
-    monkeypatch.setenv("RAGKIT_BACKEND", "ollama")
-    # The test server's hashed embeddings are not on all-minilm's similarity scale.
+    # The fakes' hashed embeddings are not on all-minilm's similarity scale.
     monkeypatch.setenv("RAGKIT_MIN_SCORE", "0")
-    for name in ("RAGKIT_INDEX", "RAGKIT_EMBED_MODEL", "RAGKIT_CHAT_MODEL", "RAGKIT_TIMEOUT"):
+    for name in ("RAGKIT_INDEX", "RAGKIT_EMBED_MODEL", "RAGKIT_CHAT_MODEL", "RAGKIT_TIMEOUT",
+                 "RAGKIT_BACKEND", "OLLAMA_HOST"):
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture
+def env(monkeypatch, home, ollama):
+    """Point ragkit at the test server and a private index home."""
+    monkeypatch.setenv("OLLAMA_HOST", ollama.url)
+    monkeypatch.setenv("RAGKIT_BACKEND", "ollama")
+    return home
+
+
+@pytest.fixture
+def fake_backend(home):
+    """An in-process backend (no HTTP) with the test server's embeddings and replies."""
+    return FakeBackend()
+
+
+@pytest.fixture
+def run(env):
+    """Run the ``ragkit`` command in-process against the test server: ``run("ask", "q")``."""
+    from ragkit.cli.main import cli
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Record the Ollama client's backoff sleeps instead of sleeping (the server's stay)."""
+    import ragkit.backends.ollama
+
+    delays: list[float] = []
+    monkeypatch.setattr(ragkit.backends.ollama, "time", types.SimpleNamespace(sleep=delays.append))
+    return delays
 
 
 BACKUPS = """# Operations

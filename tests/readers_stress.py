@@ -147,7 +147,8 @@ def reader_process(index_path: str, url: str, hs: Handshake, reader: int, out: s
 def threads_scenario(index_path: str, first: str, second: str, url: str, readers: int,
                      out: str) -> None:
     """One process: ``readers`` threads search the very ``Index`` object that ingests."""
-    from ragkit import Index, loading
+    from ragkit import Index
+    from ragkit.loading import files as loading
 
     loading.STREAM_ABOVE = STREAM_ABOVE
     index = Index.open(index_path, create=True, backend="ollama", host=url)

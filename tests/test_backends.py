@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ollama_server import FakeOllama, free_port
 
-from ragkit.backends import BackendChooser
+from ragkit.backends.chooser import BackendChooser
 from ragkit.errors import ModelNotFoundError, UsageError
 
 needs_engine = pytest.mark.skipif(

@@ -9,20 +9,8 @@ import json
 import re
 
 import pytest
-from click.testing import CliRunner
 
 from ragkit.bench import DEFAULT_PROMPTS
-from ragkit.cli import cli
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_bench_generate_prints_a_table_per_prompt_and_a_total(run, ollama):
@@ -111,8 +99,8 @@ def test_pipelined_ingest_commits_the_same_index_as_one_request_at_a_time(tmp_pa
     import numpy as np
 
     from ragkit.chunking import ChunkerSettings
-    from ragkit.ingest import ingest
-    from ragkit.store import Store
+    from ragkit.ingest.pipeline import ingest
+    from ragkit.store.local import Store
 
     sizes: list[int] = []
 
@@ -138,8 +126,8 @@ def test_a_failed_request_stops_a_pipelined_ingest_keeping_whole_files(tmp_path,
 
     from ragkit.chunking import ChunkerSettings
     from ragkit.errors import ServerError
-    from ragkit.ingest import ingest
-    from ragkit.store import Store
+    from ragkit.ingest.pipeline import ingest
+    from ragkit.store.local import Store
 
     calls = []
 
@@ -159,7 +147,7 @@ def test_a_failed_request_stops_a_pipelined_ingest_keeping_whole_files(tmp_path,
 
 
 def test_default_parallel_follows_the_environment(monkeypatch):
-    from ragkit.ingest import default_parallel
+    from ragkit.ingest.scheduler import default_parallel
 
     monkeypatch.delenv("RAGKIT_PARALLEL", raising=False)
     monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)

@@ -7,21 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from ragkit.cli import cli
+from ragkit.cli.main import cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture
@@ -280,8 +269,8 @@ def test_ctrl_c_says_what_was_kept_only_when_something_was_being_written(
 @pytest.mark.parametrize("streamed", [False, True])
 def test_a_bug_while_reading_files_stops_the_ingest_instead_of_losing_files(
         run, tmp_path, env, monkeypatch, streamed):
-    from ragkit import preparing
-    from ragkit.store import Store
+    from ragkit.ingest import prepare as preparing
+    from ragkit.store.local import Store
 
     folder = tmp_path / "files"
     folder.mkdir()

@@ -24,10 +24,10 @@ import pytest
 from click.testing import CliRunner
 
 from ragkit import Index
-from ragkit.cli import cli
+from ragkit.cli.main import cli
 from ragkit.errors import IndexBusyError
-from ragkit.index import WORK_DIR
-from ragkit.store import Store
+from ragkit.store.building import WORK_DIR
+from ragkit.store.local import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["backup", "restore", "server", "index", "chunk", "vector", "answer", "model", "folder",
@@ -314,7 +314,7 @@ def test_ctrl_c_keeps_what_was_committed_and_says_so(tmp_path, ollama):
 
 def test_kill_9_inside_a_streamed_big_file_keeps_the_files_before_it_and_nothing_of_it(
         tmp_path, ollama):
-    from ragkit.loading import STREAM_ABOVE
+    from ragkit.loading.files import STREAM_ABOVE
 
     rng = random.Random(7)
     corpus = write_corpus(tmp_path / "corpus", 10)

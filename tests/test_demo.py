@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ragkit.cli import cli
+from ragkit.cli.main import cli
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp", reason="the embedded engine is installed by `make setup`")
@@ -90,7 +90,7 @@ def real_ollama():
     """Ollama's wire protocol (the test server) serving the real all-minilm vectors."""
     from ollama_server import FakeOllama
 
-    from ragkit.engine import EmbeddedBackend
+    from ragkit.backends.embedded import EmbeddedBackend
 
     engine = EmbeddedBackend()
     with FakeOllama(models=["all-minilm:latest"],

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragkit import engine as engine_module
-from ragkit.backend import Backend, collect
-from ragkit.convert import ensure_minilm_gguf, minilm_gguf_path, package_dir
-from ragkit.engine import EmbeddedBackend
+from ragkit.backends import embedded as engine_module
+from ragkit.backends.base import Backend, collect
+from ragkit.backends.convert import ensure_minilm_gguf, minilm_gguf_path, package_dir
+from ragkit.backends.embedded import EmbeddedBackend
 from ragkit.errors import BackendError, ModelNotFoundError
 
 SHARED = Path(os.environ.get("RAGKIT_SHARED") or Path(__file__).resolve().parents[2] / "shared")
@@ -237,7 +237,7 @@ def test_two_processes_starting_at_once_convert_once_and_share_the_file(
     go = tmp_path / "go"
     script = (
         "import pathlib, sys, time\n"
-        "from ragkit.convert import ensure_minilm_gguf\n"
+        "from ragkit.backends.convert import ensure_minilm_gguf\n"
         "go = pathlib.Path(sys.argv[1])\n"
         "while not go.exists(): time.sleep(0.005)\n"
         "said = lambda: print('converting', file=sys.stderr)\n"
@@ -313,7 +313,7 @@ def test_threads_embedding_at_once_get_the_same_vectors(engine: EmbeddedBackend)
 @needs_engine
 def test_embedding_never_loads_the_generator(cache: Path) -> None:
     script = (
-        "from ragkit import engine\n"
+        "from ragkit.backends import embedded as engine\n"
         "backend = engine.EmbeddedBackend()\n"
         "backend.embed('all-minilm', ['one']); backend.embed('all-minilm', ['two'])\n"
         "print(engine._EMBEDDER.loads, engine._GENERATOR.loads, engine._GENERATOR.llm)\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ragkit.cli import cli
+from ragkit.cli.main import cli
 from ragkit.evaluate import BeirSet, document_file
 
 DOCS = {

@@ -12,17 +12,13 @@ import json
 import re
 import threading
 import time
-import types
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from ollama_server import RUNNER_STOPPED, FakeOllama, free_port
 
-import ragkit.ollama
 from ragkit import Index
-from ragkit.backends import chooser as _chooser
-from ragkit.cli import cli
+from ragkit.backends.chooser import chooser as _chooser
 from ragkit.errors import (
     ConnectError,
     IndexCorruptError,
@@ -36,24 +32,6 @@ from ragkit.prompting import RULES, build_generate_prompt, build_messages
 from ragkit.retrieval import Hit
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ragkit"
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    """Record the client's backoff sleeps instead of sleeping."""
-    delays: list[float] = []
-    monkeypatch.setattr(ragkit.ollama, "time", types.SimpleNamespace(sleep=delays.append))
-    return delays
 
 
 def error_line(result) -> str:

@@ -18,21 +18,11 @@ from click.testing import CliRunner
 from test_crash import batch_requests, child_env, kill, start_ingest, write_corpus
 
 from ragkit import Index
-from ragkit.cli import cli
+from ragkit.cli.main import cli
 from ragkit.errors import IndexNotFoundError
-from ragkit.index import WORK_DIR
+from ragkit.store.building import WORK_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def error_line(result) -> str:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ragkit.backends.host import DEFAULT_HOST, parse_host, with_tag
 from ragkit.errors import UsageError
-from ragkit.host import DEFAULT_HOST, parse_host, with_tag
 
 
 def test_none_reads_the_environment(monkeypatch):

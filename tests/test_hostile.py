@@ -25,14 +25,16 @@ from click.testing import CliRunner
 from ollama_server import FakeOllama, free_port
 from pdfgen import write_encrypted_pdf, write_image_only_pdf, write_pdf, write_truncated_pdf
 
-from ragkit import Index, loading
-from ragkit.chunking import ChunkerSettings, chunk_text
-from ragkit.cli import cli
+from ragkit import Index
+from ragkit.chunking.text import chunk_text
+from ragkit.chunking.units import ChunkerSettings
+from ragkit.cli.main import cli
 from ragkit.errors import BackendError, LoadError
-from ragkit.ingest import ingest
-from ragkit.loading import DEFAULT_MAX_FILE_MB, load_file
-from ragkit.paths import Keys
-from ragkit.store import Store
+from ragkit.ingest.pipeline import ingest
+from ragkit.loading import files as loading
+from ragkit.loading.files import DEFAULT_MAX_FILE_MB, load_file
+from ragkit.loading.paths import Keys
+from ragkit.store.local import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 HUGE_MB = 52
@@ -194,7 +196,7 @@ def test_exit_status_tells_success_problems_and_failure_apart(env, tmp_path, oll
 MEASURE = """
 import json, resource, sys, time
 import numpy, faiss, requests, pypdf  # what any ingest loads, before the baseline
-from ragkit.cli import cli
+from ragkit.cli.main import cli
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.monotonic()
 try:

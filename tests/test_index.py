@@ -1,4 +1,5 @@
-"""The library API end to end against a real HTTP server speaking Ollama's protocol."""
+"""The library API end to end: against a real HTTP server speaking Ollama's protocol where
+the wire matters, against the in-process FakeBackend where it does not."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ragkit import Index
+from ragkit import Backend, Index
 from ragkit.answering import options_for
 from ragkit.conversation import Conversation
 from ragkit.errors import (
@@ -26,6 +27,14 @@ def _open(env, name="t", **kw):
     return Index.open(name, create=True, backend="ollama", **kw)
 
 
+def _open_fake(backend, name="t", **kw):
+    return Index.open(name, create=True, backend=backend, **kw)
+
+
+def test_the_fake_backend_is_a_backend(fake_backend):
+    assert isinstance(fake_backend, Backend)
+
+
 def _embed_calls(ollama):
     return [r for r in ollama.requests if r[1] == "/api/embed"]
 
@@ -37,8 +46,8 @@ def _state(index):
     return sorted(rows, key=repr)
 
 
-def test_ingest_indexes_every_supported_file(env, docs):
-    with _open(env) as index:
+def test_ingest_indexes_every_supported_file(fake_backend, docs):
+    with _open_fake(fake_backend) as index:
         report = index.ingest([docs])
         assert sorted(os.path.basename(p) for p in report.added) == [
             "backups.md", "garden.txt", "manual.pdf", "panda.md"]
@@ -50,18 +59,18 @@ def test_ingest_indexes_every_supported_file(env, docs):
 
 
 @pytest.mark.parametrize("as_path", [str, Path])
-def test_ingest_takes_a_single_path_as_one_path(env, docs, as_path, monkeypatch):
+def test_ingest_takes_a_single_path_as_one_path(fake_backend, docs, as_path, monkeypatch):
     # Relative, so that a regression walks "d", "o", "c", "s" rather than "/" first.
     monkeypatch.chdir(docs.parent)
-    with _open(env) as index:
+    with _open_fake(fake_backend) as index:
         report = index.ingest(as_path("docs"))  # not a list: still the one folder
         assert sorted(os.path.basename(p) for p in report.added) == [
             "backups.md", "garden.txt", "manual.pdf", "panda.md"]
         assert report.failed == [] and report.skipped == []
 
 
-def test_search_finds_the_right_passage_with_page_and_heading(env, docs):
-    with _open(env) as index:
+def test_search_finds_the_right_passage_with_page_and_heading(fake_backend, docs):
+    with _open_fake(fake_backend) as index:
         index.ingest([docs])
         top = index.search("When do backups run every night?", k=3)[0]
         assert top.source.endswith("backups.md")
@@ -116,11 +125,11 @@ def test_touching_a_file_without_changing_it_embeds_nothing(env, docs, ollama):
         assert index.ingest([docs]).unchanged == 4  # the new mtime was recorded
 
 
-def test_ingesting_one_folder_does_not_remove_another(env, docs, tmp_path):
+def test_ingesting_one_folder_does_not_remove_another(fake_backend, docs, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "x.txt").write_text("Zebras have stripes.\n")
-    with _open(env) as index:
+    with _open_fake(fake_backend) as index:
         index.ingest([docs])
         index.ingest([other])
         assert index.ingest([docs]).removed == []
@@ -139,8 +148,8 @@ def test_failed_rebuild_keeps_the_old_index(env, docs, ollama):
         assert reopened.search("backups", k=1)
 
 
-def test_rebuild_starts_over(env, docs):
-    with _open(env) as index:
+def test_rebuild_starts_over(fake_backend, docs):
+    with _open_fake(fake_backend) as index:
         index.ingest([docs])
         shutil.rmtree(docs / "ops")
         report = index.ingest([docs], rebuild=True)
@@ -221,13 +230,17 @@ def test_ask_generate_builds_the_whole_prompt(env, docs, ollama):
     assert answer.mode == "generate" and answer.sources[0].page == 1
 
 
-def test_streaming_yields_deltas_before_the_answer(env, docs):
-    with _open(env) as index:
+def test_streaming_yields_deltas_before_the_answer(fake_backend, docs):
+    with _open_fake(fake_backend) as index:
         index.ingest([docs])
         stream = index.ask_stream("When do backups run?")
         deltas = list(stream)
     assert len(deltas) > 1
     assert "".join(deltas).strip() == stream.answer.text
+    # the backups passage reached the model first, and the model's reply cites it
+    kind, model, messages = fake_backend.calls[-1]
+    assert (kind, model) == ("chat", "smollm2:135m")
+    assert "02:00" in messages[0]["content"] and "02:00" in stream.answer.text
 
 
 def test_empty_index_answers_not_found_without_calling_a_model(env, tmp_path, ollama):
@@ -277,9 +290,9 @@ def test_irrelevant_question_is_refused_without_calling_the_model(env, docs, oll
         assert forced.found and "02:00" in forced.text
 
 
-def test_path_globs_limit_search_and_ask(env, docs, monkeypatch):
+def test_path_globs_limit_search_and_ask(fake_backend, docs, monkeypatch):
     monkeypatch.chdir(docs.parent)
-    with _open(env) as index:
+    with _open_fake(fake_backend) as index:
         index.ingest([docs])
         everything = {Path(h.path).name for h in index.search("tomatoes backups", k=10)}
         assert {"backups.md", "garden.txt"} <= everything

@@ -15,22 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from ragkit.cli import cli
-from ragkit.store import Store
+from ragkit.store.local import Store
 
 READERS = (["search", "backups"], ["ask", "When do backups run?"], ["indexes", "info"])
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

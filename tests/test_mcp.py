@@ -353,7 +353,7 @@ def noisy_search(*args, **kwargs):
 catalog.Catalog.open = staticmethod(noisy_open)
 tools.search = noisy_search
 sys.argv = ["ragkit", "mcp"]
-from ragkit.cli import main
+from ragkit.cli.main import main
 main()
 """
 

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 import time
-import types
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from ollama_server import FakeOllama
 
-import ragkit.ollama
 from ragkit import Index
-from ragkit.backend import Metrics, check_vectors
-from ragkit.cli import cli
+from ragkit.backends.base import Metrics, check_vectors
+from ragkit.backends.ollama import OllamaClient
 from ragkit.errors import ProtocolError, RequestTimeoutError, VectorError
-from ragkit.ollama import OllamaClient
 from ragkit.retrieval import Hit
 
 BROKEN = (" — the embedding model or the server is broken; see the `ollama serve` log, or pull "
@@ -30,14 +26,6 @@ MISBEHAVES = (" — the server misbehaves; check that OLLAMA_HOST (or --host) is
               "and its log")
 RETRY = "; retry, or raise the limit with --timeout / RAGKIT_TIMEOUT"
 CHAT = [{"role": "user", "content": "[1] a.md\nThe sky is blue. It is big."}]
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    """Record the client's backoff sleeps instead of sleeping."""
-    delays: list[float] = []
-    monkeypatch.setattr(ragkit.ollama, "time", types.SimpleNamespace(sleep=delays.append))
-    return delays
 
 
 @pytest.fixture
@@ -100,7 +88,7 @@ def test_garbage_metrics_count_as_zero():
 
 
 def test_the_embedded_engine_checks_its_vectors_too(monkeypatch):
-    from ragkit import engine
+    from ragkit.backends import embedded as engine
 
     backend = engine.EmbeddedBackend()
     if not backend.has_model(engine.EMBED_MODEL):
@@ -249,12 +237,6 @@ def test_a_redirect_loop_is_named_as_such(client, ollama):
 
 
 # -- what the user sees --------------------------------------------------------------------
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-    return lambda *args: runner.invoke(cli, list(args), catch_exceptions=False)
 
 
 def error_line(result) -> str:

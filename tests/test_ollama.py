@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
 import requests
 from ollama_server import BUSY, RUNNER_STOPPED, FakeOllama, fake_embedding, features, free_port
 
-import ragkit.ollama
-from ragkit.backend import Backend, Metrics, Reply, StreamChunk, collect
+from ragkit.backends.base import Backend, Metrics, Reply, StreamChunk, collect
+from ragkit.backends.ollama import ModelInfo, OllamaClient
 from ragkit.errors import (
     BadRequestError,
     ConnectError,
@@ -22,7 +20,6 @@ from ragkit.errors import (
     UsageError,
     VectorError,
 )
-from ragkit.ollama import ModelInfo, OllamaClient
 
 # What each kind of server failure tells the user to do (ragkit.errors).
 ADVICE_400 = " — check the model name and the options given with -o"
@@ -42,14 +39,6 @@ NOT_FOUND = "I could not find that in the documents."
 def client(ollama):
     """A client of the test server that retries without waiting."""
     return OllamaClient(ollama.url, backoff=0.0)
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    """Record the client's backoff sleeps instead of sleeping (the server's own sleeps stay)."""
-    delays: list[float] = []
-    monkeypatch.setattr(ragkit.ollama, "time", types.SimpleNamespace(sleep=delays.append))
-    return delays
 
 
 def _msg(text):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ragkit.cli import cli
+from ragkit.cli.main import cli
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp", reason="the embedded engine is installed by `make setup`")

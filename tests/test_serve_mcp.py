@@ -191,7 +191,7 @@ WITHOUT_MCP = """
 import sys
 sys.modules["mcp"] = None  # as if the mcp extra were not installed
 sys.argv = ["ragkit", "serve", "--listen", "127.0.0.1:0"]
-from ragkit.cli import main
+from ragkit.cli.main import main
 main()
 """
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragkit.backend import normalize_rows
+from ragkit.backends.base import normalize_rows
 from ragkit.errors import IndexBusyError, IndexCorruptError
-from ragkit.store import ChunkRow, FileRecord, Store
+from ragkit.store.local import Store
+from ragkit.store.tables import ChunkRow, FileRecord
 
 DIM = 8
 
@@ -166,7 +167,7 @@ def test_keyword_search_ranks_by_bm25_and_follows_deletes(store):
 @pytest.fixture
 def small_threshold(monkeypatch):
     """Make the approximate (IVF) index kick in at 300 chunks instead of tens of thousands."""
-    import ragkit.store as store_module
+    import ragkit.store.local as store_module
 
     monkeypatch.setattr(store_module, "APPROX_THRESHOLD", 300)
     monkeypatch.setattr(store_module, "EXACT_BELOW", 150)
@@ -221,7 +222,7 @@ def test_an_index_that_shrinks_goes_back_to_exact_search(store, small_threshold)
 
 
 def test_large_indexes_score_only_the_rarest_keywords(store, small_threshold, monkeypatch):
-    import ragkit.store as store_module
+    import ragkit.store.local as store_module
 
     monkeypatch.setattr(store_module, "KEYWORD_BUDGET", 50)
     rows = [ChunkRow(None, i, i + 1, "", f"the report number {i}" + (" zebra" if i < 3 else ""))

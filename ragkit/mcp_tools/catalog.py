@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexError_, IndexNotFoundError, RagkitError, UsageError
-from ..index import Index, index_home
+from ..index import Index
+from ..store.local import index_home
 
 __all__ = ["Catalog", "IndexInfo", "chat_model_ready"]
 
@@ -171,7 +172,7 @@ def _folder_id(path: Path) -> tuple[int, int] | None:
 def chat_model_ready(model: str, *, backend: str | None = None, host: str | None = None,
                      timeout: float = 300.0) -> bool:
     """Whether a backend can run the chat ``model`` right now (a quick probe)."""
-    from ..backends import BackendChooser
+    from ..backends.chooser import BackendChooser
 
     try:
         return BackendChooser(backend, host=host, timeout=timeout).for_model(model) \

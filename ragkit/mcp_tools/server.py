@@ -22,8 +22,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from .. import __version__
 from ..errors import RagkitError
+from ..version import __version__
 from . import tools
 from .catalog import Catalog
 from .results import AskResult, Document, IndexList, SearchResults

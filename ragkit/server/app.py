@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from .. import __version__
+from ..version import __version__
 from . import native_api, ollama_api, openai_api
 from .config import ServerSettings
 from .errors import ApiError, api_error, error_response, face_of
@@ -158,7 +158,7 @@ def bind(settings: ServerSettings) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        from .. import UsageError
+        from ..errors import UsageError
 
         raise UsageError(f"cannot listen on {settings.listen}: {exc.strerror} — choose another "
                          "address with --listen HOST:PORT") from None

@@ -31,16 +31,15 @@ from typing import Any
 import httpx
 import numpy as np
 
-from .. import (
-    BackendChooser,
+from ..backends.base import Metrics, StreamChunk
+from ..backends.chooser import BackendChooser
+from ..errors import (
     BadRequestError,
     ConnectError,
-    Metrics,
     ModelNotFoundError,
     ProtocolError,
     RequestTimeoutError,
     ServerError,
-    StreamChunk,
     StreamError,
 )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from .. import (
+from ..errors import (
     BackendError,
     ConnectError,
     EmbeddingMismatchError,

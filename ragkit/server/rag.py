@@ -17,8 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import DEFAULT_CHAT_MODEL, BackendChooser, Index, IndexNotFoundError, UsageError, index_home
+from ..backends.chooser import BackendChooser
 from ..conversation import Conversation
+from ..errors import IndexNotFoundError, UsageError
+from ..index import DEFAULT_CHAT_MODEL, Index
+from ..store.local import index_home
 from .backend import Passthrough, ServerBackend, passthrough
 from .config import ServerSettings
 

@@ -1,0 +1,45 @@
+"""Backends: the models, behind one small interface.
+
+:mod:`.base` is the :class:`Backend` protocol and its stream types;
+:mod:`.chooser` picks a backend.  The Ollama client is :mod:`.ollama`, over
+:mod:`.ollama_http` and :mod:`.transport`, with host parsing in :mod:`.host`.
+The embedded engine is :mod:`.embedded`: its llama.cpp sampling is
+:mod:`.sampling`, its MiniLM -> GGUF conversion :mod:`.convert`.  The names
+below are imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Backend", "BackendChooser", "EmbeddedBackend", "Message", "Metrics", "ModelInfo",
+    "OllamaClient", "Reply", "StreamChunk", "collect", "normalize_rows", "parse_host",
+]
+
+# name -> module that defines it
+_EXPORTS = {
+    "Backend": "base", "Message": "base", "Metrics": "base", "Reply": "base", "StreamChunk":
+    "base", "collect": "base", "normalize_rows": "base",
+    "BackendChooser": "chooser",
+    "ModelInfo": "ollama", "OllamaClient": "ollama",
+    "EmbeddedBackend": "embedded",
+    "parse_host": "host",
+}
+
+if TYPE_CHECKING:
+    from .base import Backend, Message, Metrics, Reply, StreamChunk, collect, normalize_rows
+    from .chooser import BackendChooser
+    from .embedded import EmbeddedBackend
+    from .host import parse_host
+    from .ollama import ModelInfo, OllamaClient
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

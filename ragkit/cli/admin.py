@@ -1,0 +1,288 @@
+"""Housekeeping commands: ``ragkit indexes``, ``ragkit models`` and ``ragkit doctor``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from .options import chunk_settings, open_index, printable, say, with_index_options
+
+
+@click.group()
+def indexes() -> None:
+    """List, inspect and delete indexes."""
+
+
+def _home() -> Path:
+    from ..store.local import index_home
+
+    return index_home()
+
+
+@indexes.command("list")
+def indexes_list() -> None:
+    """List the indexes under RAGKIT_HOME (default ./indexes)."""
+    from ..errors import IndexCorruptError, IndexVersionError
+    from ..store.local import Store, read_manifest
+
+    found = sorted(p for p in _home().glob("*") if Store.exists(p))
+    if not found:
+        click.echo(f"no indexes in {_home()} — create one with `ragkit ingest PATH`")
+    for path in found:
+        name = printable(path.name)  # a name with a newline must not look like two indexes
+        try:
+            model = printable(read_manifest(path)["embed_model"])
+        except IndexVersionError:
+            model = "made by a newer ragkit — upgrade ragkit to use it"
+        except IndexCorruptError:
+            model = f"damaged — rebuild with `ragkit ingest PATH --index {name} --rebuild`"
+        click.echo(f"{name}\t{model}\t{_size(path)}")
+
+
+@indexes.command("info")
+@click.argument("name", required=False)
+@with_index_options
+@click.pass_context
+def indexes_info(ctx: click.Context, opts: dict[str, Any], name: str | None) -> None:
+    """Show the manifest, files and chunk count of the index NAME (or --index)."""
+    if name is not None:
+        given = ctx.get_parameter_source("index_name") == click.core.ParameterSource.COMMANDLINE
+        if given and opts["index_name"] != name:
+            raise UsageError(f"two indexes given, '{name}' and --index "
+                             f"'{opts['index_name']}' — give one")
+        opts = {**opts, "index_name": name}
+    with open_index(opts) as index:
+        info = {"name": index.name, "path": str(index.path), "chunks": len(index),
+                "files": len(index._store.files()) if index._store else 0,
+                "size": _size(index.path), **index.manifest}
+    click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+
+
+@indexes.command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def indexes_delete(name: str, yes: bool) -> None:
+    """Delete the index NAME: the files ragkit made, never anything else in its folder."""
+    from ..index import Index
+
+    with Index.open(name, damaged_ok=True) as index:
+        shown = printable(name)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"refusing to delete index '{shown}' without --yes "
+                                 "(no terminal)")
+            click.confirm(f"Delete index '{shown}' at {printable(str(index.path))}?",
+                          abort=True)
+        kept = index.delete()
+    click.echo(f"deleted index '{shown}'")
+    if kept:
+        click.echo(f"kept {len(kept)} other item(s) in {printable(str(index.path))}: "
+                   + ", ".join(printable(k) for k in kept))
+
+
+def _size(path: Path) -> str:
+    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return f"{total / 1e6:.1f} MB"
+
+
+@click.group()
+@click.option("--host", envvar="OLLAMA_HOST", default=None,
+              help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+@click.pass_context
+def models(ctx: click.Context, host: str | None) -> None:
+    """Manage models on the Ollama server (list also shows the embedded ones)."""
+    from ..backends.ollama import OllamaClient
+
+    ctx.obj = OllamaClient(host)
+
+
+@models.command("list")
+@click.pass_obj
+def models_list(client: Any) -> None:
+    """List models: Ollama's (if it runs) and the embedded engine's."""
+    from ..backends.embedded import EmbeddedBackend
+
+    if client.is_alive():
+        for m in client.list_models():
+            click.echo(f"{m.get('name')}\tollama\t{m.get('size', 0) / 1e6:.0f} MB")
+    else:
+        say(f"no Ollama at {client.host}; showing the embedded engine's models only")
+    engine = EmbeddedBackend()
+    for name in engine.available_models():
+        state = "embedded" if engine.has_model(name) else "embedded (not installed)"
+        click.echo(f"{name}\t{state}")
+
+
+@models.command("pull")
+@click.argument("name")
+@click.pass_obj
+def models_pull(client: Any, name: str) -> None:
+    """Download NAME into Ollama, showing progress."""
+    last = ""
+    for record in client.pull(name):
+        status = record.get("status", "")
+        total, done = record.get("total"), record.get("completed")
+        line = f"{status} {done * 100 // total}%" if total and done else status
+        if line != last and sys.stderr.isatty():
+            click.echo(f"\r{line[:70]:<70}", nl=False, err=True)
+        last = line
+    click.echo(f"\npulled {name}" if sys.stderr.isatty() else f"pulled {name}")
+
+
+@models.command("show")
+@click.argument("name")
+@click.pass_obj
+def models_show(client: Any, name: str) -> None:
+    """Show NAME's details: family, size, context and embedding length."""
+    info = client.show(name)
+    click.echo(json.dumps({
+        "name": name, "details": info.details, "capabilities": info.capabilities,
+        "context_length": info.context_length, "embedding_length": info.embedding_length,
+    }, indent=2))
+
+
+@models.command("rm")
+@click.argument("name")
+@click.pass_obj
+def models_rm(client: Any, name: str) -> None:
+    """Delete NAME from Ollama."""
+    client.delete(name)
+    click.echo(f"deleted {name}")
+
+
+@models.command("cp")
+@click.argument("source")
+@click.argument("destination")
+@click.pass_obj
+def models_cp(client: Any, source: str, destination: str) -> None:
+    """Copy SOURCE to a new name DESTINATION in Ollama."""
+    client.copy(source, destination)
+    click.echo(f"copied {source} to {destination}")
+
+
+@click.command()
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+              show_default=True, help="Chat model to check.")
+@with_index_options
+def doctor(opts: dict[str, Any], model: str) -> None:
+    """Check the server, the models and the index, and say what to fix."""
+    from ..backends.chooser import BackendChooser
+    from ..doctor import run_checks
+    from ..index import DEFAULT_EMBED_MODEL, resolve_index
+
+    chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"])
+    embed_model = opts["embed_model"] or DEFAULT_EMBED_MODEL
+    checks = run_checks(chooser, [embed_model, model], resolve_index(opts["index_name"], None),
+                        index_named=opts["index_name"] != "default")
+    for check in checks:
+        mark = "ok " if check.ok else ("-- " if not check.blocking else "ERR")
+        click.echo(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            click.echo(f"       fix: {check.fix}")
+    if any(not c.ok and c.blocking for c in checks):
+        sys.exit(1)
+
+
+@click.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.option("--retrieval", "--mode", "modes", default="vector,keyword,hybrid",
+              show_default=True, help="Comma-separated retrieval modes to compare side by side.")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Cut-off for the hit rate of a questions file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--chunk-size", type=int, default=None,
+              help="Chunk size of the BEIR index, in approximate tokens [default: ingest's].")
+@click.option("--chunk-overlap", type=int, default=None, help="Overlap of those chunks.")
+@click.option("--whole-documents", is_flag=True,
+              help="One chunk per document, cut at the model's window: the protocol behind "
+              "published MTEB scores.")
+@with_index_options
+def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: bool,
+             chunk_size: int | None, chunk_overlap: int | None, whole_documents: bool) -> None:
+    """Measure retrieval on DATASET: a BEIR folder, or a questions JSONL for --index.
+
+    A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) is indexed into
+    eval-<name>-<model>[-<chunking>] under RAGKIT_HOME/.eval-indexes (kept out
+    of `ragkit indexes list`, reused on later runs) and scored with
+    nDCG@10, Recall@10, Recall@100, MRR@10 and query latency. A JSONL file of {"question", "source",
+    "page"?} lines is scored against the selected index by hit rate@k and MRR.
+    """
+    from .progress import CounterLine
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    for mode in chosen:
+        if mode not in ("vector", "keyword", "hybrid"):
+            raise UsageError(f"unknown retrieval mode '{mode}' — use vector, keyword or hybrid")
+    with CounterLine() as counter:
+        if dataset.is_dir():
+            chunker = _eval_chunker(chunk_size, chunk_overlap, whole_documents)
+            rows = _eval_beir(opts, dataset, chosen, counter, chunker)
+        else:
+            rows = _eval_questions(opts, dataset, chosen, k)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    headers = list(rows[0])
+    click.echo("  ".join(f"{h:>13}" for h in headers))
+    for row in rows:
+        click.echo("  ".join(f"{_cell(v):>13}" for v in row.values()))
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+#: A chunk size no document reaches: each document becomes one chunk, and the
+#: embedder cuts it at its window, as sentence-transformers does for MTEB.
+WHOLE_DOCUMENT = 1_000_000
+
+
+def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
+    from ..chunking.units import ChunkerSettings
+
+    if whole:
+        if size is not None or overlap is not None:
+            raise UsageError("--whole-documents cannot be combined with "
+                             "--chunk-size or --chunk-overlap")
+        return ChunkerSettings(size=WHOLE_DOCUMENT, overlap=0)
+    if size is None and overlap is None:
+        return None
+    chosen = chunk_settings(size, overlap, ChunkerSettings)
+    return None if chosen == ChunkerSettings() else chosen  # the default index is reused
+
+
+def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
+               chunker: Any) -> list[dict]:
+    from ..evaluate import EVAL_INDEXES, BeirSet, evaluate_beir
+    from ..index import DEFAULT_EMBED_MODEL
+    from ..store.local import index_home
+
+    data = BeirSet.load(folder)
+    model = opts["embed_model"] or DEFAULT_EMBED_MODEL
+    if opts["index_name"] == "default":
+        name = f"eval-{data.name}-{model.replace(':', '-')}"
+        if chunker is not None:
+            name += ("-whole" if chunker.size == WHOLE_DOCUMENT
+                     else f"-c{chunker.size}o{chunker.overlap}")
+        opts = {**opts, "index_name": str(index_home() / EVAL_INDEXES / name)}
+    docs = data.write_documents(index_home() / ".eval-docs" / data.name)
+    with open_index(opts, create=True, chunker=chunker) as index:
+        report = index.ingest([docs], progress=counter.ingest)
+        say(f"index '{index.name}': {report.summary()}")
+        results = evaluate_beir(data, lambda q, n, m: index.search(q, n, mode=m), modes,
+                                data.doc_of(), progress=counter.queries)
+    return [r.as_dict() for r in results]
+
+
+def _eval_questions(opts: dict[str, Any], path: Path, modes: list[str], k: int) -> list[dict]:
+    from ..evaluate import evaluate_questions, load_questions
+
+    rows = load_questions(path)
+    with open_index(opts) as index:
+        results = evaluate_questions(rows, lambda q, n, m: index.search(q, n, mode=m), modes, k)
+    return [r.as_dict() for r in results]

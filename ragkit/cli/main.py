@@ -1,0 +1,391 @@
+"""The ``ragkit`` command line: each command parses options, calls the library, prints.
+
+Heavy imports (NumPy, FAISS, llama.cpp) happen inside the commands so that
+``ragkit --help`` starts fast.  Every :class:`~ragkit.errors.RagkitError` is
+turned into a one-line ``error: ...`` message and its exit status in
+:class:`~ragkit.cli.options.ErrorGroup`, the one place errors are converted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import (
+    BackendError,
+    ModelNotFoundError,
+    NothingIndexedError,
+    PromptTooLongError,
+    RagkitError,
+    UsageError,
+)
+from ..version import __version__
+from .admin import doctor, evaluate, indexes, models
+from .bench import bench
+from .options import (
+    ErrorGroup,
+    backend_options,
+    chunk_settings,
+    open_index,
+    parse_options,
+    printable,
+    say,
+    with_index_options,
+)
+
+if TYPE_CHECKING:
+    pass
+
+# Exit statuses beyond the error classes' own (documented in the README).
+EXIT_PROBLEMS = 5  # ingest finished, but some files could not be read
+EXIT_NOT_FOUND = 6  # ask: the documents do not contain the answer
+
+
+@click.group(cls=ErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ragkit")
+def cli() -> None:
+    """Index a folder of documents and answer questions about it, citing sources.
+
+    Models run on a local Ollama server, or on the embedded engine when no
+    Ollama is running. Quick start:
+
+    \b
+      ragkit ingest corpora/guide
+      ragkit ask "How do I rebuild an index?"
+    """
+    import logging
+
+    logging.basicConfig(format="ragkit: %(message)s", level=logging.WARNING)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--rebuild", is_flag=True, help="Start over instead of updating incrementally.")
+@click.option("--follow-symlinks", is_flag=True, help="Follow links that leave the folder.")
+@click.option("--chunk-size", type=click.IntRange(min=16), default=None,
+              help="Target chunk size in approximate tokens [default: 250, or the index's].")
+@click.option("--chunk-overlap", type=click.IntRange(min=0), default=None,
+              help="Overlap between chunks in approximate tokens [default: 38].")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Chunks per embedding request.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=None,
+              help="Embedding requests in flight [default: $RAGKIT_PARALLEL, else "
+              "$OLLAMA_NUM_PARALLEL + 1, else 2].")
+@with_index_options
+def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_symlinks: bool,
+           chunk_size: int | None, chunk_overlap: int | None, batch_size: int,
+           parallel: int | None) -> None:
+    """Index the files under PATHS (re-runs only redo what changed).
+
+    Reads text, markdown, reStructuredText, HTML, PDF and common source and
+    config files by their extension, and any other file whose content is text
+    (README, LICENSE, Apache-2.0); images, archives and other binaries are
+    skipped.
+    """
+    from ..chunking.units import ChunkerSettings
+    from .progress import ProgressLine
+
+    chunker = None
+    if chunk_size is not None or chunk_overlap is not None:
+        chunker = chunk_settings(chunk_size, chunk_overlap, ChunkerSettings)
+    with (
+        open_index(opts, create=True, rebuild=rebuild, chunker=chunker) as index,
+        ProgressLine() as bar,
+    ):
+        try:
+            report = index.ingest(paths, rebuild=rebuild, follow_symlinks=follow_symlinks,
+                                  batch_size=batch_size, progress=bar, parallel=parallel)
+        except NothingIndexedError as exc:
+            _say_problems(exc.report)  # why nothing was indexed, before the error line
+            raise
+    _say_problems(report)
+    click.echo(f"index '{printable(index.name)}': {report.summary()}")
+    if report.failed:
+        sys.exit(EXIT_PROBLEMS)
+
+
+def _say_problems(report: Any) -> None:
+    """One line per file left out (skipped) or that could not be read (failed)."""
+    for problem in report.skipped:
+        say(f"skipped {printable(problem.path)}: {problem.reason}")
+    for problem in report.failed:
+        say(f"failed {printable(problem.path)}: {problem.reason}")
+
+
+RETRIEVAL_HELP = ("How to find chunks: hybrid (embeddings + BM25 keywords, fused), vector "
+                  "or keyword.")
+
+
+def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--path`` and ``--diversity``, shared by search, ask and chat."""
+    for decorate in reversed([
+        click.option("--path", "paths", multiple=True, metavar="GLOB",
+                     help="Only chunks of files matching GLOB (repeatable). '*.pdf' matches "
+                     "file names; 'docs/' or 'docs/*.md' match paths from the current folder."),
+        click.option("--diversity", type=click.FloatRange(0, 1), default=0.0,
+                     show_default=True, help="0..1: trade relevance for variety (MMR) so the "
+                     "top chunks are not near-copies of one passage."),
+    ]):
+        func = decorate(func)
+    return func
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-k", "k", type=int, default=5, show_default=True, help="How many chunks.")
+@click.option("--retrieval", "--mode", "retrieval", default="hybrid", show_default=True,
+              type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with scores) for scripts.")
+@filter_options
+@with_index_options
+def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bool,
+           paths: tuple[str, ...], diversity: float) -> None:
+    """Show the chunks that best match QUERY.
+
+    Each line shows the cosine similarity of the chunk to the query; --json
+    adds the ranking score of the chosen retrieval mode.
+    """
+    with open_index(opts) as index:
+        hits = index.search(query, k, mode=retrieval, paths=paths, diversity=diversity)
+        empty = len(index) == 0
+    if as_json:
+        payload = {"query": query, "retrieval": retrieval, "hits": [h.as_dict() for h in hits]}
+        click.echo(json.dumps(payload,
+                              ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        click.echo("no matches (the index is empty)" if empty else "no matches")
+    for hit in hits:
+        shown = hit.cosine if hit.cosine is not None else hit.score
+        click.echo(f"{hit.rank}. {shown:.3f}  {hit.citation}")
+        click.echo(f"   {_snippet(hit.text)}")
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``ask`` and ``chat``."""
+    for decorate in reversed([
+        click.option("-k", "k", type=int, default=4, show_default=True,
+                     help="How many chunks to give the model."),
+        click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+                     show_default=True, help="Chat model."),
+        click.option("--retrieval", default="hybrid", show_default=True,
+                     type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP),
+        click.option("--min-score", type=float, default=None, help="Answer only when the "
+                     "retrieved chunks reach this relevance: best cosine + 0.3 x share of the "
+                     "question's words in one chunk [default: calibrated per embedding model; "
+                     "0.530 for all-minilm]."),
+        click.option("--force", is_flag=True,
+                     help="Ask the model even when no chunk looks relevant."),
+        click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",
+                     help="Model option, e.g. -o temperature=0 -o num_ctx=8192 (repeatable)."),
+    ]):
+        func = decorate(func)
+    return filter_options(func)
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--mode", type=click.Choice(["chat", "generate"]), default="chat",
+              show_default=True, help="Context in a /api/chat system message, or a "
+              "hand-built /api/generate prompt.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@ask_options
+@with_index_options
+def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, model: str,
+        retrieval: str, min_score: float | None, force: bool,
+        option_pairs: tuple[str, ...], paths: tuple[str, ...], diversity: float) -> None:
+    """Answer QUESTION from the indexed documents, with [n] citations.
+
+    When no chunk is relevant enough, says "The documents do not contain the
+    answer." without asking the model, and exits with status 6.
+    """
+    options = parse_options(option_pairs)
+    with open_index(opts) as index:
+        stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
+                                  retrieval=retrieval, min_score=min_score, force=force,
+                                  paths=paths, diversity=diversity)
+        if stream.note:  # passages left out to fit num_ctx
+            say(stream.note)
+        if as_json:
+            for _ in stream:  # the answer is printed whole, below
+                pass
+        else:
+            _echo_stream(stream)
+    answer = stream.answer
+    if as_json:
+        click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo()
+        _print_sources(answer)
+    if not answer.found:
+        sys.exit(EXIT_NOT_FOUND)
+
+
+def _echo_stream(deltas: Iterable[str]) -> None:
+    """Print text deltas as they arrive; a failure mid-answer starts its message on a new line."""
+    shown = False
+    try:
+        for delta in deltas:
+            click.echo(delta, nl=False)
+            shown = shown or bool(delta)
+    except RagkitError:
+        if shown:
+            click.echo()
+        raise
+
+
+def _print_sources(answer: Any) -> None:
+    if not answer.sources:
+        return
+    cited = answer.cited_sources
+    if answer.cited_by == "ragkit":
+        click.echo("\nSources (matched by ragkit; the model cited none itself):")
+    else:
+        click.echo("\nSources:" if cited else "\nRetrieved (none cited):")
+    for n, hit in cited or list(enumerate(answer.sources, 1)):
+        click.echo(f"[{n}] {hit.location}")
+
+
+@cli.command()
+@ask_options
+@with_index_options
+def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: float | None,
+         force: bool, option_pairs: tuple[str, ...], paths: tuple[str, ...],
+         diversity: float) -> None:
+    """Ask questions in a loop; history is kept. Ctrl-D exits."""
+    from ..conversation import Conversation
+
+    with open_index(opts) as index:
+        session = Conversation(index, k=k, model=model, retrieval=retrieval,
+                               options=parse_options(option_pairs),
+                               min_score=min_score, force=force, paths=paths,
+                               diversity=diversity)
+        click.echo(f"Chatting with index '{index.name}'. Ctrl-D to quit.", err=True)
+        while (question := _read_question()) is not None:
+            if not question.strip():
+                continue
+            try:
+                _echo_stream(session.ask_stream(question))
+            except PromptTooLongError as exc:  # a shorter question may fit
+                click.echo(f"error: {exc}", err=True)
+                continue
+            except (ModelNotFoundError, UsageError):
+                raise  # asking again would fail the same way
+            except BackendError as exc:  # the session, and its history, go on
+                click.echo(f"error: {exc} — the question was not answered; ask again", err=True)
+                continue
+            click.echo()
+            if session.last:
+                if session.last.note:
+                    say(session.last.note)
+                _print_sources(session.last)
+
+
+def _read_question() -> str | None:
+    try:
+        return input("\n> " if sys.stdin.isatty() else "")
+    except EOFError:
+        return None
+
+
+@cli.command()
+@click.option("--index", "-i", "names", multiple=True, envvar="RAGKIT_INDEX",
+              metavar="NAME_OR_PATH", help="An index to serve (repeatable) [default: every "
+              "index under RAGKIT_HOME].")
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+              show_default=True, help="Chat model of the ask tool.")
+@click.option("--no-ask", is_flag=True, help="Leave out the ask tool (the agent's own model "
+              "answers from search and fetch).")
+@backend_options
+def mcp(names: tuple[str, ...], model: str, no_ask: bool, backend: str, host: str | None,
+        embed_model: str | None, timeout: float) -> None:
+    """Serve the indexes to AI assistants over MCP (stdio): search, fetch, list, ask.
+
+    An MCP host (an agent or desktop assistant) launches this command and
+    talks to it on stdin/stdout; status lines go to stderr.
+    """
+    try:
+        from ..mcp_tools import Catalog, ProtocolStdout, build_server, chat_model_ready
+    except ImportError as exc:
+        raise RagkitError(f"the MCP server needs the mcp SDK ({exc}) — "
+                          "pip install 'ragkit[mcp]'") from exc
+
+    with ProtocolStdout() as stdout, Catalog.open(
+            names, backend=backend, host=host, timeout=timeout, embed_model=embed_model,
+            announce=say) as catalog:
+        ready = not no_ask and chat_model_ready(model, backend=backend, host=host,
+                                                timeout=timeout)
+        if not no_ask and not ready:
+            say(f"chat model '{model}' is not reachable: the ask tool is left out")
+        server = build_server(catalog, chat_model=model if ready else None,
+                              debug=bool(os.environ.get("RAGKIT_DEBUG")))
+        say(f"serving {', '.join(catalog.names)} over MCP on stdio")
+        stdout.serve(server)
+
+
+cli.add_command(evaluate)
+cli.add_command(indexes)
+cli.add_command(models)
+cli.add_command(doctor)
+cli.add_command(bench)
+
+
+@cli.command()
+@click.option("--index", "-i", "indexes", multiple=True, metavar="NAME_OR_PATH",
+              help="Serve only this index (repeatable; a path's index is named after its "
+              "folder) [default: every index in RAGKIT_HOME].")
+@click.option("--listen", default="127.0.0.1:11435", show_default=True, metavar="HOST:PORT",
+              help="Address to listen on (port 0: any free port).")
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=None,
+              help="Chat model the rag/<index> models answer with [default: smollm2:135m].")
+@click.option("--api-key", envvar="RAGKIT_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on every request.")
+@click.option("--insecure", is_flag=True,
+              help="Allow a non-loopback --listen address without an API key.")
+@click.option("--backend", type=click.Choice(["auto", "ollama", "embedded"]), default="auto",
+              show_default=True, envvar="RAGKIT_BACKEND", help="Who runs the models.")
+@click.option("--host", envvar="OLLAMA_HOST", default=None,
+              help="The upstream Ollama, also where other models are passed through "
+              "[default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+@click.option("--embed-model", envvar="RAGKIT_EMBED_MODEL", default=None,
+              help="Embedding model [default: each index's].")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              envvar="RAGKIT_TIMEOUT", help="Seconds to wait for a model reply.")
+@click.option("--no-mcp", is_flag=True, help="Do not offer the MCP tools at /mcp.")
+def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str | None,
+          insecure: bool, backend: str, host: str | None, embed_model: str | None,
+          timeout: float, no_mcp: bool) -> None:
+    """Serve the indexes over HTTP, as Ollama and OpenAI models named rag/<index>.
+
+    Point Ollama clients at it with OLLAMA_HOST=127.0.0.1:11435 and OpenAI
+    clients with base_url=http://127.0.0.1:11435/v1, and MCP hosts at
+    http://127.0.0.1:11435/mcp; other models pass through to the upstream
+    Ollama. Ctrl-C stops.
+    """
+    try:
+        from ..server import ServerSettings
+        from ..server import serve as run
+    except ImportError as exc:
+        if exc.name not in ("fastapi", "uvicorn", "httpx", "starlette", "pydantic", "anyio"):
+            raise
+        raise RagkitError(f"ragkit serve needs the 'serve' extra ({exc.name} is missing) — "
+                          "run `pip install 'ragkit[serve]'` or `make setup`") from None
+    settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,
+                              insecure=insecure, backend=backend, host=host,
+                              embed_model=embed_model, timeout=timeout, mcp=not no_mcp)
+    run(settings, announce=say)
+
+
+def main() -> None:
+    """Entry point of the ``ragkit`` script."""
+    cli(prog_name="ragkit")

@@ -1,0 +1,34 @@
+"""Ingest: the pipeline from folders to a committed index.
+
+A background thread reads and chunks files (:mod:`.prepare`), embedding
+requests are kept in flight (:mod:`.scheduler`), and each file is committed
+whole to the store (:mod:`.pipeline`).  The names below are imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["IngestProgress", "IngestReport", "Problem", "default_parallel", "ingest"]
+
+# name -> module that defines it
+_EXPORTS = {
+    "IngestProgress": "pipeline", "IngestReport": "pipeline", "ingest": "pipeline",
+    "Problem": "prepare",
+    "default_parallel": "scheduler",
+}
+
+if TYPE_CHECKING:
+    from .pipeline import IngestProgress, IngestReport, ingest
+    from .prepare import Problem
+    from .scheduler import default_parallel
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

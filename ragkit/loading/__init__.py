@@ -1,0 +1,66 @@
+"""Loading: files -> documents.
+
+Walks the folders given, applying the skip rules and the size policy
+(:mod:`.files`); decodes text (:mod:`.decoding`); reads the formats that need a
+reader, PDF and HTML (:mod:`.readers`); keys each file by its identity
+(:mod:`.paths`).  The names below are imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Document",
+    "Found",
+    "Keys",
+    "Skipped",
+    "check_roots",
+    "decode_text",
+    "html_to_text",
+    "iter_files",
+    "load_file",
+    "looks_like_text",
+    "max_file_mb",
+    "open_text",
+    "pdf_pages",
+    "shown",
+    "streams",
+]
+
+# name -> module that defines it
+_EXPORTS = {
+    "SUPPORTED_SUFFIXES": "files", "Document": "files", "Skipped": "files", "check_roots": "files",
+    "iter_files": "files", "load_file": "files", "max_file_mb": "files", "open_text": "files",
+    "streams": "files",
+    "decode_text": "decoding", "looks_like_text": "decoding",
+    "html_to_text": "readers", "pdf_pages": "readers",
+    "Found": "paths", "Keys": "paths", "shown": "paths",
+}
+
+if TYPE_CHECKING:
+    from .decoding import decode_text, looks_like_text
+    from .files import (
+        SUPPORTED_SUFFIXES,
+        Document,
+        Skipped,
+        check_roots,
+        iter_files,
+        load_file,
+        max_file_mb,
+        open_text,
+        streams,
+    )
+    from .paths import Found, Keys, shown
+    from .readers import html_to_text, pdf_pages
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,434 @@
+"""Finding the user's documents and reading them into text.
+
+:func:`iter_files` walks files and folders and says why it leaves anything
+out; :func:`load_file` turns one file into :class:`Document` objects (one per
+page for a PDF).  Files that cannot be read raise
+:class:`~ragkit.errors.LoadError` with a one-line reason, never a traceback,
+so ingest can report them and go on.  How text is told from binary and
+decoded is in :mod:`ragkit.loading.decoding`; the PDF and HTML readers are in
+:mod:`ragkit.loading.readers`.
+
+What a file is: its extension says, for the kinds in :data:`SUFFIX_KIND`;
+a file whose extension says it is never text (images, archives, media,
+executables: :data:`BINARY_SUFFIXES`) is left out unread; any other file
+(``README``, ``LICENSE``, ``Apache-2.0``, ``notes.v2``) is plain text if its
+first bytes read as text (:func:`~ragkit.loading.decoding.looks_like_text`).
+
+Big files: a text-like file (plain text, markdown, source code, ...) over
+:data:`STREAM_ABOVE` bytes is not loaded whole: :func:`open_text` decodes it
+in windows of about a megabyte, for :func:`~ragkit.chunking.text.chunk_stream`, so
+it may be of any size.  The formats that must be read whole (pypdf needs the
+whole PDF, HTML is parsed in one go) are capped instead: above 32 MB for HTML,
+8 times that for PDFs (most of a PDF's bytes are images and fonts), a file is
+refused *before* it is read, with the reason and the way to raise the cap,
+``RAGKIT_MAX_FILE_MB`` (PDFs get 8 times it).  Memory for one file therefore
+stays within a window plus the text still being chunked (at most
+:data:`~ragkit.chunking.streaming.MAX_CARRY` characters where the chunker finds no
+place to cut), or a small multiple of the cap.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LoadError, UsageError
+from .decoding import _SNIFF, _detect, _looks_binary, decode_text, looks_like_text
+from .paths import shown
+from .readers import html_to_text, pdf_pages
+
+__all__ = [
+    "BINARY_SUFFIXES",
+    "SUPPORTED_SUFFIXES",
+    "Document",
+    "Skipped",
+    "check_roots",
+    "check_size",
+    "iter_files",
+    "kind_of",
+    "load_file",
+    "max_file_mb",
+    "open_text",
+    "streams",
+]
+
+_KINDS = {
+    "markdown": ".md .markdown",
+    "text": ".txt .text .csv .tsv .log .tex .org .adoc",
+    "rst": ".rst",
+    "html": ".html .htm .xhtml",
+    "pdf": ".pdf",
+    "code": (
+        ".py .pyi .js .jsx .mjs .ts .tsx .go .rs .java .kt .scala .c .h .cc .cpp .hpp .cs "
+        ".rb .php .swift .lua .r .sql .sh .bash .zsh .ps1 .css .scss .xml .proto "
+        ".json .yaml .yml .toml .ini .cfg .conf"
+    ),
+}
+#: File suffix (lower case) -> document kind.
+SUFFIX_KIND: dict[str, str] = {s: kind for kind, ss in _KINDS.items() for s in ss.split()}
+#: Every suffix ragkit reads by its name (files with other names are read if they are text).
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(SUFFIX_KIND)
+_NEVER_TEXT = (  # images, archives and packages, compiled code, media, fonts, office, data
+    ".png .jpg .jpeg .gif .bmp .tif .tiff .ico .icns .webp .heic .avif .psd .xcf .raw .cr2 .nef "
+    ".zip .gz .tgz .bz2 .tbz2 .xz .txz .zst .lz .lz4 .lzma .7z .rar .tar .cab .jar .war .whl "
+    ".egg .apk .deb .rpm .iso .dmg .img .pkg .msi .snap "
+    ".exe .dll .so .dylib .o .a .lib .class .pyc .pyo .wasm .elc "
+    ".mp3 .m4a .aac .flac .ogg .oga .opus .wav .aiff .mid .mp4 .m4v .mkv .mov .avi .webm .wmv "
+    ".flv .mpg .mpeg "
+    ".ttf .otf .woff .woff2 .eot "
+    ".doc .docx .xls .xlsx .ppt .pptx .odt .ods .odp .epub .mobi "
+    ".sqlite .sqlite3 .db .mdb .npy .npz .pkl .pickle .pt .pth .onnx .gguf .safetensors .h5 "
+    ".parquet .faiss .bin"
+)
+#: Suffixes of files that are never text: left out without being read.
+BINARY_SUFFIXES: frozenset[str] = frozenset(_NEVER_TEXT.split())
+
+#: Folders that hold tools' files, not the user's documents (hidden ones are skipped too).
+IGNORED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv"})
+
+
+DEFAULT_MAX_FILE_MB = 32  # HTML files; PDFs may be PDF_SIZE_FACTOR times bigger
+PDF_SIZE_FACTOR = 8
+_WHOLE_KINDS = frozenset({"html", "pdf"})  # read whole, so capped; other kinds can be streamed
+#: Text-like files bigger than this are decoded and chunked in windows (:func:`open_text`).
+STREAM_ABOVE = 4_000_000
+WINDOW_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Document:
+    """Text of one file, or of one page of a PDF (``page`` is 1-based; None otherwise)."""
+
+    path: Path
+    page: int | None
+    text: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or folder the walk left out, with a one-line reason.
+
+    ``unreadable``: ragkit should have read it but the system refused (permission
+    denied, I/O error), as opposed to leaving it out on purpose (unsupported
+    type, binary, a link out of the folder); ingest reports those as failures.
+    """
+
+    path: Path
+    reason: str
+    unreadable: bool = False
+
+
+def kind_of(path: Path) -> str | None:
+    """The kind of document a file is by its name; None if it is never text.
+
+    A name that says nothing (no extension, or one ragkit does not know) gives
+    ``"text"``: such a file is read as plain text if its content is text.
+
+    >>> kind_of(Path("notes.MD")), kind_of(Path("LICENSE")), kind_of(Path("Apache-2.0"))
+    ('markdown', 'text', 'text')
+    >>> kind_of(Path("photo.jpg")) is None
+    True
+    """
+    suffix = Path(path).suffix.lower()
+    kind = SUFFIX_KIND.get(suffix)
+    return kind if kind or suffix in BINARY_SUFFIXES else "text"
+
+
+def _by_content(path: Path) -> bool:
+    """Whether only its content can tell if a file is text (its extension is unknown)."""
+    suffix = path.suffix.lower()
+    return suffix not in SUFFIX_KIND and suffix not in BINARY_SUFFIXES
+
+
+def streams(path: Path, size: int) -> bool:
+    """Whether a file of ``size`` bytes is read in windows (:func:`open_text`), not whole."""
+    kind = kind_of(path)
+    return kind is not None and kind not in _WHOLE_KINDS and size > STREAM_ABOVE
+
+
+def max_file_mb() -> float:
+    """``RAGKIT_MAX_FILE_MB`` (default 32), or :class:`UsageError` if it is not a size."""
+    raw = os.environ.get("RAGKIT_MAX_FILE_MB", "").strip()
+    if not raw:
+        return DEFAULT_MAX_FILE_MB
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = math.nan
+    if not (math.isfinite(megabytes) and megabytes > 0):
+        raise UsageError(f"RAGKIT_MAX_FILE_MB={raw!r} is not a size in megabytes — set it to "
+                         f"a number above 0 (e.g. 100), or unset it for {DEFAULT_MAX_FILE_MB}")
+    return megabytes
+
+
+def max_file_bytes(kind: str) -> int:
+    """The size above which a PDF or HTML file is refused unread (see the module doc)."""
+    factor = PDF_SIZE_FACTOR if kind == "pdf" else 1
+    return int(max_file_mb() * factor * 1_000_000)
+
+
+def check_size(path: Path, size: int) -> None:
+    """Raise :class:`LoadError` if a file of ``size`` bytes is over the cap for its kind.
+
+    Only PDF and HTML files are capped: text-like files of any size can be streamed.
+    """
+    kind = SUFFIX_KIND.get(Path(path).suffix.lower(), "text")
+    if kind not in _WHOLE_KINDS:
+        return
+    limit = max_file_bytes(kind)
+    if size > limit:
+        raise LoadError(
+            str(path),
+            f"file too large ({size / 1e6:.1f} MB; the limit for {kind} files is "
+            f"{limit / 1e6:g} MB) — split it, or raise RAGKIT_MAX_FILE_MB",
+        )
+
+
+def load_file(path: Path) -> list[Document]:
+    """Read one file into documents: one for a text file, one per page with text for a PDF.
+
+    PDF and HTML files over the size cap (:func:`max_file_bytes`) are refused
+    without being read; other files are read whole whatever their size
+    (:func:`open_text` reads a big one a window at a time).
+    """
+    path = Path(path)
+    kind = kind_of(path)
+    if kind is None:
+        raise LoadError(str(path), _unsupported(path))
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise LoadError(str(path), _os_reason(exc)) from None
+    check_size(path, size)
+    data = _read(path, max_file_bytes(kind) if kind in _WHOLE_KINDS else -1)
+    if not data.strip():
+        raise LoadError(str(path), "empty file")
+    if kind == "pdf":
+        return [Document(path, n, text, "pdf") for n, text in pdf_pages(path, data)]
+    if _by_content(path) and not looks_like_text(data[:_SNIFF], complete=len(data) <= _SNIFF):
+        raise LoadError(str(path), "binary file")
+    try:
+        text = decode_text(data)
+    except ValueError as exc:
+        raise LoadError(str(path), str(exc)) from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if kind == "html":
+        text = html_to_text(text)
+    if not text.strip():
+        raise LoadError(str(path), "empty file" if kind != "html" else "no text in the HTML")
+    return [Document(path, None, text, kind)]
+
+
+def _unsupported(path: Path) -> str:
+    return f"unsupported file type {path.suffix.lower()}"
+
+
+def _read(path: Path, limit: int) -> bytes:
+    """The file's bytes (at most ``limit``, unless -1: a file that grew since it was
+    measured is refused, not read whole); OS errors become a LoadError with a short reason."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1 if limit >= 0 else -1)
+    except OSError as exc:
+        raise LoadError(str(path), _os_reason(exc)) from None
+    check_size(path, len(data))
+    return data
+
+
+def open_text(path: Path, *, window: int = 0) -> Iterator[str]:
+    """Decode a text-like file a window at a time (``window`` bytes, :data:`WINDOW_BYTES` if 0).
+
+    The pieces join up to the text :func:`load_file` reads (newlines
+    normalized), except that the encoding is chosen from the first megabyte.  A
+    binary, empty or unreadable file raises :class:`LoadError` here, before
+    any text is read; bytes that do not decode become U+FFFD.
+    """
+    path, window = Path(path), window or WINDOW_BYTES
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(max(window, WINDOW_BYTES))  # what the encoding is judged on
+            complete = not fh.read(1)
+    except OSError as exc:
+        raise LoadError(str(path), _os_reason(exc)) from None
+    if complete and not head.strip():
+        raise LoadError(str(path), "empty file")
+    try:
+        codec, bom = _detect(head, complete)
+    except ValueError as exc:
+        raise LoadError(str(path), str(exc)) from None
+    return _windows(path, codec, bom, window)
+
+
+def _windows(path: Path, codec: str, skip: int, window: int) -> Iterator[str]:
+    """The text of ``path`` from byte ``skip`` on, decoded incrementally."""
+    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+    held = ""  # a final CR waits: it may be the first half of a CRLF
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(skip)
+            while True:
+                data = fh.read(window)
+                text = held + decoder.decode(data, final=not data)
+                held = "\r" if data and text.endswith("\r") else ""
+                text = text[: len(text) - len(held)].replace("\r\n", "\n").replace("\r", "\n")
+                if text:
+                    yield text
+                if not data:
+                    return
+    except OSError as exc:
+        raise LoadError(str(path), _os_reason(exc)) from None
+
+
+def _os_reason(exc: OSError) -> str:
+    """'permission denied', 'no such file or directory', 'is a directory', ..."""
+    return (exc.strerror or str(exc)).lower()
+
+
+def iter_files(
+    paths: Iterable[str | Path], *, follow_symlinks: bool = False
+) -> Iterator[Path | Skipped]:
+    """Files to index under ``paths`` (sorted), and a :class:`Skipped` for each file left out.
+
+    Hidden entries and tool folders (``.git``, ``node_modules``, ...) are
+    passed over silently.  A symbolic link is never followed into a loop; a
+    link pointing inside its folder is passed over (its target is indexed
+    under its real path) and one pointing outside is reported, not followed,
+    unless ``follow_symlinks``.
+    """
+    roots = check_roots(paths)
+    walker = _Walker(follow_symlinks)
+    for root in roots:
+        yield from walker.root(root)
+
+
+def check_roots(paths: Iterable[str | Path]) -> list[Path]:
+    """``paths`` as :class:`Path` objects; :class:`LoadError` if one cannot be found.
+
+    A missing root is the caller's mistake, not a file to skip: ingest checks
+    them before anything else (before loading a model).
+    """
+    roots = [Path(p) for p in paths]
+    for root in roots:
+        try:
+            root.stat()
+        except OSError as exc:
+            raise LoadError(shown(str(root)), f"{_os_reason(exc)} — check the path") from None
+    return roots
+
+
+class _Walker:
+    """Walk state shared by all roots, so nothing is visited or yielded twice."""
+
+    def __init__(self, follow_symlinks: bool) -> None:
+        self.follow = follow_symlinks
+        self.seen: set[tuple[int, int]] = set()  # (device, inode) of dirs and files
+
+    def root(self, path: Path) -> Iterator[Path | Skipped]:
+        """Everything under one given path (a file given by name is never hidden)."""
+        if not self._first_visit(path.stat()):
+            return
+        if path.is_dir():
+            yield from self._walk(path, path.resolve())
+        else:
+            yield _check_file(path)
+
+    def _first_visit(self, st: os.stat_result) -> bool:
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def _walk(self, folder: Path, root: Path) -> Iterator[Path | Skipped]:
+        """Depth first in name order, with an explicit stack: no recursion limit on depth."""
+        stack = [iter(self._entries(folder))]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+            elif isinstance(item, Skipped):
+                yield item
+            else:
+                for found in self._entry(item[0], item[1], root):
+                    if isinstance(found, _Folder):
+                        stack.append(iter(self._entries(found.path)))
+                    else:
+                        yield found
+
+    @staticmethod
+    def _entries(folder: Path) -> list[tuple[Path, bool] | Skipped]:
+        """A folder's wanted entries as (path, is_symlink), sorted; or why it cannot be read."""
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted((e for e in it if _wanted(e.name)), key=lambda e: e.name)
+        except OSError as exc:
+            return [Skipped(folder, _os_reason(exc), unreadable=True)]
+        return [(folder / e.name, e.is_symlink()) for e in entries]
+
+    def _entry(
+        self, path: Path, is_link: bool, root: Path
+    ) -> Iterator[Path | Skipped | _Folder]:
+        if is_link:
+            target = Path(os.path.realpath(path))
+            if not target.exists():
+                yield Skipped(path, "broken symlink")
+                return
+            if target == root or root in target.parents:
+                return  # the walk reaches the target under its own name
+            if not self.follow:
+                yield Skipped(path, "symlink outside the folder (not followed)")
+                return
+        try:
+            st = path.stat()
+        except OSError as exc:
+            yield Skipped(path, _os_reason(exc), unreadable=True)
+            return
+        if not self._first_visit(st):
+            return  # a loop, or a second way to the same file
+        if stat.S_ISDIR(st.st_mode):
+            yield _Folder(path)
+        elif stat.S_ISREG(st.st_mode):
+            yield _check_file(path)
+        else:
+            yield Skipped(path, "not a regular file")
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """A folder :meth:`_Walker._walk` still has to enter."""
+
+    path: Path
+
+
+def _wanted(name: str) -> bool:
+    """Hidden entries and tool folders are not the user's documents."""
+    return not name.startswith(".") and name not in IGNORED_DIRS
+
+
+def _check_file(path: Path) -> Path | Skipped:
+    """The path itself if ragkit can read it, else why not."""
+    kind = kind_of(path)
+    if kind is None:
+        return Skipped(path, _unsupported(path))
+    if not path.is_file():
+        return Skipped(path, "not a regular file")
+    if kind == "pdf":
+        return path  # binary by nature; load_file checks it
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF)
+    except OSError as exc:
+        return Skipped(path, _os_reason(exc), unreadable=True)
+    if not _by_content(path):
+        return Skipped(path, "binary file") if _looks_binary(head) else path
+    # Only the content says what this is: nothing in it, nothing to index (py.typed, a lock).
+    if not head.strip() and len(head) < _SNIFF:
+        return Skipped(path, "empty file")
+    text = looks_like_text(head, complete=len(head) < _SNIFF)
+    return path if text else Skipped(path, "binary file")

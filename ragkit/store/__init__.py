@@ -1,0 +1,74 @@
+"""Store: an index on disk, SQLite tables + a FAISS vector cache.
+
+:mod:`.local` is the store; :mod:`.tables` its SQLite schema and writer,
+:mod:`.vectors` the FAISS indexes, :mod:`.keywords` the full-text terms,
+:mod:`.manifest` the index's identity and format.  :mod:`.folders` and
+:mod:`.building` create, lock, replace and delete index folders, touching only
+ragkit's own files.  The names below are imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "WORK_DIR",
+    "ChunkRow",
+    "FileRecord",
+    "Store",
+    "StoredChunk",
+    "Writer",
+    "check_new_folder",
+    "check_new_name",
+    "clean_stale_work",
+    "delete_index",
+    "expand_user",
+    "first_build",
+    "index_home",
+    "is_cjk",
+    "keyword_terms",
+    "lock_index",
+    "new_manifest",
+    "owned_file",
+    "read_manifest",
+    "real_folder",
+    "replacement",
+    "swap_folders",
+]
+
+# name -> module that defines it
+_EXPORTS = {
+    "Store": "local", "index_home": "local", "owned_file": "local", "read_manifest": "local",
+    "ChunkRow": "tables", "FileRecord": "tables", "StoredChunk": "tables", "Writer": "tables",
+    "is_cjk": "keywords", "keyword_terms": "keywords",
+    "WORK_DIR": "building", "clean_stale_work": "building", "delete_index": "building",
+    "first_build": "building", "new_manifest": "building", "replacement": "building",
+    "swap_folders": "building",
+    "check_new_folder": "folders", "check_new_name": "folders", "expand_user": "folders",
+    "lock_index": "folders", "real_folder": "folders",
+}
+
+if TYPE_CHECKING:
+    from .building import (
+        WORK_DIR,
+        clean_stale_work,
+        delete_index,
+        first_build,
+        new_manifest,
+        replacement,
+        swap_folders,
+    )
+    from .folders import check_new_folder, check_new_name, expand_user, lock_index, real_folder
+    from .keywords import is_cjk, keyword_terms
+    from .local import Store, index_home, owned_file, read_manifest
+    from .tables import ChunkRow, FileRecord, StoredChunk, Writer
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,584 @@
+"""On-disk storage of one index: SQLite holds the truth, FAISS is a cache of it.
+
+Layout of ``indexes/<name>/``::
+
+    manifest.json         embedding model, dimension, chunker settings, ragkit version
+    chunks.sqlite         files, chunks (text, metadata and the vector bytes), the FTS5
+                          keyword index over them, generation counter
+    vectors-<gen>.faiss   FAISS index matching generation <gen>: exact IndexIDMap2(IndexFlatIP)
+                          below APPROX_THRESHOLD chunks, IVF (IndexIVFFlat) from there on
+    .lock                 held (flock) by the one process writing the index
+
+ragkit deletes only these files (:func:`owned_file`), plus SQLite's ``-wal``/``-shm``
+companions and its own half-written temp files: anything else a user puts in an
+index folder stays.  Commands that only read (search, ask, info, doctor) open the
+database read-only and never write to the folder's files, so a folder they cannot
+write is still searchable.
+
+Why this shape: a crash or Ctrl-C must never leave an index that fails to load.
+SQLite commits each batch of whole files in one transaction and bumps a
+generation counter in the same transaction.  The FAISS file is written under
+a new name (temp file + rename) tagged with the generation it matches, so a
+reader either finds the file for the current generation or rebuilds the
+vectors from SQLite.  No vector can exist without its chunk, or the reverse.
+
+Searches during an ingest, from threads sharing this object or from other
+processes, see whole committed files only and never touch a FAISS index
+while it changes: each search runs in one read snapshot (:meth:`Store.reading`,
+:mod:`ragkit.store.snapshots`) and a commit updates the FAISS index under an
+exclusive lock.
+
+Large indexes: from APPROX_THRESHOLD chunks on, the vector cache is an
+approximate IVF index; why, and how the kind is chosen, is in
+:mod:`ragkit.store.vectors`.  The SQLite schema, rows and writer are in
+:mod:`ragkit.store.tables`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import IndexBusyError, IndexCorruptError, IndexVersionError
+from .keywords import fts_query, rarest_terms
+from .manifest import NewerFormatError, check_manifest, complete_manifest
+from .snapshots import Snapshots, apply_commit
+from .snapshots import reads as _reads
+from .tables import (
+    FileRecord,
+    StoredChunk,
+    Writer,
+    _short,
+    connect_reader,
+    connect_writer,
+    generation_of,
+    not_writable,
+    path_from_db,
+    path_to_db,
+    vectors_from_blobs,
+)
+from .vectors import (
+    is_ivf,
+    needs_new_kind,
+    new_exact_index,
+    new_ivf_index,
+    read_cache,
+    training_size,
+    vectors_by_id,
+)
+from .vectors import search as search_vectors
+
+__all__ = ["APPROX_THRESHOLD", "Store", "index_home", "owned_file", "read_manifest"]
+
+log = logging.getLogger("ragkit")
+
+MANIFEST = "manifest.json"
+DATABASE = "chunks.sqlite"
+LOCKFILE = ".lock"
+#: The names of the files ragkit writes in an index folder (see :func:`owned_file`).
+_OWNED = re.compile(
+    r"(manifest\.json|chunks\.sqlite(-wal|-shm|-journal)?|\.lock|vectors-\d+\.faiss"
+    r"|\.(manifest\.json|vectors-\d+\.faiss)\..+\.tmp)"  # temp files of _write_atomic
+)
+
+#: From this many chunks on, the vector cache is an approximate IVF index.
+APPROX_THRESHOLD = 50_000
+#: An IVF index goes back to exact search when it shrinks below this.
+EXACT_BELOW = APPROX_THRESHOLD // 2
+#: A filtered search over at most this many ids is exact over just those ids.
+EXACT_SUBSET_MAX = 20_000
+#: Past APPROX_THRESHOLD chunks, keyword search scores the query's rarest terms that
+#: together occur in at most this many chunks (FTS5 scores about 1 chunk per microsecond);
+#: if even the rarest term is in more, it alone is scored when it is in at most 8 times as
+#: many, and otherwise the query has no keyword worth scoring.
+KEYWORD_BUDGET = 400
+
+
+def _write_atomic(path: Path, data: bytes | Callable[[str], None]) -> None:
+    """Write ``path`` so readers see the old file or the new one, never half.
+
+    ``data`` is the bytes, or a function that writes the file named by its argument.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if isinstance(data, bytes):
+                fh.write(data)
+            else:
+                data(tmp)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def owned_file(name: str) -> bool:
+    """Whether ``name``, in an index folder, is one of the files ragkit writes there.
+
+    >>> [owned_file(n) for n in ("vectors-12.faiss", ".manifest.json.k2j.tmp", "thesis.tex")]
+    [True, True, False]
+    """
+    return _OWNED.fullmatch(name) is not None
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of the index at ``root``, checked (:func:`~.manifest.check_manifest`).
+
+    Unreadable or wrong: :class:`IndexCorruptError`; newer: :class:`IndexVersionError`.
+    """
+    path = root / MANIFEST
+    try:
+        return check_manifest(json.loads(path.read_text(encoding="utf-8")))
+    except NewerFormatError as exc:
+        raise IndexVersionError(str(root), str(exc)) from None
+    except (OSError, ValueError) as exc:  # ManifestError and JSON errors are ValueErrors
+        raise IndexCorruptError(str(path), _short(exc), index_spec(root)) from exc
+
+
+def index_home() -> Path:
+    """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes``."""
+    return Path(os.environ.get("RAGKIT_HOME") or "indexes")
+
+
+def index_spec(root: Path) -> str:
+    """How to name the index in ``root`` on the command line, for error messages.
+
+    Its bare name when it lives in ``RAGKIT_HOME`` (``./indexes``), else its path,
+    so ``--index SPEC`` in a suggested command reaches this very index.
+    """
+    try:
+        in_home = root.resolve().parent == index_home().resolve()
+    except OSError:
+        in_home = False
+    return root.name if in_home else str(root)
+
+
+class Store:
+    """One index directory: manifest, SQLite database and FAISS vectors."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any], db: sqlite3.Connection) -> None:
+        self.root = root
+        self.manifest = manifest
+        self._db = db  # read-only unless this store created the index; reads use snapshots
+        self._writer_db: sqlite3.Connection | None = None  # opened by the first transaction
+        # Every read: a pooled connection in one read transaction, holding the gate that a
+        # commit takes alone while it updates the FAISS index.
+        self._snapshots = self._new_snapshots()
+        # (generation, FAISS index), replaced whole; loaded lazily: `ragkit indexes info`
+        # never needs it.  Only a commit changes the index itself, holding the gate alone.
+        self._published: tuple[int, Any] = (-1, None)
+        self._lock_fh: Any = None
+        self._counted = (-1, 0)  # (generation, chunks) so searches need not count each time
+        # (generation, chunks holding each keyword) for the rarest-terms budget
+        self._term_counts: tuple[int, dict[str, int]] = (-1, {})
+        #: Called after each commit (a first build publishes the index at its first one).
+        self.after_commit: Callable[[], None] | None = None
+
+    def _new_snapshots(self) -> Snapshots:
+        return Snapshots(lambda: connect_reader(self.root / DATABASE, index_spec(self.root)),
+                         self._damaged)
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: Path, manifest: dict[str, Any]) -> Store:
+        """Create an empty index at ``root`` (which must not hold one yet).
+
+        ``manifest`` needs ``embed_model`` and ``dimension``; the other fields
+        default to those of a new index (:func:`~ragkit.store.manifest.complete_manifest`).
+        """
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = complete_manifest(manifest)
+        db = connect_writer(root / DATABASE, index_spec(root), create=True)
+        _write_atomic(root / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
+        store = cls(root, manifest, db)
+        store._writer_db = db
+        return store
+
+    @classmethod
+    def open(cls, root: Path) -> Store:
+        """Open an existing index for reading (a transaction opens it for writing too).
+
+        Unreadable files raise :class:`IndexCorruptError`, an index made by a
+        newer ragkit :class:`IndexVersionError`.  Nothing is written: a missing
+        or empty database is an error, not a new index.
+        """
+        manifest = read_manifest(root)
+        path = root / DATABASE
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            detail = "file is missing" if isinstance(exc, FileNotFoundError) else _short(exc)
+            raise IndexCorruptError(str(path), detail, index_spec(root)) from None
+        if size == 0:
+            raise IndexCorruptError(str(path), "file is empty", index_spec(root))
+        return cls(root, manifest, connect_reader(path, index_spec(root)))
+
+    @staticmethod
+    def exists(root: Path) -> bool:
+        """Whether ``root`` holds an index."""
+        return (root / MANIFEST).exists()
+
+    def close(self) -> None:
+        """Release the database, the write lock and the vectors (after running searches)."""
+        self.unlock()
+        self._snapshots.close()
+        if self._writer_db is not None and self._writer_db is not self._db:
+            self._writer_db.close()
+        self._writer_db = None
+        self._db.close()
+        self._published = (-1, None)
+
+    # -- locking -----------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the single-writer lock, or raise :class:`IndexBusyError` at once."""
+        try:
+            fh = open(self.root / LOCKFILE, "a+")  # noqa: SIM115 - held until unlock()
+        except OSError as exc:
+            raise not_writable(self.root, exc.strerror or str(exc)) from exc
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise IndexBusyError(str(self.root)) from None
+        self._lock_fh = fh
+
+    def unlock(self) -> None:
+        """Release the writer lock if this process holds it."""
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    # -- reading -----------------------------------------------------------------
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Make every read of this thread inside the block see one committed state.
+
+        The SQLite rows and the FAISS vectors are those of one generation: no
+        part of a file being written, no chunk without its vector.  A commit
+        in this process waits for the block to end, so keep it short (a
+        search, not a query embedding).  Nested blocks share the outer one.
+        """
+        return self._snapshots.reading()
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> IndexCorruptError:
+        return IndexCorruptError(str(self.root / DATABASE), _short(exc), index_spec(self.root))
+
+    @property
+    def dimension(self) -> int:
+        """Length of the stored vectors."""
+        return int(self.manifest["dimension"])
+
+    @_reads
+    def generation(self) -> int:
+        """Counter bumped by every committed write."""
+        try:
+            return generation_of(self._query("SELECT value FROM meta WHERE key='generation'"))
+        except ValueError as exc:
+            raise self._corrupt(str(exc)) from None
+
+    @_reads
+    def files(self) -> dict[str, FileRecord]:
+        """Every indexed file, keyed by path."""
+        rows = self._query("SELECT path, sha256, mtime_ns, size, chunks FROM files")
+        records = (FileRecord(path_from_db(r[0]), *r[1:]) for r in rows)
+        return {record.path: record for record in records}
+
+    @_reads
+    def count(self) -> int:
+        """Number of chunks stored (counted once per generation)."""
+        generation = self.generation()
+        counted = self._counted
+        if counted[0] != generation:
+            counted = (generation, int(self._query("SELECT COUNT(*) FROM chunks").fetchone()[0]))
+            self._counted = counted
+        return counted[1]
+
+    @_reads
+    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        """Fetch chunks by id (ids that no longer exist are left out)."""
+        found: dict[int, StoredChunk] = {}
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            rows = self._query(
+                "SELECT id, path, page, start, end, heading, text FROM chunks "
+                f"WHERE id IN ({marks})",
+                part,
+            )
+            found.update({r[0]: StoredChunk(r[0], path_from_db(r[1]), *r[2:]) for r in rows})
+        return found
+
+    @_reads
+    def search(
+        self, vector: np.ndarray, k: int, ids: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """Inner-product search: ``k`` (chunk id, cosine) pairs, best first.
+
+        Exact below :data:`APPROX_THRESHOLD` chunks, approximate (IVF) above.
+        With ``ids``, only those chunks are candidates (a path filter).
+        """
+        index = self._vectors()
+        if index.ntotal == 0 or (ids is not None and len(ids) == 0):
+            return []
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        return search_vectors(index, query, k, ids, EXACT_SUBSET_MAX)
+
+    @property
+    def approximate(self) -> bool:
+        """Whether searches use the approximate (IVF) index."""
+        return is_ivf(self._vectors())
+
+    @_reads
+    def cosines(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        """Cosine of ``vector`` with each stored chunk in ``ids`` (vectors are normalized)."""
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        return {cid: float(v @ query) for cid, v in self.vectors(ids).items()}
+
+    @_reads
+    def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of the chunks in ``ids`` that exist."""
+        if not len(ids):
+            return {}
+        return vectors_by_id(self._vectors(), ids)
+
+    @_reads
+    def keyword_search(
+        self, text: str, k: int, ids: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """BM25 keyword search: ``k`` (chunk id, score) pairs, best first (higher = better).
+
+        With ``ids``, only those chunks are candidates (a path filter).  From
+        :data:`APPROX_THRESHOLD` chunks on, only the query's rarest terms are
+        scored (see :meth:`_rarest_terms`): FTS5 scores every chunk that holds
+        any term, and a "the" or "how" would make that most of the index.
+        """
+        match = fts_query(text)
+        if not match or (ids is not None and len(ids) == 0):
+            return []
+        if self.count() >= APPROX_THRESHOLD:
+            match = self._rarest_terms(match)
+            if not match:
+                return []
+        where, args = "chunk_terms MATCH ?", [match]
+        if ids is not None:
+            where += " AND rowid IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps([int(i) for i in ids]))
+        rows = self._query(
+            f"SELECT rowid, -bm25(chunk_terms) AS s FROM chunk_terms WHERE {where} "
+            "ORDER BY s DESC LIMIT ?",
+            (*args, k),
+        )
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def _rarest_terms(self, match: str) -> str:
+        """The query's rarest terms, as many as hold at most :data:`KEYWORD_BUDGET` chunks.
+
+        Rare terms carry almost all of a BM25 score (a term in half the chunks
+        or more scores zero in FTS5), so the ranking barely moves while the work
+        stays bounded.  An empty string when every term is very common.
+        """
+        terms = match.split(" OR ")
+        generation = self.generation()
+        cached, counts = self._term_counts
+        if cached != generation:
+            counts = {}
+            if generation > cached:  # not back to an older snapshot's counts
+                self._term_counts = (generation, counts)
+        for term in terms:
+            if term not in counts:
+                row = self._query("SELECT COUNT(*) FROM chunk_terms WHERE chunk_terms MATCH ?",
+                                  (term,)).fetchone()
+                counts[term] = int(row[0])
+        return " OR ".join(rarest_terms(terms, counts, KEYWORD_BUDGET))
+
+    @_reads
+    def sample_texts(self, n: int) -> list[str]:
+        """Up to ``n`` chunk texts spread evenly over the index (for benchmark queries)."""
+        top = int(self._query("SELECT MAX(id) FROM chunks").fetchone()[0] or 0)
+        step = max(1, top // max(1, n))
+        rows = self._query("SELECT text FROM chunks WHERE id % ? = 0 LIMIT ?", (step, n))
+        return [r[0] for r in rows]
+
+    @_reads
+    def chunk_ids(self, paths: Sequence[str]) -> list[int]:
+        """Ids of every chunk of the files in ``paths``."""
+        found: list[int] = []
+        for start in range(0, len(paths), 500):
+            part = [path_to_db(p) for p in paths[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            rows = self._query(f"SELECT id FROM chunks WHERE path IN ({marks})", part)
+            found.extend(r[0] for r in rows)
+        return found
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """Run a read in this thread's snapshot; a damaged database is IndexCorruptError."""
+        db = self._snapshots.db  # callers are wrapped in reading() (see _reads)
+        assert db is not None
+        try:
+            return db.execute(sql, tuple(args))
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
+
+    # -- vectors -----------------------------------------------------------------
+
+    @_reads
+    def _vectors(self) -> Any:
+        """The FAISS index of this snapshot's generation, loading or rebuilding it.
+
+        One loaded or rebuilt here (another process committed) is published
+        for later searches, unless a newer one already is.
+        """
+        generation = self.generation()
+        published, current = self._published
+        if current is not None and published == generation:
+            return current
+        index = read_cache(self._faiss_path(generation), self.dimension)
+        if index is None or index.ntotal != self.count():
+            index = self._rebuild_vectors()
+        if current is None or generation > published:
+            self._published = (generation, index)
+        return index
+
+    def _rebuild_vectors(self) -> Any:
+        """Recreate the FAISS index from the vectors stored in SQLite.
+
+        Exact below :data:`APPROX_THRESHOLD` chunks; above, an IVF index trained
+        on an evenly spaced sample, then filled in blocks (peak memory: the index).
+        """
+        count = self.count()
+        if count >= APPROX_THRESHOLD:
+            index = new_ivf_index(self.dimension, count, self._sample_vectors(count))
+        else:
+            index = new_exact_index(self.dimension)
+        cursor = self._query("SELECT id, vector FROM chunks ORDER BY id")
+        while rows := cursor.fetchmany(4096):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            index.add_with_ids(self._stored_vectors(rows), ids)
+        return index
+
+    def _stored_vectors(self, rows: Sequence[tuple[int, Any]]) -> np.ndarray:
+        """The vectors of (id, blob) ``rows``; a damaged one is :class:`IndexCorruptError`."""
+        try:
+            return vectors_from_blobs(rows, self.dimension)
+        except ValueError as exc:
+            raise self._corrupt(str(exc)) from None
+
+    def _corrupt(self, detail: str) -> IndexCorruptError:
+        return IndexCorruptError(str(self.root / DATABASE), detail, index_spec(self.root))
+
+    def _sample_vectors(self, count: int) -> np.ndarray:
+        """:func:`~ragkit.store.vectors.training_size` vectors, spread evenly over the ids."""
+        wanted = training_size(count)
+        top = int(self._query("SELECT MAX(id) FROM chunks").fetchone()[0] or 0)
+        step = max(1, top // wanted)
+        rows = self._query("SELECT id, vector FROM chunks WHERE id % ? = 0 LIMIT ?",
+                           (step, wanted)).fetchall()
+        return self._stored_vectors(rows)
+
+    def _faiss_path(self, generation: int) -> Path:
+        return self.root / f"vectors-{generation}.faiss"
+
+    def save_vectors(self) -> None:
+        """Write the FAISS cache for the current generation and drop older ones.
+
+        An index that crossed :data:`APPROX_THRESHOLD` (or shrank below
+        :data:`EXACT_BELOW`) is rebuilt in the other kind first.
+        """
+        import faiss
+
+        with self.reading():  # searches may read the index meanwhile; a commit may not change it
+            generation, index = self.generation(), self._vectors()
+            if needs_new_kind(index, APPROX_THRESHOLD, EXACT_BELOW):
+                index = self._rebuild_vectors()
+                self._published = (generation, index)
+            path = self._faiss_path(generation)
+            if not path.exists():
+                _write_atomic(path, lambda name: faiss.write_index(index, name))
+        for old in self.root.glob("vectors-*.faiss"):
+            if old != path:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+
+    # -- writing -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Writer]:
+        """Group writes; they all land, with one generation bump, or none do.
+
+        Searches see none of them before the commit.  The FAISS index is not
+        touched until then: the commit holds the gate alone while it commits
+        and brings the index to the new generation (:meth:`_catch_up`).
+        """
+        self._vectors()  # loaded now, so that the commit updates it instead of a reload
+        db = self._writable()
+        writer = Writer(db, self.dimension)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield writer
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            with self._snapshots.gate.exclusive():
+                db.execute("COMMIT")
+                self._catch_up(writer, db)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if self.after_commit is not None:
+            self.after_commit()
+
+    def _catch_up(self, writer: Writer, db: sqlite3.Connection) -> None:
+        """Bring the published FAISS index to the generation just committed (gate held alone).
+
+        One that is not the previous generation's, or that this fails to
+        update, is dropped, to be reloaded by the next search.
+        """
+        row = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        generation = int(row[0])
+        before, index = self._published
+        self._published = (-1, None)
+        if index is not None and before == generation - 1:
+            apply_commit(index, db, writer.removed, writer.new_ids, self.dimension)
+            self._published = (generation, index)
+
+    def move_to(self, root: Path) -> None:
+        """Move the whole index folder to ``root`` (absent, or an empty folder), between writes.
+
+        One ``rename``: the index appears at ``root`` complete, or not at all.
+        """
+        # Reconnect: SQLite refuses to write a database file that moved while open.
+        if self._writer_db is not None and self._writer_db is not self._db:
+            self._writer_db.close()
+        self._snapshots.close()
+        self._db.close()
+        try:
+            os.rename(self.root, root)
+            self.root = root
+        finally:
+            self._db = self._writer_db = self._connect_writer()
+            self._snapshots = self._new_snapshots()
+
+    def _writable(self) -> sqlite3.Connection:
+        """The connection that writes, opened on first use (reads keep the read-only one)."""
+        if self._writer_db is None:
+            self._writer_db = self._connect_writer()
+        return self._writer_db
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        return connect_writer(self.root / DATABASE, index_spec(self.root))

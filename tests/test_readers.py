@@ -18,7 +18,8 @@ from typing import Any
 import readers_stress as rs
 from ollama_server import features
 
-from ragkit import Index, loading
+from ragkit import Index
+from ragkit.loading import files as loading
 
 THREADS = 4  # the reproduction: 4 threads search while the main one ingests
 PROCESSES = 2

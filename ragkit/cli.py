@@ -85,8 +85,9 @@ def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that opens an index."""
     decorators = [
         click.option("--index", "-i", "index_name", default="default", show_default=True,
-                     envvar="RAGKIT_INDEX", help="Index name (under RAGKIT_HOME, default "
-                     "./indexes) or a path to an index folder."),
+                     envvar="RAGKIT_INDEX", help="Index name, looked up in the index home "
+                     "($RAGKIT_HOME; else ./indexes inside a ragkit checkout or where it holds "
+                     "indexes; else ~/.local/share/ragkit/indexes), or a path to an index folder."),
         click.option("--backend", type=click.Choice(["auto", "ollama", "embedded"]),
                      default="auto", show_default=True, envvar="RAGKIT_BACKEND",
                      help="Who runs the models: Ollama, the embedded engine, or auto "
@@ -220,8 +221,10 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
            paths: tuple[str, ...], diversity: float) -> None:
     """Show the chunks that best match QUERY.
 
-    Each line shows the cosine similarity of the chunk to the query; --json
-    adds the ranking score of the chosen retrieval mode.
+    Each line shows the score that ranks the hits (hybrid: embeddings and
+    keywords fused, 0..1; keyword: BM25) and the cosine similarity of the
+    chunk to the query; in vector mode the two are the same. --diversity
+    reorders the hits for variety, so its scores need not decrease.
     """
     with _open_index(opts) as index:
         hits = index.search(query, k, mode=retrieval, paths=paths, diversity=diversity)
@@ -234,9 +237,23 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
     if not hits:
         click.echo("no matches (the index is empty)" if empty else "no matches")
     for hit in hits:
-        shown = hit.cosine if hit.cosine is not None else hit.score
-        click.echo(f"{hit.rank}. {shown:.3f}  {hit.citation}")
+        click.echo(f"{hit.rank}. {_scores(hit, retrieval)}  {hit.citation}")
         click.echo(f"   {_snippet(hit.text)}")
+
+
+def _scores(hit: Any, retrieval: str) -> str:
+    """The ranking score and the cosine, labelled (one of them when they are the same).
+
+    >>> from ragkit.retrieval import Hit
+    >>> _scores(Hit(1, 0.912, 1, "/a", "a", None, "", "t", cosine=0.4021), "hybrid")
+    'score 0.912  cosine 0.402'
+    >>> _scores(Hit(1, 0.5, 1, "/a", "a", None, "", "t", cosine=0.5), "vector")
+    'cosine 0.500'
+    """
+    if retrieval == "vector" and hit.cosine is not None:
+        return f"cosine {hit.cosine:.3f}"
+    cosine = f"  cosine {hit.cosine:.3f}" if hit.cosine is not None else ""
+    return f"score {hit.score:.3f}{cosine}"
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -382,10 +399,14 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
 
 
 def _read_question() -> str | None:
+    interactive = sys.stdin.isatty()
     try:
-        return input("\n> " if sys.stdin.isatty() else "")
+        question = input("\n> " if interactive else "")
     except EOFError:
         return None
+    if not interactive and question.strip():  # piped: else the transcript has answers only
+        click.echo(f"\n> {question}")
+    return question
 
 
 from .cli_admin import doctor, evaluate, indexes, models  # noqa: E402 - needs the helpers above

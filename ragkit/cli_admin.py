@@ -27,7 +27,7 @@ def _home() -> Path:
 
 @indexes.command("list")
 def indexes_list() -> None:
-    """List the indexes under RAGKIT_HOME (default ./indexes)."""
+    """List the indexes in the index home (RAGKIT_HOME; see README, Configuration)."""
     from .store import Store
 
     found = sorted(p for p in _home().glob("*") if Store.exists(p))

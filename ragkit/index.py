@@ -45,14 +45,14 @@ from .errors import (
     BackendError,
     EmbeddingMismatchError,
     IndexCorruptError,
-    IndexNotFoundError,
     UsageError,
 )
+from .home import index_home, not_found
 from .ingest import IngestProgress, IngestReport, ingest
 from .prompting import fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
 from .retrieval import Hit, dense_weight, match_paths, retrieve
-from .store import Store, index_home
+from .store import Store
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "index_home"]
 
@@ -120,7 +120,8 @@ class Index:
                 if not (create and rebuild):
                     raise
         if store is None and not create:
-            raise IndexNotFoundError(str(name_or_path), str(path.parent))
+            from_home = home is None and path.parent == index_home()
+            raise not_found(str(name_or_path), path, from_home)
         backends = chooser(backend, host, timeout, announce)
         return cls(path, store, backends, embed_model=embed_model, chunker=chunker)
 

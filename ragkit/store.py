@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IndexBusyError, IndexCorruptError
+from .home import index_home
 from .keywords import fts_query, rarest_terms
 from .tables import _SCHEMA, ChunkRow, FileRecord, StoredChunk, _Writer
 from .vectors import (
@@ -96,15 +97,10 @@ def _write_atomic(path: Path, data: bytes | Callable[[str], None]) -> None:
         raise
 
 
-def index_home() -> Path:
-    """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes``."""
-    return Path(os.environ.get("RAGKIT_HOME") or "indexes")
-
-
 def index_spec(root: Path) -> str:
     """How to name the index in ``root`` on the command line, for error messages.
 
-    Its bare name when it lives in ``RAGKIT_HOME`` (``./indexes``), else its path,
+    Its bare name when it lives in the index home (``index_home()``), else its path,
     so ``--index SPEC`` in a suggested command reaches this very index.
     """
     try:

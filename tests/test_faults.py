@@ -285,7 +285,9 @@ def test_ask_slower_than_the_timeout(run, docs, ollama):
          "error: bad chunk settings: overlap must be at least 0 and below the size (50), got 60"),
         (["ingest", "{docs}/missing"], 1, "error: {docs}/missing: no such file or directory"),
         (["indexes", "info", "--index", "zzz"], 4,
-         "error: no index 'zzz' in {home} — build it with `ragkit ingest PATH --index zzz`"),
+         "error: no index 'zzz' in {home} (RAGKIT_HOME) — if it is elsewhere, pass --index "
+         "PATH/TO/zzz or set RAGKIT_HOME to the folder holding it; else build it with "
+         "`ragkit ingest PATH --index zzz`"),
     ],
 )
 def test_more_user_errors_are_one_line(run, docs, env, args, code, message):

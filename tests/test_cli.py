@@ -97,12 +97,25 @@ def test_ask_json_and_options(run, indexed, ollama):
 
 
 def test_chat_keeps_history_and_exits_on_eof(run, indexed, ollama):
-    result = run("chat", input="When do backups run?\nAnd the monitoring?\n")
+    ollama.models.add("qwen2.5:7b")
+    result = run("chat", "--model", "qwen2.5:7b",
+                 input="When do backups run?\nAnd the monitoring?\n")
     assert result.exit_code == 0
     assert result.stdout.count("Sources:") == 2
     second = [r for r in ollama.requests if r[1] == "/api/chat"][-1][2]["messages"]
     assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
     assert second[1]["content"] == "When do backups run?"
+
+
+def test_chat_sends_the_demo_model_no_earlier_answer_to_repeat(run, indexed, ollama):
+    result = run("chat", input="When do backups run?\nAnd the monitoring?\n")
+    assert result.exit_code == 0 and result.stdout.count("Sources:") == 2
+    second = [r for r in ollama.requests if r[1] == "/api/chat"][-1][2]["messages"]
+    assert [m["role"] for m in second] == ["system", "user"]
+    assert second[1]["content"].startswith("Question: And the monitoring?")
+    # The follow-up is still searched together with the question before it.
+    query = [r for r in ollama.requests if r[1] == "/api/embed"][-1][2]["input"]
+    assert query == ["When do backups run?\nAnd the monitoring?"]
 
 
 def test_chat_echoes_piped_questions_so_the_transcript_reads(run, indexed):
@@ -117,8 +130,10 @@ def test_chat_echoes_piped_questions_so_the_transcript_reads(run, indexed):
 
 
 def test_chat_survives_a_failed_turn_and_keeps_its_history(run, indexed, ollama):
+    ollama.models.add("qwen2.5:7b")
     ollama.fail("/api/chat", "midstream")
-    result = run("chat", input="When do backups run?\nWhen do backups run?\nAnd monitoring?\n")
+    result = run("chat", "--model", "qwen2.5:7b",
+                 input="When do backups run?\nWhen do backups run?\nAnd monitoring?\n")
     assert result.exit_code == 0
     errors = [ln for ln in result.output.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and errors[0].endswith(

@@ -14,7 +14,7 @@ from .version import __version__
 # name -> module that defines it
 _EXPORTS = {
     "Index": "index",
-    "index_home": "store.local",
+    "index_home": "home",
     "DEFAULT_EMBED_MODEL": "index",
     "DEFAULT_CHAT_MODEL": "index",
     "Hit": "retrieval",
@@ -89,10 +89,10 @@ if TYPE_CHECKING:
         UsageError,
         VectorError,
     )
+    from .home import index_home
     from .index import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, Index
     from .ingest.pipeline import IngestProgress, IngestReport
     from .retrieval import Hit
-    from .store.local import index_home
 
 
 def __getattr__(name: str) -> Any:

@@ -31,6 +31,8 @@ Every message says what happened and what to do about it; the CLI prints
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "BackendError",
     "BadRequestError",
@@ -161,11 +163,18 @@ class IndexError_(RagkitError):
 class IndexNotFoundError(IndexError_):
     """No index exists under that name or path."""
 
-    def __init__(self, name: str, where: str) -> None:
+    def __init__(self, name: str, where: str, why: str = "", elsewhere: str = "") -> None:
         self.name = name
-        super().__init__(
-            f"no index '{name}' in {where} — build it with `ragkit ingest PATH --index {name}`"
-        )
+        searched = f"{where} ({why})" if why else where
+        if elsewhere:  # the index exists under another home: say how to reach it
+            fix = (f"there is one at {elsewhere}: pass --index {elsewhere}, or set "
+                   f"RAGKIT_HOME={os.path.dirname(elsewhere)}")
+        elif os.sep in name or name.startswith("."):  # given as a path, not a name
+            fix = f"check the path, or build it with `ragkit ingest PATH --index {name}`"
+        else:
+            fix = (f"if it is elsewhere, pass --index PATH/TO/{name} or set RAGKIT_HOME to "
+                   f"the folder holding it; else build it with `ragkit ingest PATH --index {name}`")
+        super().__init__(f"no index '{name}' in {searched} — {fix}")
 
 
 class IndexCorruptError(IndexError_):

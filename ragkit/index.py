@@ -40,6 +40,7 @@ from .errors import (
     IndexVersionError,
     UsageError,
 )
+from .home import index_home, not_found
 from .ingest.pipeline import IngestProgress, IngestReport, ingest
 from .loading.files import check_roots, max_file_mb
 from .prompting import fit_context
@@ -63,7 +64,7 @@ from .store.folders import (
     lock_index,
     real_folder,
 )
-from .store.local import Store, index_home
+from .store.local import Store
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "resolve_index"]
 
@@ -144,7 +145,8 @@ class Index:
             check_new_name(path)
             check_new_folder(real_folder(path))
         if store is None and not create and not (damaged_ok and Store.exists(path)):
-            raise IndexNotFoundError(str(name_or_path), str(path.parent))
+            from_home = home is None and path.parent == index_home()
+            raise not_found(str(name_or_path), path, from_home)
         backends = chooser(backend, host, timeout, announce)
         return cls(path, store, backends, embed_model=embed_model, chunker=chunker)
 

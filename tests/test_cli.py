@@ -24,7 +24,8 @@ def test_ingest_prints_a_summary(run, docs):
     result = run("ingest", str(docs))
     assert result.exit_code == 0
     assert re.search(r"index 'default': 4 added, 0 updated, 0 removed, 0 unchanged, "
-                     r"0 skipped, 0 failed; \d+ chunks embedded, \d+ in the index; [\d.]+ s",
+                     r"0 skipped, 0 failed; \d+ chunks embedded, \d+ in the index; [\d.]+ s, "
+                     r"[\d.]+ chunks/s$",
                      result.stdout)
     assert "ragkit: using Ollama at http://127.0.0.1:" in result.stderr
 
@@ -43,11 +44,25 @@ def test_search_lists_hits_and_json_has_scores(run, indexed):
     result = run("search", "When do backups run?", "-k", "2")
     assert result.exit_code == 0
     first = result.stdout.splitlines()[0]
-    assert re.match(r"1\. \d\.\d{3}  .*backups\.md — Operations > Backups$", first)
+    assert re.match(r"1\. score \d\.\d{3}  cosine \d\.\d{3}  .*backups\.md — Operations > Backups$",
+                    first)
     data = json.loads(run("search", "warranty pump", "-k", "1", "--json").stdout)
     hit = data["hits"][0]
     assert hit["page"] == 2 and hit["source"].endswith("manual.pdf")
     assert 0 < hit["score"] <= 1.0 and set(hit) >= {"text", "heading", "path", "rank"}
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "keyword", "vector"])
+def test_search_prints_the_score_that_ranks_and_the_cosine_labelled(run, indexed, mode):
+    args = ("search", "When do backups run? monitoring dashboard", "-k", "4", "--retrieval", mode)
+    hits = json.loads(run(*args, "--json").stdout)["hits"]
+    lines = [ln for ln in run(*args).stdout.splitlines() if re.match(r"\d+\. ", ln)]
+    ranks = "" if mode == "vector" else "score {score:.3f}  "  # in vector mode, the cosine
+    expected = [f"{h['rank']}. " + (ranks + "cosine {cosine:.3f}  ").format(**h) for h in hits]
+    assert len(hits) >= 2 and len(lines) == len(hits)
+    assert [ln[: len(e)] for ln, e in zip(lines, expected, strict=True)] == expected
+    ranking = [h["cosine" if mode == "vector" else "score"] for h in hits]
+    assert ranking == sorted(ranking, reverse=True)
 
 
 def test_ask_streams_the_answer_then_the_sources(run, indexed):
@@ -71,7 +86,9 @@ def test_ask_json_and_options(run, indexed, ollama):
 
 
 def test_chat_keeps_history_and_exits_on_eof(run, indexed, ollama):
-    result = run("chat", input="When do backups run?\nAnd the monitoring?\n")
+    ollama.models.add("qwen2.5:7b")
+    result = run("chat", "--model", "qwen2.5:7b",
+                 input="When do backups run?\nAnd the monitoring?\n")
     assert result.exit_code == 0
     assert result.stdout.count("Sources:") == 2
     second = [r for r in ollama.requests if r[1] == "/api/chat"][-1][2]["messages"]
@@ -79,9 +96,33 @@ def test_chat_keeps_history_and_exits_on_eof(run, indexed, ollama):
     assert second[1]["content"] == "When do backups run?"
 
 
+def test_chat_sends_the_demo_model_no_earlier_answer_to_repeat(run, indexed, ollama):
+    result = run("chat", input="When do backups run?\nAnd the monitoring?\n")
+    assert result.exit_code == 0 and result.stdout.count("Sources:") == 2
+    second = [r for r in ollama.requests if r[1] == "/api/chat"][-1][2]["messages"]
+    assert [m["role"] for m in second] == ["system", "user"]
+    assert second[1]["content"].startswith("Question: And the monitoring?")
+    # The follow-up is still searched together with the question before it.
+    query = [r for r in ollama.requests if r[1] == "/api/embed"][-1][2]["input"]
+    assert query == ["When do backups run?\nAnd the monitoring?"]
+
+
+def test_chat_echoes_piped_questions_so_the_transcript_reads(run, indexed):
+    result = run("chat", input="When do backups run?\n\nAnd the monitoring?\n")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    asked = [ln for ln in lines if ln.startswith("> ")]
+    assert asked == ["> When do backups run?", "> And the monitoring?"]  # blank line: not a turn
+    first, second = (lines.index(q) for q in asked)
+    assert lines[first - 1] == "" and "Sources:" in lines[first:second]
+    assert "Sources:" in lines[second:]
+
+
 def test_chat_survives_a_failed_turn_and_keeps_its_history(run, indexed, ollama):
+    ollama.models.add("qwen2.5:7b")
     ollama.fail("/api/chat", "midstream")
-    result = run("chat", input="When do backups run?\nWhen do backups run?\nAnd monitoring?\n")
+    result = run("chat", "--model", "qwen2.5:7b",
+                 input="When do backups run?\nWhen do backups run?\nAnd monitoring?\n")
     assert result.exit_code == 0
     errors = [ln for ln in result.output.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and errors[0].endswith(
@@ -103,7 +144,9 @@ def test_chat_stops_on_a_model_it_can_never_use(run, indexed):
     ("args", "code", "message"),
     [
         (["search", "x", "--index", "nope"], 4,
-         "error: no index 'nope' in {home} — build it with `ragkit ingest PATH --index nope`"),
+         "error: no index 'nope' in {home} (RAGKIT_HOME) — if it is elsewhere, pass --index "
+         "PATH/TO/nope or set RAGKIT_HOME to the folder holding it; else build it with "
+         "`ragkit ingest PATH --index nope`"),
         (["ask", "   "], 2, "error: the question is empty — ask something"),
         (["search", "x", "-k", "0"], 2, "error: -k must be between 1 and 1000, got 0"),
         (["ask", "x", "-o", "temperature"], 2,

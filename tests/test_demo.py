@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,39 @@ def test_ask_says_once_on_stderr_what_was_left_out(demo):
     assert result.exit_code == 0, result.output
     notes = [ln for ln in result.stderr.splitlines() if "passages left out" in ln]
     assert len(notes) == 1 and LEFT_OUT.fullmatch(notes[0].removeprefix("ragkit: "))
+
+
+STATUS_PAGE = """# The status page
+
+The status page shows whether each of our services is up. It is published at
+https://status.example.org and refreshes every minute.
+
+## Access
+
+You do not need a login to read the status page: anyone can open it, also from outside the
+office network. Only operators sign in, with their company account, to post an incident.
+
+## Subscribing
+
+Click "Subscribe" to get an email when an incident is posted or resolved.
+"""
+
+
+def test_a_chat_follow_up_gets_its_own_answer_not_the_first_one_again(demo, tmp_path):
+    runner, corpus = demo
+    docs = tmp_path / "docs"
+    shutil.copytree(corpus, docs)
+    (docs / "status-page.md").write_text(STATUS_PAGE, encoding="utf-8")
+    assert runner.invoke(cli, ["ingest", str(docs), "--index", "status"]).exit_code == 0
+    result = runner.invoke(cli, ["chat", "--index", "status"],
+                           input="Where is the status page?\nDo I need a login for it?\n")
+    assert result.exit_code == 0, result.output
+    # Piped questions are echoed as "> question": the answers follow them.
+    _, first, second = (re.split(r"\n(?:Sources|Retrieved)", part)[0].strip()
+                        for part in re.split(r"^> .*$", result.stdout, flags=re.M))
+    assert "status.example.org" in first
+    # Before: the second answer began with the first one's second sentence, word for word.
+    matcher = SequenceMatcher(None, first, second, autojunk=False)
+    common = matcher.find_longest_match(0, len(first), 0, len(second)).size
+    assert common < 30, (first, second)
+    assert re.search(r"(not|n't) (need|require) a login", second), second

@@ -264,7 +264,9 @@ def test_ask_slower_than_the_timeout(run, docs, ollama):
         (["ingest", "{docs}/missing"], 1,
          "error: {docs}/missing: no such file or directory — check the path"),
         (["indexes", "info", "--index", "zzz"], 4,
-         "error: no index 'zzz' in {home} — build it with `ragkit ingest PATH --index zzz`"),
+         "error: no index 'zzz' in {home} (RAGKIT_HOME) — if it is elsewhere, pass --index "
+         "PATH/TO/zzz or set RAGKIT_HOME to the folder holding it; else build it with "
+         "`ragkit ingest PATH --index zzz`"),
     ],
 )
 def test_more_user_errors_are_one_line(run, docs, env, args, code, message):

@@ -391,7 +391,9 @@ def test_the_users_num_ctx_decides_what_fits(env, many, ollama):
 def test_chat_leaves_out_the_oldest_turns_first(env, many, ollama):
     with _open(env) as index:
         index.ingest([many])
-        session = Conversation(index, k=4, options={"num_predict": 100})
+        ollama.models.add("qwen2.5:7b")  # a model that is sent the history
+        session = Conversation(index, k=4, model="qwen2.5:7b",
+                               options={"num_predict": 100, "num_ctx": 2048})
         session.history = [m for t in TOPICS[:3] for m in (
             {"role": "user", "content": f"What about {t}?"},
             {"role": "assistant", "content": f"The {t} backups run nightly [1]. " * 30})]

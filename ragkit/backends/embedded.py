@@ -29,6 +29,7 @@ from ..errors import BackendError, ModelNotFoundError
 from .base import Message, Metrics, StreamChunk, check_vectors
 from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
 from .sampling import _complete, _Options, _render_chat
+from .threads import Threads, choose, cores
 
 __all__ = ["CHAT_MODEL", "EMBED_MODEL", "EmbeddedBackend"]
 
@@ -85,7 +86,8 @@ class EmbeddedBackend:
     def __init__(
         self, *, n_threads: int | None = None, on_convert: Callable[[], None] | None = None
     ) -> None:
-        self.n_threads = n_threads or _default_threads()
+        # A fixed count for every call (argument or RAGKIT_THREADS); None: chosen per call.
+        self.n_threads = n_threads or _fixed_threads()
         self.on_convert = on_convert  # told before the one-time GGUF conversion of all-minilm
 
     def describe(self) -> str:
@@ -137,8 +139,11 @@ class EmbeddedBackend:
             return np.zeros((0, EMBED_DIM), dtype=np.float32)
         with _EMBEDDER.lock:
             if _EMBEDDER.llm is None:
-                _EMBEDDER.llm = _load_embedder(self.n_threads, self.on_convert)
+                _EMBEDDER.llm = _load_embedder(self.n_threads or cores(), self.on_convert)
                 _EMBEDDER.loads += 1
+            # ~4 characters a word-piece: a query is small, a batch of chunks is not.
+            tokens = sum(min(len(t) // 4 + 2, MAX_EMBED_TOKENS) for t in texts)
+            _set_threads(_EMBEDDER.llm, choose(tokens, self.n_threads))
             try:
                 rows = _EMBEDDER.llm.embed(list(texts), normalize=False, truncate=False)
             except (RuntimeError, ValueError) as exc:  # llama.cpp could not decode a batch
@@ -199,7 +204,7 @@ class EmbeddedBackend:
         """Run ``text`` verbatim, or ``messages`` through the chat template, holding the lock."""
         started = time.perf_counter_ns()
         with _GENERATOR.lock:
-            load_ns = _ensure_generator(opts.num_ctx, self.n_threads)
+            load_ns = _ensure_generator(opts.num_ctx, self.n_threads or cores())
             if not (text or messages):  # Ollama: an empty prompt only loads the model
                 metrics = Metrics(total_duration=time.perf_counter_ns() - started,
                                   load_duration=load_ns)
@@ -208,6 +213,7 @@ class EmbeddedBackend:
             llm = _GENERATOR.llm
             prompt = _render_chat(llm, messages) if messages is not None else text or ""
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            _set_threads(llm, choose(len(tokens), self.n_threads, generate=True))
             try:
                 yield from _complete(llm, tokens, opts, started, load_ns)
             except (RuntimeError, ValueError) as exc:  # llama.cpp could not decode or sample
@@ -281,11 +287,15 @@ def _file(name: str) -> Path | None:
     return folder / inside if folder and (folder / inside).is_file() else None
 
 
-def _default_threads() -> int:
-    """``$RAGKIT_THREADS``, else every CPU this process may use (a container's limit)."""
+def _fixed_threads() -> int | None:
+    """``$RAGKIT_THREADS``; None lets :func:`.threads.choose` decide for each call."""
     if os.environ.get("RAGKIT_THREADS", "").strip().isdigit():
         return max(1, int(os.environ["RAGKIT_THREADS"]))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return None
+
+
+def _set_threads(llm: Any, threads: Threads) -> None:
+    """Give the next llama.cpp calls on ``llm`` these thread counts (a cheap setting)."""
+    import llama_cpp
+
+    llama_cpp.llama_set_n_threads(llm.ctx, threads.n_threads, threads.n_threads_batch)

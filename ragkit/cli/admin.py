@@ -19,14 +19,14 @@ def indexes() -> None:
 
 
 def _home() -> Path:
-    from ..store.local import index_home
+    from ..home import index_home
 
     return index_home()
 
 
 @indexes.command("list")
 def indexes_list() -> None:
-    """List the indexes under RAGKIT_HOME (default ./indexes)."""
+    """List the indexes in the index home (RAGKIT_HOME; see README, Configuration)."""
     from ..errors import IndexCorruptError, IndexVersionError
     from ..store.local import Store, read_manifest
 
@@ -259,8 +259,8 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
                chunker: Any) -> list[dict]:
     from ..evaluate import EVAL_INDEXES, BeirSet, evaluate_beir
+    from ..home import index_home
     from ..index import DEFAULT_EMBED_MODEL
-    from ..store.local import index_home
 
     data = BeirSet.load(folder)
     model = opts["embed_model"] or DEFAULT_EMBED_MODEL

@@ -147,8 +147,10 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
            paths: tuple[str, ...], diversity: float) -> None:
     """Show the chunks that best match QUERY.
 
-    Each line shows the cosine similarity of the chunk to the query; --json
-    adds the ranking score of the chosen retrieval mode.
+    Each line shows the score that ranks the hits (hybrid: embeddings and
+    keywords fused, 0..1; keyword: BM25) and the cosine similarity of the
+    chunk to the query; in vector mode the two are the same. --diversity
+    reorders the hits for variety, so its scores need not decrease.
     """
     with open_index(opts) as index:
         hits = index.search(query, k, mode=retrieval, paths=paths, diversity=diversity)
@@ -161,9 +163,23 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
     if not hits:
         click.echo("no matches (the index is empty)" if empty else "no matches")
     for hit in hits:
-        shown = hit.cosine if hit.cosine is not None else hit.score
-        click.echo(f"{hit.rank}. {shown:.3f}  {hit.citation}")
+        click.echo(f"{hit.rank}. {_scores(hit, retrieval)}  {hit.citation}")
         click.echo(f"   {_snippet(hit.text)}")
+
+
+def _scores(hit: Any, retrieval: str) -> str:
+    """The ranking score and the cosine, labelled (one of them when they are the same).
+
+    >>> from ragkit.retrieval import Hit
+    >>> _scores(Hit(1, 0.912, 1, "/a", "a", None, "", "t", cosine=0.4021), "hybrid")
+    'score 0.912  cosine 0.402'
+    >>> _scores(Hit(1, 0.5, 1, "/a", "a", None, "", "t", cosine=0.5), "vector")
+    'cosine 0.500'
+    """
+    if retrieval == "vector" and hit.cosine is not None:
+        return f"cosine {hit.cosine:.3f}"
+    cosine = f"  cosine {hit.cosine:.3f}" if hit.cosine is not None else ""
+    return f"score {hit.score:.3f}{cosine}"
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -292,10 +308,14 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
 
 
 def _read_question() -> str | None:
+    interactive = sys.stdin.isatty()
     try:
-        return input("\n> " if sys.stdin.isatty() else "")
+        question = input("\n> " if interactive else "")
     except EOFError:
         return None
+    if not interactive and question.strip():  # piped: else the transcript has answers only
+        click.echo(f"\n> {question}")
+    return question
 
 
 @cli.command()

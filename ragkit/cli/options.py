@@ -77,8 +77,10 @@ def index_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that opens an index."""
     return click.option(
         "--index", "-i", "index_name", default="default", show_default=True,
-        envvar="RAGKIT_INDEX", help="Index name (under RAGKIT_HOME, default "
-        "./indexes) or a path to an index folder.")(backend_options(func))
+        envvar="RAGKIT_INDEX", help="Index name, looked up in the index home "
+        "($RAGKIT_HOME; else ./indexes inside a ragkit checkout or where it holds "
+        "indexes; else ~/.local/share/ragkit/indexes), or a path to an index folder.")(
+            backend_options(func))
 
 
 def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:

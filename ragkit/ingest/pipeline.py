@@ -68,13 +68,23 @@ class IngestReport:
         """True when some file was skipped or could not be read."""
         return bool(self.skipped or self.failed)
 
+    @property
+    def chunks_per_second(self) -> float:
+        """Chunks embedded per second of the whole run (0 when none were)."""
+        return self.chunks_written / self.seconds if self.seconds > 0 else 0.0
+
     def summary(self) -> str:
-        """One line for humans, e.g. ``3 added, 1 updated, ... in 2.1 s``."""
+        """One line for humans, e.g. ``3 added, 1 updated, ...; 2.1 s, 40 chunks/s``.
+
+        >>> IngestReport(chunks_written=84, total_chunks=84, seconds=2.0).summary()[-57:]
+        '84 chunks embedded, 84 in the index; 2.0 s, 42.0 chunks/s'
+        """
+        rate = f", {self.chunks_per_second:.1f} chunks/s" if self.chunks_written else ""
         return (
             f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
             f"{self.unchanged} unchanged, {len(self.skipped)} skipped, {len(self.failed)} failed; "
             f"{self.chunks_written} chunks embedded, {self.total_chunks} in the index; "
-            f"{self.seconds:.1f} s"
+            f"{self.seconds:.1f} s{rate}"
         )
 
 

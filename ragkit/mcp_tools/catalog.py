@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexError_, IndexNotFoundError, RagkitError, UsageError
+from ..home import index_home
 from ..index import Index
-from ..store.local import index_home
 
 __all__ = ["Catalog", "IndexInfo", "chat_model_ready"]
 

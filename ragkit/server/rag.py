@@ -20,8 +20,8 @@ from typing import Any
 from ..backends.chooser import BackendChooser
 from ..conversation import Conversation
 from ..errors import IndexNotFoundError, UsageError
+from ..home import index_home
 from ..index import DEFAULT_CHAT_MODEL, Index
-from ..store.local import index_home
 from .backend import Passthrough, ServerBackend, passthrough
 from .config import ServerSettings
 

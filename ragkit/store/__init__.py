@@ -25,7 +25,6 @@ __all__ = [
     "delete_index",
     "expand_user",
     "first_build",
-    "index_home",
     "is_cjk",
     "keyword_terms",
     "lock_index",
@@ -39,7 +38,7 @@ __all__ = [
 
 # name -> module that defines it
 _EXPORTS = {
-    "Store": "local", "index_home": "local", "owned_file": "local", "read_manifest": "local",
+    "Store": "local", "owned_file": "local", "read_manifest": "local",
     "ChunkRow": "tables", "FileRecord": "tables", "StoredChunk": "tables", "Writer": "tables",
     "is_cjk": "keywords", "keyword_terms": "keywords",
     "WORK_DIR": "building", "clean_stale_work": "building", "delete_index": "building",
@@ -61,7 +60,7 @@ if TYPE_CHECKING:
     )
     from .folders import check_new_folder, check_new_name, expand_user, lock_index, real_folder
     from .keywords import is_cjk, keyword_terms
-    from .local import Store, index_home, owned_file, read_manifest
+    from .local import Store, owned_file, read_manifest
     from .tables import ChunkRow, FileRecord, StoredChunk, Writer
 
 

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexBusyError, IndexCorruptError, IndexVersionError
+from ..home import index_home
 from .keywords import fts_query, rarest_terms
 from .manifest import NewerFormatError, check_manifest, complete_manifest
 from .snapshots import Snapshots, apply_commit
@@ -79,7 +80,7 @@ from .vectors import (
 )
 from .vectors import search as search_vectors
 
-__all__ = ["APPROX_THRESHOLD", "Store", "index_home", "owned_file", "read_manifest"]
+__all__ = ["APPROX_THRESHOLD", "Store", "owned_file", "read_manifest"]
 
 log = logging.getLogger("ragkit")
 
@@ -149,15 +150,10 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise IndexCorruptError(str(path), _short(exc), index_spec(root)) from exc
 
 
-def index_home() -> Path:
-    """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes``."""
-    return Path(os.environ.get("RAGKIT_HOME") or "indexes")
-
-
 def index_spec(root: Path) -> str:
     """How to name the index in ``root`` on the command line, for error messages.
 
-    Its bare name when it lives in ``RAGKIT_HOME`` (``./indexes``), else its path,
+    Its bare name when it lives in the index home (``index_home()``), else its path,
     so ``--index SPEC`` in a suggested command reaches this very index.
     """
     try:

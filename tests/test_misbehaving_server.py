@@ -99,6 +99,7 @@ def test_the_embedded_engine_checks_its_vectors_too(monkeypatch):
             return [[float("nan")] * engine.EMBED_DIM for _ in texts]
 
     monkeypatch.setattr(engine._EMBEDDER, "llm", NaNModel())
+    monkeypatch.setattr(engine, "_set_threads", lambda llm, threads: None)  # no llama.cpp ctx
     with pytest.raises(VectorError) as info:
         backend.embed(engine.EMBED_MODEL, ["alpha"])
     assert str(info.value) == (

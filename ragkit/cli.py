@@ -25,6 +25,7 @@ from .errors import (
     RagkitError,
     UsageError,
 )
+from .terminal import Sanitizer, clean, one_line
 
 if TYPE_CHECKING:
     from .index import Index
@@ -40,7 +41,7 @@ class _Error(click.ClickException):
         self.exit_code = error.exit_code  # type: ignore[misc]  # click types it as a ClassVar
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+        click.echo(f"error: {clean(self.message)}", err=True)
 
 
 class _Group(click.Group):
@@ -60,14 +61,14 @@ class _Group(click.Group):
         except Exception as exc:  # a bug: say so in one line, keep the trace on request
             if os.environ.get("RAGKIT_DEBUG"):
                 raise
-            click.echo(f"error: internal error: {type(exc).__name__}: {exc} — please report "
-                       "it; set RAGKIT_DEBUG=1 to see the traceback", err=True)
+            click.echo(clean(f"error: internal error: {type(exc).__name__}: {exc} — please "
+                             "report it; set RAGKIT_DEBUG=1 to see the traceback"), err=True)
             ctx.exit(1)
 
 
 def _say(message: str) -> None:
     """A short status line on stderr (never mixed into stdout answers)."""
-    click.echo(f"ragkit: {message}", err=True)
+    click.echo(f"ragkit: {clean(message)}", err=True)
 
 
 def _printable(path: str) -> str:
@@ -176,7 +177,7 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
         _say(f"skipped {_printable(problem.path)}: {problem.reason}")
     for problem in report.failed:
         _say(f"failed {_printable(problem.path)}: {problem.reason}")
-    click.echo(f"index '{index.name}': {report.summary()}")
+    click.echo(f"index '{one_line(index.name)}': {clean(report.summary())}")
     if report.failed:
         sys.exit(EXIT_PROBLEMS)
 
@@ -235,8 +236,8 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
         click.echo("no matches (the index is empty)" if empty else "no matches")
     for hit in hits:
         shown = hit.cosine if hit.cosine is not None else hit.score
-        click.echo(f"{hit.rank}. {shown:.3f}  {hit.citation}")
-        click.echo(f"   {_snippet(hit.text)}")
+        click.echo(f"{hit.rank}. {shown:.3f}  {one_line(hit.citation)}")
+        click.echo(f"   {_snippet(clean(hit.text))}")
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -322,10 +323,13 @@ def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, m
 
 
 def _echo_stream(deltas: Iterable[str]) -> None:
-    """Print text deltas as they arrive; a failure mid-answer starts its message on a new line."""
-    shown = False
+    """Print text deltas as they arrive; a failure mid-answer starts its message on a new line.
+
+    Control sequences are removed even when one arrives split across deltas.
+    """
+    shown, sanitizer = False, Sanitizer()
     try:
-        for delta in deltas:
+        for delta in map(sanitizer.feed, deltas):
             click.echo(delta, nl=False)
             shown = shown or bool(delta)
     except RagkitError:
@@ -343,7 +347,7 @@ def _print_sources(answer: Any) -> None:
     else:
         click.echo("\nSources:" if cited else "\nRetrieved (none cited):")
     for n, hit in cited or list(enumerate(answer.sources, 1)):
-        click.echo(f"[{n}] {hit.location}")
+        click.echo(f"[{n}] {one_line(hit.location)}")
 
 
 @cli.command()
@@ -360,19 +364,20 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
                                options=_parse_options(option_pairs),
                                min_score=min_score, force=force, paths=paths,
                                diversity=diversity)
-        click.echo(f"Chatting with index '{index.name}'. Ctrl-D to quit.", err=True)
+        click.echo(f"Chatting with index '{one_line(index.name)}'. Ctrl-D to quit.", err=True)
         while (question := _read_question()) is not None:
             if not question.strip():
                 continue
             try:
                 _echo_stream(session.ask_stream(question))
             except PromptTooLongError as exc:  # a shorter question may fit
-                click.echo(f"error: {exc}", err=True)
+                click.echo(f"error: {clean(str(exc))}", err=True)
                 continue
             except (ModelNotFoundError, UsageError):
                 raise  # asking again would fail the same way
             except BackendError as exc:  # the session, and its history, go on
-                click.echo(f"error: {exc} — the question was not answered; ask again", err=True)
+                click.echo(clean(f"error: {exc} — the question was not answered; ask again"),
+                           err=True)
                 continue
             click.echo()
             if session.last:

@@ -29,7 +29,7 @@ from .backend import Message, Metrics, StreamChunk, normalize_rows
 from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
 from .errors import BackendError, ModelNotFoundError
 from .generation import DEFAULT_NUM_CTX as DEFAULT_NUM_CTX  # re-exported
-from .generation import _complete, _Options, _render_chat
+from .generation import _chat_tokens, _complete, _Options, _special_texts
 
 __all__ = ["CHAT_MODEL", "DEFAULT_NUM_CTX", "EMBED_MODEL", "EmbeddedBackend"]
 
@@ -63,6 +63,7 @@ class _Slot:
     llm: Any = None
     n_ctx: int = 0
     loads: int = 0  # how often it was loaded: tests check laziness with it
+    specials: tuple[str, ...] = ()  # the text of its special tokens, once read
 
 
 _EMBEDDER = _Slot()
@@ -192,6 +193,18 @@ class EmbeddedBackend:
         opts = _Options.parse(options or {}, format)
         return self._stream(None, list(messages), opts)
 
+    def special_tokens(self, model: str) -> tuple[str, ...]:
+        """The chat model's special tokens, read from its tokenizer (this loads it); else ()."""
+        if _ALIASES.get(model) != CHAT_MODEL:
+            return ()
+        self.require(model, "generate")
+        with _GENERATOR.lock:
+            if not _GENERATOR.specials:
+                # The generation that follows would load it anyway, at this size by default.
+                _ensure_generator(_GENERATOR.n_ctx or DEFAULT_NUM_CTX, self.n_threads)
+                _GENERATOR.specials = _special_texts(_GENERATOR.llm)
+            return _GENERATOR.specials
+
     def _stream(
         self, text: str | None, messages: list[Message] | None, opts: _Options
     ) -> Iterator[StreamChunk]:
@@ -205,8 +218,10 @@ class EmbeddedBackend:
                 yield StreamChunk(done=True, done_reason="load", metrics=metrics)
                 return
             llm = _GENERATOR.llm
-            prompt = _render_chat(llm, messages) if messages is not None else text or ""
-            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            if messages is not None:
+                tokens = _chat_tokens(llm, messages)
+            else:  # raw: the caller wrote the template, special tokens included
+                tokens = llm.tokenize((text or "").encode("utf-8"), add_bos=True, special=True)
             try:
                 yield from _complete(llm, tokens, opts, started, load_ns)
             except (RuntimeError, ValueError) as exc:  # llama.cpp could not decode or sample

@@ -34,12 +34,14 @@ from .errors import (
     ConnectError,
     ModelNotFoundError,
     ProtocolError,
+    RagkitError,
     RequestTimeoutError,
     ServerError,
     StreamError,
     UsageError,
 )
 from .host import parse_host, with_tag
+from .prompt_guard import template_tokens
 
 __all__ = ["ModelInfo", "OllamaClient"]
 
@@ -101,6 +103,7 @@ class OllamaClient:
         self.backoff = backoff
         self._session = session if session is not None else requests.Session()
         self._legacy_embed = False  # set once the server turns out to lack /api/embed
+        self._specials: dict[str, tuple[str, ...]] = {}  # model -> its template's special tokens
 
     def describe(self) -> str:
         """One line for the user: ``Ollama at <host>``."""
@@ -219,6 +222,20 @@ class OllamaClient:
     def show(self, model: str) -> ModelInfo:
         """Details, capabilities and architecture facts of one model (``/api/show``)."""
         return ModelInfo.from_record(model, self._json("POST", "/api/show", {"model": model}))
+
+    def special_tokens(self, model: str) -> tuple[str, ...]:
+        """The special tokens ``model``'s chat template writes (from ``/api/show``).
+
+        Asked once per model; empty when the server cannot say, since the request
+        that follows reports any real problem better.
+        """
+        if model not in self._specials:
+            try:
+                template = self._json("POST", "/api/show", {"model": model}).get("template")
+            except RagkitError:
+                return ()
+            self._specials[model] = template_tokens(template) if isinstance(template, str) else ()
+        return self._specials[model]
 
     def pull(self, model: str) -> Iterator[dict[str, Any]]:
         """Download ``model``, yielding progress records ``{status, digest, total, completed}``."""

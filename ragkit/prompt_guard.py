@@ -100,10 +100,8 @@ def _literals(specials: Iterable[str]) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=32)
 def _pattern(literals: tuple[str, ...], *, labels: bool) -> re.Pattern[str]:
     """One scanner for everything to neutralize (cached: a model's specials rarely change)."""
-    specials = [*(re.escape(s) for s in literals), *_SHAPES]
-    parts = [_LABEL] if labels else []
-    parts += [_FENCE] if labels else []
-    parts.append("(?P<special>" + "|".join(specials) + ")")
+    specials = "(?P<special>" + "|".join([*map(re.escape, literals), *_SHAPES]) + ")"
+    parts = [_LABEL, _FENCE, specials] if labels else [specials]
     return re.compile("|".join(parts), re.IGNORECASE | re.MULTILINE)
 
 
@@ -113,7 +111,7 @@ def _scrub(text: str, pattern: re.Pattern[str]) -> str:
         view, origin = _view(text)
         pieces, done = [], 0
         for match in pattern.finditer(view):
-            kind = match.lastgroup if match.lastgroup != "n" else "label"
+            kind = match.lastgroup  # "label" (it closes after its "n"), "fence" or "special"
             start, end = match.span("label" if kind == "label" else 0)
             first, last = origin[start], origin[end - 1] + 1
             if first < done:  # one original character behind two matches: next round

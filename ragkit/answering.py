@@ -189,10 +189,11 @@ def stream_reply(
     options: dict[str, Any],
 ) -> Iterator[StreamChunk]:
     """Send the fitted passages (and, in chat mode, history) in ``mode``'s prompt shape."""
+    specials = backend.special_tokens(model)  # defused in document text, with the usual shapes
     if mode == "chat":
-        messages = build_messages(question, fit.hits, fit.history)
+        messages = build_messages(question, fit.hits, fit.history, specials)
         return backend.chat(model, messages, options=options)
-    prompt = build_generate_prompt(question, fit.hits)
+    prompt = build_generate_prompt(question, fit.hits, specials)
     return backend.generate(model, prompt, options=options)
 
 

@@ -152,6 +152,9 @@ class TimedBackend:
     def chat(self, model: str, messages: Any, **kwargs: Any) -> Any:
         return self._for(model).chat(model, messages, **kwargs)
 
+    def special_tokens(self, model: str) -> Any:
+        return self._for(model).special_tokens(model)
+
 
 def bench_ingest(
     paths: Sequence[str | Path], backend: TimedBackend, *, embed_model: str | None = None,

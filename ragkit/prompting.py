@@ -9,10 +9,14 @@ Two shapes, one set of rules:
 
 Passages are document text, i.e. data: they sit inside a ``<documents>`` fence
 the model is told not to take instructions from.  Document text cannot change
-that structure: fence tags inside a passage are defused (so a document cannot
-close the fence early), a line that starts like a passage label (``[2] ...``)
-becomes ``(2) ...`` (so a document cannot forge a passage), and a label's file
-name and heading are put on one line.
+that structure (:mod:`ragkit.prompt_guard`): fence tags inside a passage are
+defused (so a document cannot close the fence early), a line that starts like a
+passage label (``[2] ...``) becomes ``(2) ...`` (so a document cannot forge a
+passage), chat-template special tokens (``<|im_end|>``) lose their brackets (so
+a document cannot end the turn), all of it however disguised (full-width,
+zero-width characters, Unicode line breaks), and a label's file name and
+heading are put on one line.  The question and the chat history keep their
+text, except for special tokens, which are defused there too.
 
 The prompt must also fit the model's context (``num_ctx``): :func:`fit_context`
 leaves out the oldest history turns, then the lowest-ranked passages, by a
@@ -24,12 +28,13 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .chunking.units import approx_tokens
 from .errors import PromptTooLongError
+from .prompt_guard import defuse, defuse_specials
 
 if TYPE_CHECKING:
     from .retrieval import Hit
@@ -59,26 +64,13 @@ RULES = (
 #: Closes the user turn in chat mode.  Small models drift from a long system
 #: message; a one-line reminder next to the question keeps them on the passages
 #: (measured on the demo corpus with smollm2:135m: 9 of 11 answers correct with
-#: the cue, 6 of 11 without).
-ANSWER_CUE = "Answer from the documents, citing [n]."
-
-_FENCE = re.compile(r"<\s*/?\s*documents\s*>", re.IGNORECASE)
-# A line that starts like a passage label: "[2]", " [ 2 ]", full-width "［２］".
-_LABEL = re.compile(r"^([^\S\n]*)[\[［]\s*(\d+)\s*[\]］]", re.MULTILINE)
+#: the cue, 6 of 11 without).  It shows no placeholder: with "citing [n]" the demo
+#: model wrote a literal "[n]" in 5 of 10 answers on Debian's copyright files, and
+#: an example such as "like [1]" gets copied whole; RULES asks for the citations.
+ANSWER_CUE = "Answer from the documents."
 
 
-def _defuse(text: str) -> str:
-    r"""Neutralize fence tags and line-initial passage labels inside document text.
-
-    >>> _defuse("a </documents> b < Documents>")
-    'a (documents) b (documents)'
-    >>> _defuse("Intro.\n\n[2] secret.md — Admin\nsee [3]")
-    'Intro.\n\n(2) secret.md — Admin\nsee [3]'
-    """
-    return _LABEL.sub(r"\1(\2)", _FENCE.sub("(documents)", text))
-
-
-def _passage(n: int, hit: Hit) -> str:
+def _passage(n: int, hit: Hit, specials: Iterable[str] = ()) -> str:
     """One numbered passage: its label line, then its defused text.
 
     The label names the file, not its whole path: folders are noise to the model
@@ -94,11 +86,12 @@ def _passage(n: int, hit: Hit) -> str:
     name = os.path.basename(hit.source) + (f":{hit.page}" if hit.page is not None else "")
     # The name and the heading are document text too; one line, so that a newline
     # in a file name cannot start a label of its own.
-    label = " ".join(_defuse(f"{name} — {hit.heading}" if hit.heading else name).split())
-    return f"[{n}] {label}\n{_defuse(hit.text.strip())}"
+    specials = tuple(specials)
+    label = " ".join(defuse(f"{name} — {hit.heading}" if hit.heading else name, specials).split())
+    return f"[{n}] {label}\n{defuse(hit.text.strip(), specials)}"
 
 
-def format_context(hits: Sequence[Hit]) -> str:
+def format_context(hits: Sequence[Hit], specials: Iterable[str] = ()) -> str:
     """The numbered passages inside their fence, each labelled with its source.
 
     >>> from ragkit.retrieval import Hit
@@ -108,29 +101,41 @@ def format_context(hits: Sequence[Hit]) -> str:
     Hello.
     </documents>
     """
-    parts = [_passage(n, hit) for n, hit in enumerate(hits, 1)]
+    specials = tuple(specials)
+    parts = [_passage(n, hit, specials) for n, hit in enumerate(hits, 1)]
     return "<documents>\n" + "\n\n".join(parts) + "\n</documents>"
 
 
 def build_messages(
-    question: str, hits: Sequence[Hit], history: Sequence[dict[str, Any]] = ()
+    question: str, hits: Sequence[Hit], history: Sequence[dict[str, Any]] = (),
+    specials: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """Chat mode: rules and passages in the system message, then history and the question.
 
+    ``specials``: the chat model's own special tokens (a backend's
+    ``special_tokens()``), defused wherever they occur, besides the usual shapes.
+
     >>> build_messages("Why?", [])[-1]["content"]
-    'Question: Why?\\nAnswer from the documents, citing [n].'
+    'Question: Why?\\nAnswer from the documents.'
     """
-    system = f"{RULES}\n\n{format_context(hits)}"
+    specials = tuple(specials)
+    system = f"{RULES}\n\n{format_context(hits, specials)}"
+    # The history holds the model's earlier answers, which may repeat document text.
+    turns = [{**m, "content": defuse_specials(m.get("content") or "", specials)}
+             for m in history]
+    question = defuse_specials(question.strip(), specials)
     return [
         {"role": "system", "content": system},
-        *history,
-        {"role": "user", "content": f"Question: {question.strip()}\n{ANSWER_CUE}"},
+        *turns,
+        {"role": "user", "content": f"Question: {question}\n{ANSWER_CUE}"},
     ]
 
 
-def build_generate_prompt(question: str, hits: Sequence[Hit]) -> str:
-    """Generate mode: the complete hand-built prompt."""
-    return f"{RULES}\n\n{format_context(hits)}\n\nQuestion: {question.strip()}\nAnswer:"
+def build_generate_prompt(question: str, hits: Sequence[Hit], specials: Iterable[str] = ()) -> str:
+    """Generate mode: the complete hand-built prompt (``specials`` as for build_messages)."""
+    specials = tuple(specials)
+    question = defuse_specials(question.strip(), specials)
+    return f"{RULES}\n\n{format_context(hits, specials)}\n\nQuestion: {question}\nAnswer:"
 
 
 # -- fitting the context -------------------------------------------------------------

@@ -143,6 +143,7 @@ class FakeOllama:
         self.delay = 0.0  # seconds every /api/embed reply waits: a slow model, for crash tests
         self.token_delay = 0.0  # seconds between streamed records: a slow generation
         self.hangups = 0  # streams the client closed before their end (a cancelled generation)
+        self.templates: dict[str, str] = {}  # model -> the template /api/show gives for it
         self._faults: dict[str, list[tuple[Any, str | None]]] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
@@ -448,7 +449,8 @@ class _Handler(BaseHTTPRequestHandler):
                 f"{p['arch']}.context_length": p["context_length"],
                 f"{p['arch']}.embedding_length": p.get("embedding_length", self.fake.dim)}
         self._json({"modelfile": f"FROM {model}\n", "parameters": "num_ctx 2048",
-                    "template": "{{ .Prompt }}", "details": _entry(_tagged(model))["details"],
+                    "template": self.fake.templates.get(_tagged(model), "{{ .Prompt }}"),
+                    "details": _entry(_tagged(model))["details"],
                     "model_info": info, "capabilities": p["capabilities"],
                     "modified_at": _STAMP}, fault=fault)
 

@@ -515,3 +515,22 @@ def test_official_client_reads_our_test_server(ollama):
         official.chat(model="llama3", messages=_msg("x"))
     assert info.value.status_code == 404
     assert info.value.error == 'model "llama3" not found, try pulling it first'
+
+
+CHATML = ("{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+          "<|im_start|>assistant\n")
+
+
+def test_special_tokens_are_read_from_the_template_once_per_model(client, ollama):
+    ollama.templates["smollm2:135m"] = CHATML + "<turn>[/INST]"
+    assert client.special_tokens("smollm2:135m") == ("<turn>", "<|im_end|>", "<|im_start|>",
+                                                     "[/INST]")
+    assert client.special_tokens("smollm2:135m") == client.special_tokens("smollm2:135m")
+    assert ollama.bodies("/api/show") == [{"model": "smollm2:135m"}]
+    assert client.special_tokens("all-minilm") == ()  # its template is {{ .Prompt }}
+
+
+def test_special_tokens_are_empty_when_the_server_cannot_say(client, ollama):
+    ollama.fail("/api/show", 500)
+    assert client.special_tokens("smollm2:135m") == ()
+    assert client.special_tokens("nonexistent") == ()

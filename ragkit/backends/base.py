@@ -151,6 +151,13 @@ class Backend(Protocol):
         """Stream the assistant's next message, formatted with the model's chat template."""
         ...
 
+    def special_tokens(self, model: str) -> Sequence[str]:
+        """The special tokens of ``model``'s chat template, as text (empty when unknown).
+
+        Prompts defuse them in document text, so that no document can end a turn.
+        """
+        ...
+
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     """L2-normalize each row (zero rows stay zero); returns float32.

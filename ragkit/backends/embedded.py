@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import BackendError, ModelNotFoundError
 from .base import Message, Metrics, StreamChunk, check_vectors
 from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
-from .sampling import _complete, _Options, _render_chat
+from .sampling import DEFAULT_NUM_CTX, _chat_tokens, _complete, _Options, _special_texts
 from .threads import Threads, choose, cores
 
 __all__ = ["CHAT_MODEL", "EMBED_MODEL", "EmbeddedBackend"]
@@ -63,6 +63,7 @@ class _Slot:
     llm: Any = None
     n_ctx: int = 0
     loads: int = 0  # how often it was loaded: tests check laziness with it
+    specials: tuple[str, ...] = ()  # the text of its special tokens, once read
 
 
 _EMBEDDER = _Slot()
@@ -198,6 +199,18 @@ class EmbeddedBackend:
         opts = _Options.parse(options or {}, format)
         return self._stream(None, list(messages), opts)
 
+    def special_tokens(self, model: str) -> tuple[str, ...]:
+        """The chat model's special tokens, read from its tokenizer (this loads it); else ()."""
+        if _ALIASES.get(model) != CHAT_MODEL:
+            return ()
+        self.require(model, "generate")
+        with _GENERATOR.lock:
+            if not _GENERATOR.specials:
+                # The generation that follows would load it anyway, at this size by default.
+                _ensure_generator(_GENERATOR.n_ctx or DEFAULT_NUM_CTX, self.n_threads or cores())
+                _GENERATOR.specials = _special_texts(_GENERATOR.llm)
+            return _GENERATOR.specials
+
     def _stream(
         self, text: str | None, messages: list[Message] | None, opts: _Options
     ) -> Iterator[StreamChunk]:
@@ -211,8 +224,10 @@ class EmbeddedBackend:
                 yield StreamChunk(done=True, done_reason="load", metrics=metrics)
                 return
             llm = _GENERATOR.llm
-            prompt = _render_chat(llm, messages) if messages is not None else text or ""
-            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            if messages is not None:
+                tokens = _chat_tokens(llm, messages)
+            else:  # raw: the caller wrote the template, special tokens included
+                tokens = llm.tokenize((text or "").encode("utf-8"), add_bos=True, special=True)
             _set_threads(llm, choose(len(tokens), self.n_threads, generate=True))
             try:
                 yield from _complete(llm, tokens, opts, started, load_ns)

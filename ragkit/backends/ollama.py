@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 import numpy as np
 import requests
 
-from ..errors import ModelNotFoundError, ProtocolError, StreamError, UsageError, VectorError
+from ..errors import (
+    ModelNotFoundError,
+    ProtocolError,
+    RagkitError,
+    StreamError,
+    UsageError,
+    VectorError,
+)
+from ..prompt_guard import template_tokens
 from . import transport
 from .base import Message, Metrics, Reply, StreamChunk, check_vectors
 from .host import parse_host, with_tag
@@ -81,6 +89,7 @@ class OllamaClient:
         self._http = OllamaHTTP(self.host, timeout, connect_timeout,
                                 session if session is not None else transport.session())
         self._legacy_embed = False  # set once the server turns out to lack /api/embed
+        self._specials: dict[str, tuple[str, ...]] = {}  # model -> its template's special tokens
 
     def describe(self) -> str:
         """One line for the user: ``Ollama at <host>``."""
@@ -216,6 +225,20 @@ class OllamaClient:
     def show(self, model: str) -> ModelInfo:
         """Details, capabilities and architecture facts of one model (``/api/show``)."""
         return ModelInfo.from_record(model, self._json("POST", "/api/show", {"model": model}))
+
+    def special_tokens(self, model: str) -> tuple[str, ...]:
+        """The special tokens ``model``'s chat template writes (from ``/api/show``).
+
+        Asked once per model; empty when the server cannot say, since the request
+        that follows reports any real problem better.
+        """
+        if model not in self._specials:
+            try:
+                template = self._json("POST", "/api/show", {"model": model}).get("template")
+            except RagkitError:
+                return ()
+            self._specials[model] = template_tokens(template) if isinstance(template, str) else ()
+        return self._specials[model]
 
     def pull(self, model: str) -> Iterator[dict[str, Any]]:
         """Download ``model``, yielding progress records ``{status, digest, total, completed}``."""

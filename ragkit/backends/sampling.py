@@ -2,9 +2,11 @@
 
 Ollama's options are checked and put in llama.cpp's terms (:class:`_Options`),
 with Ollama's defaults, so the same options give the same kind of text on
-both backends; ``format`` becomes a JSON grammar.  Tokens are sampled one by
-one and streamed as text, holding back what may be the start of a stop
-string, and the stream ends with Ollama's final record and its metrics.
+both backends; ``format`` becomes a JSON grammar.  Messages go through the
+model's chat template and only the template's own markers become special
+tokens (:func:`_chat_tokens`).  Tokens are sampled one by one and streamed as
+text, holding back what may be the start of a stop string, and the stream ends
+with Ollama's final record and its metrics.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import codecs
 import json
 import random
+import re
+import secrets
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -206,3 +210,43 @@ def _render_chat(llm: Any, messages: Sequence[Message]) -> str:
     plain: list[Any] = [
         {"role": m.get("role", "user"), "content": m.get("content") or ""} for m in messages]
     return Jinja2ChatFormatter(template=template, **texts)(messages=plain).prompt
+
+
+def _chat_tokens(llm: Any, messages: Sequence[Message]) -> list[int]:
+    """Token ids of ``messages`` in the chat template; message text is never a special token.
+
+    Tokenizing the rendered prompt with ``special=True`` would turn an
+    ``<|im_end|>`` inside a document into a real end of turn.  So the template is
+    rendered with a unique marker in place of each message's text, the template's
+    own text is tokenized with special tokens, and each message's text without.
+    """
+    contents = [m.get("content") or "" for m in messages]
+    marks = [f"[ragkit-{secrets.token_hex(8)}-{n}]" for n in range(len(messages))]
+    stand_ins = [{**m, "content": mark} for m, mark in zip(messages, marks, strict=True)]
+    shaped = _render_chat(llm, stand_ins)
+    pieces = re.split("(" + "|".join(map(re.escape, marks)) + ")", shaped)
+    text_of = dict(zip(marks, contents, strict=True))
+    filled = "".join(text_of.get(piece, piece) for piece in pieces)
+    if pieces[1::2] != marks or filled != _render_chat(llm, messages):
+        # A template that edits or repeats message text: the split above would be wrong.
+        raise BackendError("the model's chat template changes the message text, so ragkit "
+                           "cannot keep it apart from the template's special tokens")
+    tokens: list[int] = []
+    for n, piece in enumerate(pieces):
+        message = n % 2 == 1
+        text = text_of[piece] if message else piece
+        if text or n == 0:  # the first piece carries the BOS, if the model wants one
+            tokens += llm.tokenize(text.encode("utf-8"), add_bos=n == 0, special=not message)
+    return tokens
+
+
+def _special_texts(llm: Any) -> tuple[str, ...]:
+    """The text of every control and user-defined token in the model's vocabulary."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    special = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    return tuple(
+        llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", errors="replace")
+        for token in range(llama_cpp.llama_vocab_n_tokens(vocab))
+        if llama_cpp.llama_vocab_get_attr(vocab, token) & special)

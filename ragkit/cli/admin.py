@@ -11,6 +11,7 @@ import click
 
 from ..errors import UsageError
 from .options import chunk_settings, open_index, printable, say, with_index_options
+from .terminal import clean, one_line
 
 
 @click.group()
@@ -32,7 +33,8 @@ def indexes_list() -> None:
 
     found = sorted(p for p in _home().glob("*") if Store.exists(p))
     if not found:
-        click.echo(f"no indexes in {_home()} — create one with `ragkit ingest PATH`")
+        click.echo(f"no indexes in {one_line(str(_home()))} — create one with "
+                   "`ragkit ingest PATH`")
     for path in found:
         name = printable(path.name)  # a name with a newline must not look like two indexes
         try:
@@ -109,7 +111,7 @@ def models_list(client: Any) -> None:
 
     if client.is_alive():
         for m in client.list_models():
-            click.echo(f"{m.get('name')}\tollama\t{m.get('size', 0) / 1e6:.0f} MB")
+            click.echo(f"{one_line(str(m.get('name')))}\tollama\t{m.get('size', 0) / 1e6:.0f} MB")
     else:
         say(f"no Ollama at {client.host}; showing the embedded engine's models only")
     engine = EmbeddedBackend()
@@ -125,7 +127,7 @@ def models_pull(client: Any, name: str) -> None:
     """Download NAME into Ollama, showing progress."""
     last = ""
     for record in client.pull(name):
-        status = record.get("status", "")
+        status = one_line(str(record.get("status", "")))  # the server's words
         total, done = record.get("total"), record.get("completed")
         line = f"{status} {done * 100 // total}%" if total and done else status
         if line != last and sys.stderr.isatty():
@@ -181,9 +183,9 @@ def doctor(opts: dict[str, Any], model: str) -> None:
                         index_named=opts["index_name"] != "default")
     for check in checks:
         mark = "ok " if check.ok else ("-- " if not check.blocking else "ERR")
-        click.echo(f"[{mark}] {check.name}: {check.detail}")
+        click.echo(clean(f"[{mark}] {check.name}: {check.detail}"))
         if not check.ok and check.fix:
-            click.echo(f"       fix: {check.fix}")
+            click.echo(clean(f"       fix: {check.fix}"))
     if any(not c.ok and c.blocking for c in checks):
         sys.exit(1)
 
@@ -228,9 +230,9 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
         click.echo(json.dumps(rows, indent=2))
         return
     headers = list(rows[0])
-    click.echo("  ".join(f"{h:>13}" for h in headers))
+    click.echo(clean("  ".join(f"{h:>13}" for h in headers)))
     for row in rows:
-        click.echo("  ".join(f"{_cell(v):>13}" for v in row.values()))
+        click.echo(clean("  ".join(f"{_cell(v):>13}" for v in row.values())))
 
 
 def _cell(value: Any) -> str:

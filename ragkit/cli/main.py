@@ -37,6 +37,7 @@ from .options import (
     say,
     with_index_options,
 )
+from .terminal import Sanitizer, clean, one_line
 
 if TYPE_CHECKING:
     pass
@@ -104,7 +105,7 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
             _say_problems(exc.report)  # why nothing was indexed, before the error line
             raise
     _say_problems(report)
-    click.echo(f"index '{printable(index.name)}': {report.summary()}")
+    click.echo(f"index '{one_line(index.name)}': {clean(report.summary())}")
     if report.failed:
         sys.exit(EXIT_PROBLEMS)
 
@@ -163,8 +164,8 @@ def search(opts: dict[str, Any], query: str, k: int, retrieval: str, as_json: bo
     if not hits:
         click.echo("no matches (the index is empty)" if empty else "no matches")
     for hit in hits:
-        click.echo(f"{hit.rank}. {_scores(hit, retrieval)}  {hit.citation}")
-        click.echo(f"   {_snippet(hit.text)}")
+        click.echo(f"{hit.rank}. {_scores(hit, retrieval)}  {one_line(hit.citation)}")
+        click.echo(f"   {_snippet(clean(hit.text))}")
 
 
 def _scores(hit: Any, retrieval: str) -> str:
@@ -248,10 +249,13 @@ def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, m
 
 
 def _echo_stream(deltas: Iterable[str]) -> None:
-    """Print text deltas as they arrive; a failure mid-answer starts its message on a new line."""
-    shown = False
+    """Print text deltas as they arrive; a failure mid-answer starts its message on a new line.
+
+    Control sequences are removed even when one arrives split across deltas.
+    """
+    shown, sanitizer = False, Sanitizer()
     try:
-        for delta in deltas:
+        for delta in map(sanitizer.feed, deltas):
             click.echo(delta, nl=False)
             shown = shown or bool(delta)
     except RagkitError:
@@ -269,7 +273,7 @@ def _print_sources(answer: Any) -> None:
     else:
         click.echo("\nSources:" if cited else "\nRetrieved (none cited):")
     for n, hit in cited or list(enumerate(answer.sources, 1)):
-        click.echo(f"[{n}] {hit.location}")
+        click.echo(f"[{n}] {one_line(hit.location)}")
 
 
 @cli.command()
@@ -286,19 +290,20 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
                                options=parse_options(option_pairs),
                                min_score=min_score, force=force, paths=paths,
                                diversity=diversity)
-        click.echo(f"Chatting with index '{index.name}'. Ctrl-D to quit.", err=True)
+        click.echo(f"Chatting with index '{one_line(index.name)}'. Ctrl-D to quit.", err=True)
         while (question := _read_question()) is not None:
             if not question.strip():
                 continue
             try:
                 _echo_stream(session.ask_stream(question))
             except PromptTooLongError as exc:  # a shorter question may fit
-                click.echo(f"error: {exc}", err=True)
+                click.echo(f"error: {clean(str(exc))}", err=True)
                 continue
             except (ModelNotFoundError, UsageError):
                 raise  # asking again would fail the same way
             except BackendError as exc:  # the session, and its history, go on
-                click.echo(f"error: {exc} — the question was not answered; ask again", err=True)
+                click.echo(clean(f"error: {exc} — the question was not answered; ask again"),
+                           err=True)
                 continue
             click.echo()
             if session.last:

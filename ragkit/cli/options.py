@@ -17,6 +17,7 @@ import click
 
 from ..errors import RagkitError, UsageError
 from ..loading.paths import shown
+from .terminal import clean, one_line
 
 if TYPE_CHECKING:
     from ..index import Index
@@ -31,7 +32,7 @@ class _Error(click.ClickException):
         self.exit_code = error.exit_code  # type: ignore[misc]  # click types it as a ClassVar
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+        click.echo(f"error: {clean(self.message)}", err=True)
 
 
 class ErrorGroup(click.Group):
@@ -51,14 +52,14 @@ class ErrorGroup(click.Group):
         except Exception as exc:  # a bug: say so in one line, keep the trace on request
             if os.environ.get("RAGKIT_DEBUG"):
                 raise
-            click.echo(f"error: internal error: {type(exc).__name__}: {exc} — please report "
-                       "it; set RAGKIT_DEBUG=1 to see the traceback", err=True)
+            click.echo(clean(f"error: internal error: {type(exc).__name__}: {exc} — please "
+                             "report it; set RAGKIT_DEBUG=1 to see the traceback"), err=True)
             ctx.exit(1)
 
 
 def say(message: str) -> None:
     """A short status line on stderr (never mixed into stdout answers)."""
-    click.echo(f"ragkit: {message}", err=True)
+    click.echo(f"ragkit: {clean(message)}", err=True)
 
 
 def printable(path: str) -> str:
@@ -67,10 +68,7 @@ def printable(path: str) -> str:
     >>> printable("odd\nname.txt")
     'odd\\nname.txt'
     """
-    path = shown(path)  # undecodable bytes of a file name as \xNN
-    if path.isprintable():
-        return path
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+    return one_line(shown(path))  # undecodable bytes of a file name as \xNN
 
 
 def index_options(func: Callable[..., Any]) -> Callable[..., Any]:

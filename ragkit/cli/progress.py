@@ -9,6 +9,7 @@ import time
 from typing import TextIO
 
 from ..ingest.pipeline import IngestProgress
+from .terminal import one_line
 
 __all__ = ["ProgressLine"]
 
@@ -31,7 +32,7 @@ class ProgressLine:
         width = shutil.get_terminal_size((80, 20)).columns - 1
         head = (f"indexing {p.files_done}/{p.files_total} files · {p.chunks_embedded} chunks · "
                 f"{p.rate:.1f} chunks/s · ")
-        tail = os.path.basename(p.current)
+        tail = one_line(os.path.basename(p.current))  # a file name may hold escape sequences
         line = (head + tail)[:width]
         self.stream.write("\r" + line.ljust(width))
         self.stream.flush()

@@ -124,6 +124,14 @@ class ServerBackend:
 
     # -- the Backend protocol ------------------------------------------------------
 
+    def special_tokens(self, model: str) -> Sequence[str]:
+        """The chat template's special tokens, which prompts defuse in document text."""
+        backend = self.chooser.for_model(model)
+        if backend.name != "embedded":
+            return backend.special_tokens(model)
+        with self._generate_lock:  # reading them may load the generator
+            return backend.special_tokens(model)
+
     def embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; the embedded engine is entered by one thread at a time."""
         backend = self.chooser.for_model(model)

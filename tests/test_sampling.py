@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ragkit.convert import package_dir
+from ragkit.backends.convert import package_dir
 
 from ragkit.backends.base import collect
 from ragkit.backends.embedded import _GENERATOR, EmbeddedBackend

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragkit.cli import _echo_stream, cli
+from ragkit.cli.main import _echo_stream, cli
 from ragkit.cli.terminal import Sanitizer, clean, one_line
 
 # What a terminal obeys: ESC, C1 controls (8-bit CSI, OSC, ...), other C0 controls, DEL, and
@@ -119,9 +119,9 @@ def test_indexes_list_and_doctor_print_no_control_sequence(run, hostile, env):
 def test_the_progress_line_escapes_the_current_file_name(monkeypatch):
     import io
 
-    from ragkit.progress import ProgressLine
+    from ragkit.cli.progress import ProgressLine
 
-    from ragkit.ingest import IngestProgress
+    from ragkit.ingest.pipeline import IngestProgress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

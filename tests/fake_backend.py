@@ -68,6 +68,11 @@ class FakeBackend:
         users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
         return self._stream("\n".join(system + users[-1:]))
 
+    def special_tokens(self, model: str) -> tuple[str, ...]:
+        """The chat template's special tokens: ChatML's, as smollm2 uses."""
+        self._check(model)
+        return ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+
     def _check(self, model: str) -> None:
         if not self.has_model(model):
             raise ModelNotFoundError(model, f"model '{model}' not found — the fake has "

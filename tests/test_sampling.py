@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ragkit.backends.convert import package_dir
 
 from ragkit.backends.base import collect
+from ragkit.backends.convert import package_dir
 from ragkit.backends.embedded import _GENERATOR, EmbeddedBackend
 from ragkit.backends.sampling import _chat_tokens, _render_chat
 from ragkit.prompting import RULES, build_generate_prompt, build_messages

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .loading.paths import shown
-from .store.keywords import is_cjk as _is_cjk_char
+from .scripts import is_cjk as _is_cjk_char
 from .store.local import Store
 
 __all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "retrieve"]

@@ -48,3 +48,10 @@ def test_keywords_bigram_the_scripts_only_chunking_knew_before() -> None:
     # CJK extension B was a letter to chunking only: keywords took a run of it for one word.
     terms = keywords.keyword_terms("\U00020000\U00020001\U00020002")
     assert terms == ["\U00020000\U00020001", "\U00020001\U00020002"]
+
+
+def test_an_english_only_embedder_gives_cjk_questions_less_weight_unless_overridden() -> None:
+    weight, question = retrieval.dense_weight, "熊猫吃什么？"
+    assert weight(question, "all-minilm") == retrieval.CJK_DENSE_SHARE
+    assert weight(question, "all-minilm", english_only=False) == retrieval.DENSE_SHARE
+    assert weight(question, "bge-m3", english_only=True) == retrieval.CJK_DENSE_SHARE

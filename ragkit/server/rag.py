@@ -20,7 +20,8 @@ from typing import Any
 from ..backends.chooser import BackendChooser
 from ..conversation import Conversation
 from ..errors import IndexNotFoundError, UsageError
-from ..index import DEFAULT_CHAT_MODEL, Index
+from ..index import Index
+from ..models import DEFAULT_CHAT_MODEL
 from ..store.local import index_home
 from .backend import Passthrough, ServerBackend, passthrough
 from .config import ServerSettings

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexBusyError, IndexCorruptError, IndexVersionError
+from ..settings import Settings
 from .keywords import fts_query, rarest_terms
 from .manifest import NewerFormatError, check_manifest, complete_manifest
 from .snapshots import Snapshots, apply_commit
@@ -149,9 +150,9 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise IndexCorruptError(str(path), _short(exc), index_spec(root)) from exc
 
 
-def index_home() -> Path:
-    """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes``."""
-    return Path(os.environ.get("RAGKIT_HOME") or "indexes")
+def index_home(settings: Settings | None = None) -> Path:
+    """Where named indexes live: ``RAGKIT_HOME`` or ``./indexes`` (or what ``settings`` say)."""
+    return (settings or Settings.from_env()).home
 
 
 def index_spec(root: Path) -> str:

@@ -149,6 +149,9 @@ class Index:
             check_new_folder(real_folder(path))
         if store is None and not create and not (damaged_ok and Store.exists(path)):
             raise IndexNotFoundError(str(name_or_path), str(path.parent))
+        if settings is not None:  # what the arguments leave out
+            backend = backend or settings.backend
+            host = settings.ollama_host if host is None else host
         backends = chooser(backend, host, timeout, announce)
         return cls(path, store, backends, embed_model=embed_model, chunker=chunker,
                    settings=settings)

@@ -17,7 +17,7 @@ import click
 from ..errors import RagkitError, UsageError
 from ..loading.paths import shown
 from ..models import DEFAULT_EMBED_MODEL
-from ..settings import debug_enabled
+from ..settings import Settings, debug_enabled
 
 if TYPE_CHECKING:
     from ..index import Index
@@ -102,13 +102,13 @@ def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def open_index(opts: dict[str, Any], *, create: bool = False, **extra: Any) -> Index:
-    """The index the shared options name, opened with their backend."""
+    """The index the shared options name, opened with their backend and the settings."""
     from ..index import Index
 
     return Index.open(
         opts["index_name"], backend=opts["backend"], host=opts["host"],
         timeout=opts["timeout"], embed_model=opts["embed_model"], create=create,
-        announce=say, **extra,
+        announce=say, settings=Settings.from_env(), **extra,
     )
 
 

@@ -272,7 +272,7 @@ class Index:
         return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
                       document_prefix=self._prefixes()[1], batch_size=batch_size,
                       parallel=self._parallel, follow_symlinks=follow, progress=progress,
-                      exclude=self._exclude)
+                      exclude=self._exclude, max_mb=self._settings().max_file_mb)
 
     def _first_build(
         self,
@@ -322,7 +322,8 @@ class Index:
                                 chunker=chunker, document_prefix=embedding_prefixes(model)[1],
                                 batch_size=batch_size, parallel=self._parallel,
                                 follow_symlinks=follow, progress=progress,
-                                exclude=self._exclude)
+                                exclude=self._exclude,
+                                max_mb=self._settings().max_file_mb)
                 if not new.count():
                     raise nothing_indexed(report, paths, "the old index is kept as it was")
         return report

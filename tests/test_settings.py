@@ -62,3 +62,21 @@ def test_the_model_table_drives_options_thresholds_and_prefixes() -> None:
         "nomic-embed-text-v2-moe")
     models.chat_options(chat)["stop"].append("x")  # a fresh copy: the table is untouched
     assert "x" not in models.chat_options(chat)["stop"]
+
+
+def test_the_index_takes_its_file_cap_and_home_from_the_settings_it_is_given(
+    tmp_path: Path, fake_backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragkit import Index
+
+    monkeypatch.setenv("RAGKIT_MAX_FILE_MB", "100")  # the given settings win over it
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "big.html").write_text("<p>" + "word " * 300_000 + "</p>")  # 1.5 MB
+    (docs / "small.md").write_text("Pandas eat bamboo.")
+    settings = Settings(home=tmp_path / "elsewhere", max_file_mb=1)
+    with Index.open("mine", backend=fake_backend, create=True, settings=settings) as index:
+        report = index.ingest(docs)
+    assert index.path == tmp_path / "elsewhere" / "mine"
+    assert [Path(p).name for p in report.added] == ["small.md"]
+    assert "file too large" in str(report.failed + report.skipped)

@@ -159,13 +159,16 @@ def max_file_mb(settings: Settings | None = None) -> float:
     return (settings or Settings.from_env()).max_file_mb
 
 
-def max_file_bytes(kind: str) -> int:
-    """The size above which a PDF or HTML file is refused unread (see the module doc)."""
+def max_file_bytes(kind: str, cap_mb: float | None = None) -> int:
+    """The size above which a PDF or HTML file is refused unread (see the module doc).
+
+    ``cap_mb``: the cap of HTML files (default: :func:`max_file_mb`).
+    """
     factor = PDF_SIZE_FACTOR if kind == "pdf" else 1
-    return int(max_file_mb() * factor * 1_000_000)
+    return int((cap_mb or max_file_mb()) * factor * 1_000_000)
 
 
-def check_size(path: Path, size: int) -> None:
+def check_size(path: Path, size: int, cap_mb: float | None = None) -> None:
     """Raise :class:`LoadError` if a file of ``size`` bytes is over the cap for its kind.
 
     Only PDF and HTML files are capped: text-like files of any size can be streamed.
@@ -173,7 +176,7 @@ def check_size(path: Path, size: int) -> None:
     kind = SUFFIX_KIND.get(Path(path).suffix.lower(), "text")
     if kind not in _WHOLE_KINDS:
         return
-    limit = max_file_bytes(kind)
+    limit = max_file_bytes(kind, cap_mb)
     if size > limit:
         raise LoadError(
             str(path),
@@ -182,12 +185,13 @@ def check_size(path: Path, size: int) -> None:
         )
 
 
-def load_file(path: Path) -> list[Document]:
+def load_file(path: Path, cap_mb: float | None = None) -> list[Document]:
     """Read one file into documents: one for a text file, one per page with text for a PDF.
 
     PDF and HTML files over the size cap (:func:`max_file_bytes`) are refused
     without being read; other files are read whole whatever their size
-    (:func:`open_text` reads a big one a window at a time).
+    (:func:`open_text` reads a big one a window at a time).  ``cap_mb``: as for
+    :func:`max_file_bytes`.
     """
     path = Path(path)
     kind = kind_of(path)
@@ -197,8 +201,8 @@ def load_file(path: Path) -> list[Document]:
         size = path.stat().st_size
     except OSError as exc:
         raise LoadError(str(path), _os_reason(exc)) from None
-    check_size(path, size)
-    data = _read(path, max_file_bytes(kind) if kind in _WHOLE_KINDS else -1)
+    check_size(path, size, cap_mb)
+    data = _read(path, max_file_bytes(kind, cap_mb) if kind in _WHOLE_KINDS else -1)
     if not data.strip():
         raise LoadError(str(path), "empty file")
     if kind == "pdf":

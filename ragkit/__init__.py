@@ -15,8 +15,9 @@ from .version import __version__
 _EXPORTS = {
     "Index": "index",
     "index_home": "home",
-    "DEFAULT_EMBED_MODEL": "index",
-    "DEFAULT_CHAT_MODEL": "index",
+    "Settings": "settings",
+    "DEFAULT_EMBED_MODEL": "models",
+    "DEFAULT_CHAT_MODEL": "models",
     "Hit": "retrieval",
     "Answer": "answering",
     "AnswerStream": "answering",
@@ -90,9 +91,11 @@ if TYPE_CHECKING:
         VectorError,
     )
     from .home import index_home
-    from .index import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, Index
+    from .index import Index
     from .ingest.pipeline import IngestProgress, IngestReport
+    from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
     from .retrieval import Hit
+    from .settings import Settings
 
 
 def __getattr__(name: str) -> Any:

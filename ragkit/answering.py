@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import models
 from .backends.base import Backend, Metrics, StreamChunk
 from .errors import UsageError
 from .prompting import NOT_FOUND, ContextFit, build_generate_prompt, build_messages
@@ -46,34 +46,20 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "stop": ["\nQuestion:", "<documents>", "</documents>"],
 }
 
-# Measured on the demo corpus questions: the 135M model drifts into invention
-# after its first sentence or two, so it decodes greedily and stops early.
-MODEL_OPTIONS: dict[str, dict[str, Any]] = {
-    # One paragraph: past its first paragraph the 135M model drifts from the passages
-    # (measured on the guide questions; see CHANGELOG 0.1.0).
-    "smollm2:135m": {"temperature": 0.0, "num_predict": 120, "repeat_penalty": 1.1,
-                     "num_ctx": 2048,
-                     "stop": ["\nQuestion:", "<documents>", "</documents>", "\n\n"]},
-}
-
-
-#: Context lengths models were trained on: a larger num_ctx only produces noise (and the
-#: embedded engine refuses to go past it), so the passages are fitted to this at most.
-TRAINED_CONTEXT: dict[str, int] = {"smollm2:135m": 8192}
-
 
 def options_for(model: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Generation options: ragkit's defaults, then the model's own, then the caller's.
 
-    A ``num_ctx`` past the model's trained context (:data:`TRAINED_CONTEXT`) is cut to it.
+    A ``num_ctx`` past the model's trained context (``ragkit.models``) is cut to it: a
+    larger one only produces noise, and the embedded engine refuses to go past it.
 
     >>> options_for("smollm2:135m", {"seed": 1})["num_predict"], options_for("x")["num_predict"]
     (120, 300)
     >>> options_for("smollm2:135m", {"num_ctx": 32768})["num_ctx"]
     8192
     """
-    options = {**DEFAULT_OPTIONS, **MODEL_OPTIONS.get(model, {}), **(overrides or {})}
-    trained = TRAINED_CONTEXT.get(model)
+    options = {**DEFAULT_OPTIONS, **models.chat_options(model), **(overrides or {})}
+    trained = models.trained_context(model)
     if trained and isinstance(options["num_ctx"], (int, float)) and options["num_ctx"] > trained:
         options["num_ctx"] = trained
     return options
@@ -165,23 +151,16 @@ def relevance(question: str, hits: Sequence[Hit]) -> float | None:
     return max(cosines) + COVERAGE_WEIGHT * coverage
 
 
-# Below this relevance (best cosine + 0.3 x word coverage, :func:`relevance`),
-# `ask` answers "not in the documents" without calling the model.  Calibrated
-# per embedding model by benchmarks/eval_targets.py (see README, "Saying not in
-# the documents"); models not listed get no threshold unless the caller gives one.
-RELEVANCE_THRESHOLDS = {"all-minilm": 0.530}
-
-
 def relevance_threshold(embed_model: str, min_score: float | None = None) -> float | None:
-    """What :func:`relevance` must reach: ``min_score``, ``RAGKIT_MIN_SCORE`` or the model's."""
+    """What :func:`relevance` must reach: ``min_score``, else the model's calibrated one.
+
+    Below it (best cosine + 0.3 x word coverage, :func:`relevance`), `ask` answers "not
+    in the documents" without calling the model; models ``ragkit.models`` gives no
+    threshold get none unless the caller gives one.
+    """
     if min_score is not None:
         return min_score
-    if os.environ.get("RAGKIT_MIN_SCORE"):
-        try:
-            return float(os.environ["RAGKIT_MIN_SCORE"])
-        except ValueError:
-            raise UsageError("RAGKIT_MIN_SCORE must be a number, e.g. 0.3") from None
-    return RELEVANCE_THRESHOLDS.get(embed_model.split(":")[0])
+    return models.relevance_threshold(embed_model)
 
 
 def stream_reply(

@@ -163,24 +163,15 @@ def bench_ingest(
     """Ingest ``paths`` into a temporary index; throughput and embedding-request latency."""
     from .index import Index
 
-    saved = os.environ.get("RAGKIT_PARALLEL")
-    if parallel is not None:
-        os.environ["RAGKIT_PARALLEL"] = str(parallel)
-    try:
-        with tempfile.TemporaryDirectory(prefix="ragkit-bench-") as tmp:
-            backend.embed_seconds.clear()
-            started = time.perf_counter()
-            with Index.open(Path(tmp) / "bench", backend=backend, embed_model=embed_model,
-                            create=True) as index:
-                report = index.ingest(paths, batch_size=batch_size, progress=progress)
-                model = index.embed_model
-            seconds = time.perf_counter() - started
-    finally:
-        if parallel is not None:
-            if saved is None:
-                os.environ.pop("RAGKIT_PARALLEL", None)
-            else:
-                os.environ["RAGKIT_PARALLEL"] = saved
+    with tempfile.TemporaryDirectory(prefix="ragkit-bench-") as tmp:
+        backend.embed_seconds.clear()
+        started = time.perf_counter()
+        with Index.open(Path(tmp) / "bench", backend=backend, embed_model=embed_model,
+                        create=True) as index:
+            report = index.ingest(paths, batch_size=batch_size, parallel=parallel,
+                                  progress=progress)
+            model = index.embed_model
+        seconds = time.perf_counter() - started
     files = report.added + report.updated
     size = sum(os.path.getsize(f) for f in files if os.path.exists(f))
     requests = backend.embed_seconds[1:]  # the first call is the dimension probe

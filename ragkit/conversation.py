@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -66,9 +65,7 @@ class Conversation:
 
     def model_history(self) -> list[dict[str, Any]]:
         """The earlier messages the model is sent with the next question."""
-        from .index import DEFAULT_CHAT_MODEL
-
-        model = self.model or os.environ.get("RAGKIT_CHAT_MODEL") or DEFAULT_CHAT_MODEL
+        model = self.model or self.index.chat_model
         return [] if model in self.NO_HISTORY_MODELS else self.history[-self.HISTORY :]
 
     def ask_stream(self, question: str) -> Iterator[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .backends.chooser import BackendChooser
 from .errors import BackendError, ModelNotFoundError, RagkitError
+from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from .store.local import Store
 
 __all__ = ["Check", "run_checks"]
@@ -48,7 +49,8 @@ def _check_ollama(chooser: BackendChooser) -> Check:
                          "where it runs")
         return Check("ollama", False, f"no Ollama answers at {chooser.host}",
                      "start it with `ollama serve` (or set OLLAMA_HOST); until then the "
-                     "embedded engine serves all-minilm and smollm2:135m", blocking=False)
+                     f"embedded engine serves {DEFAULT_EMBED_MODEL} and {DEFAULT_CHAT_MODEL}",
+                     blocking=False)
     try:
         version = client.version()
         count = len(client.list_models())

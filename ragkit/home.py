@@ -14,12 +14,12 @@ The first of these that applies, checked on every call:
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import IndexNotFoundError
+from .settings import Settings
 
 __all__ = ["Home", "index_home", "locate_home", "not_found", "other_homes_holding"]
 
@@ -42,8 +42,8 @@ def index_home() -> Path:
 
 def locate_home(cwd: Path | None = None) -> Home:
     """The index home seen from ``cwd`` (default: the current folder), with its reason."""
-    if configured := os.environ.get("RAGKIT_HOME"):
-        return Home(Path(configured).expanduser(), "RAGKIT_HOME")
+    if (configured := Settings.from_env().home) is not None:
+        return Home(configured, "RAGKIT_HOME")
     here = (cwd or Path.cwd()).absolute()
     if _holds_indexes(here / "indexes"):
         return Home(here / "indexes", "./indexes holds indexes")
@@ -54,10 +54,7 @@ def locate_home(cwd: Path | None = None) -> Home:
 
 def user_home() -> Path:
     """``$XDG_DATA_HOME/ragkit/indexes``, or ``~/.local/share/ragkit/indexes``."""
-    data = os.environ.get("XDG_DATA_HOME", "")
-    # The XDG spec says a relative value is invalid and must be ignored.
-    base = Path(data) if os.path.isabs(data) else Path.home() / ".local" / "share"
-    return base / "ragkit" / "indexes"
+    return Settings.from_env().data_home / "ragkit" / "indexes"
 
 
 def other_homes_holding(name: str, cwd: Path | None = None) -> list[Path]:

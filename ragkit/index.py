@@ -28,7 +28,7 @@ from .answering import (
     relevance_threshold,
     stream_reply,
 )
-from .backends.base import Backend, embedding_prefixes
+from .backends.base import Backend
 from .backends.chooser import BackendChooser, chooser
 from .chunking.units import ChunkerSettings
 from .errors import (
@@ -43,9 +43,11 @@ from .errors import (
 from .home import index_home, not_found
 from .ingest.pipeline import IngestProgress, IngestReport, ingest
 from .loading.files import check_roots, max_file_mb
+from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, embedding_prefixes
 from .prompting import fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
 from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
+from .settings import Settings
 from .store.building import (
     clean_stale_work,
     delete_index,
@@ -68,8 +70,6 @@ from .store.local import Store
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "resolve_index"]
 
-DEFAULT_EMBED_MODEL = "all-minilm"
-DEFAULT_CHAT_MODEL = "smollm2:135m"
 MAX_K = 1000
 
 
@@ -95,6 +95,7 @@ class Index:
         *,
         embed_model: str | None = None,
         chunker: ChunkerSettings | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.path = path
         self.name = path.name
@@ -104,6 +105,7 @@ class Index:
         self._requested_chunker = chunker
         self._parallel: int | None = None  # embedding requests in flight, set per ingest
         self._exclude: list[Path] = []  # folders the walk leaves out (the index's own)
+        self._given_settings = settings
 
     @classmethod
     def open(
@@ -120,6 +122,7 @@ class Index:
         rebuild: bool = False,
         announce: Callable[[str], None] | None = None,
         damaged_ok: bool = False,
+        settings: Settings | None = None,
     ) -> Index:
         """Open an index by name (in ``home``) or path; ``create=True`` allows a new one.
 
@@ -127,9 +130,10 @@ class Index:
         one, so that ``ingest(..., rebuild=True)`` can replace it; ``damaged_ok``
         opens a damaged or newer-format one that way too, for :meth:`delete`.
         A new index needs a name without control characters, and a folder that is
-        new, empty or a link to such a folder.
+        new, empty or a link to such a folder.  ``settings``: what the arguments leave
+        out (default: read from the environment when needed).
         """
-        path = resolve_index(name_or_path, home)
+        path = resolve_index(name_or_path, home or (settings.home if settings else None))
         if path.exists() and not path.is_dir():
             raise IndexFolderError(str(path), f"{path} is a file, not an index folder",
                                    "pass --index a name, or the path of an index folder")
@@ -147,10 +151,23 @@ class Index:
         if store is None and not create and not (damaged_ok and Store.exists(path)):
             from_home = home is None and path.parent == index_home()
             raise not_found(str(name_or_path), path, from_home)
+        if settings is not None:  # what the arguments leave out
+            backend = backend or settings.backend
+            host = settings.ollama_host if host is None else host
         backends = chooser(backend, host, timeout, announce)
-        return cls(path, store, backends, embed_model=embed_model, chunker=chunker)
+        return cls(path, store, backends, embed_model=embed_model, chunker=chunker,
+                   settings=settings)
 
     # -- properties ----------------------------------------------------------------
+
+    @property
+    def chat_model(self) -> str:
+        """The chat model ``ask`` uses when none is named (the settings' choice)."""
+        return self._settings().chat_model
+
+    def _settings(self) -> Settings:
+        """The settings given at open, else the environment's now (tests change it)."""
+        return self._given_settings or Settings.from_env()
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -215,14 +232,14 @@ class Index:
         ``rebuild`` of an existing index builds next to it and swaps the result
         in, so the old index stays usable until the new one is complete.
         """
-        self._parallel = parallel
+        self._parallel = self._settings().parallel if parallel is None else parallel
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         roots = [expand_user(os.fspath(p)) for p in paths]
         if not roots:
             raise UsageError("nothing to ingest — give at least one file or folder")
         check_roots(roots)  # mistakes in what was asked are reported before a model loads
-        max_file_mb()
+        max_file_mb(self._settings())
         self._exclude = index_inside(self.path, roots)
         if rebuild and (self._store is not None or Store.exists(self.path)):
             # (No store but a manifest: the folder holds a damaged index to replace.)
@@ -262,7 +279,7 @@ class Index:
         return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
                       document_prefix=self._prefixes()[1], batch_size=batch_size,
                       parallel=self._parallel, follow_symlinks=follow, progress=progress,
-                      exclude=self._exclude)
+                      exclude=self._exclude, max_mb=self._settings().max_file_mb)
 
     def _first_build(
         self,
@@ -312,7 +329,8 @@ class Index:
                                 chunker=chunker, document_prefix=embedding_prefixes(model)[1],
                                 batch_size=batch_size, parallel=self._parallel,
                                 follow_symlinks=follow, progress=progress,
-                                exclude=self._exclude)
+                                exclude=self._exclude,
+                                max_mb=self._settings().max_file_mb)
                 if not new.count():
                     raise nothing_indexed(report, paths, "the old index is kept as it was")
         return report
@@ -404,7 +422,8 @@ class Index:
         # Without an embedding model at hand it still searches, without cosines.
         vector = self._embed_query(query) if mode != "keyword" else self._try_embed_query(query)
         return retrieve(self._store, query, vector, k, mode, ids=ids, diversity=diversity,
-                        dense=dense_weight(query, self.embed_model))
+                        dense=dense_weight(query, self.embed_model,
+                                           self._settings().english_only))
 
     def _chunks_under(self, patterns: Sequence[str]) -> list[int]:
         """Ids of the chunks whose file matches one of the glob ``patterns``."""
@@ -494,7 +513,7 @@ class Index:
             raise UsageError(f"unknown mode '{mode}' — use one of: {', '.join(MODES)}")
         hits = self.search(search_query or question, k, mode=retrieval, paths=paths,
                            diversity=diversity)
-        model = model or os.environ.get("RAGKIT_CHAT_MODEL") or DEFAULT_CHAT_MODEL
+        model = model or self.chat_model
         relevant = force or self._relevant(search_query or question, hits, min_score)
         if not hits or not relevant:
             return AnswerStream(question, hits, None, mode=mode, model=model)
@@ -506,6 +525,8 @@ class Index:
 
     def relevance_threshold(self, min_score: float | None = None) -> float | None:
         """What :func:`~ragkit.answering.relevance` must reach before the model is asked."""
+        if min_score is None:
+            min_score = self._settings().min_score
         return relevance_threshold(self.embed_model, min_score)
 
     def _relevant(self, question: str, hits: list[Hit], min_score: float | None) -> bool:

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from . import models
 from .loading.paths import shown
-from .store.keywords import is_cjk as _is_cjk_char
+from .scripts import is_cjk as _is_cjk_char
 from .store.local import Store
 
 __all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "retrieve"]
@@ -39,15 +40,12 @@ DENSE_SHARE = 0.5
 #: side's near-ties (0.2: 0.965, against 0.964 for keywords alone and 0.956 at 0.5).
 CJK_DENSE_SHARE = 0.2
 
-#: Embedding models trained on English only (see :data:`CJK_DENSE_SHARE`).
-ENGLISH_ONLY_MODELS = frozenset({
-    "all-minilm", "nomic-embed-text", "mxbai-embed-large", "snowflake-arctic-embed",
-    "bge-large",
-})
 
-
-def dense_weight(query: str, embed_model: str) -> float:
+def dense_weight(query: str, embed_model: str, english_only: bool | None = None) -> float:
     """Share of the embedding side in the hybrid score of ``query`` (0..1).
+
+    ``english_only``: whether the embedder reads only Latin script (default: what
+    ``ragkit.models`` says of ``embed_model``).
 
     >>> dense_weight("What do pandas eat?", "all-minilm")
     0.5
@@ -56,7 +54,9 @@ def dense_weight(query: str, embed_model: str) -> float:
     >>> dense_weight("熊猫吃什么？", "bge-m3")
     0.5
     """
-    if embed_model.split(":")[0] not in ENGLISH_ONLY_MODELS:
+    if english_only is None:
+        english_only = models.english_only(embed_model)
+    if not english_only:
         return DENSE_SHARE
     letters = [c for c in query if c.isalpha()]
     cjk = sum(1 for c in letters if _is_cjk_char(c))

@@ -32,8 +32,9 @@ from ragkit.cli.main import cli
 from ragkit.errors import BackendError, LoadError
 from ragkit.ingest.pipeline import ingest
 from ragkit.loading import files as loading
-from ragkit.loading.files import DEFAULT_MAX_FILE_MB, load_file
+from ragkit.loading.files import load_file
 from ragkit.loading.paths import Keys
+from ragkit.settings import DEFAULT_MAX_FILE_MB
 from ragkit.store.local import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -182,3 +182,33 @@ def test_each_package_offers_what_its_all_says(package: str) -> None:
         value = getattr(module, name)
         if inspect.isclass(value) or inspect.isfunction(value):  # defined in the package
             assert value.__module__.startswith(f"ragkit.{package}."), (name, value.__module__)
+
+
+def environment_uses(path: Path) -> list[str]:
+    """Where a module reads or writes the environment: ``os.environ``, ``os.getenv``,
+    ``os.putenv``/``unsetenv``, or those names imported from ``os``."""
+    found = []
+    for node in ast.walk(tree_of(path)):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv",
+                                                            "putenv", "unsetenv"):
+            found.append(f"{module_name(path)}:{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            names = {a.name for a in node.names} & {"environ", "getenv", "putenv", "unsetenv"}
+            found.extend(f"{module_name(path)}:{node.lineno}: from os import {n}" for n in names)
+    return found
+
+
+def test_environment_uses_are_found() -> None:
+    tree = ast.parse("import os\nx = os.environ.get('A')\nos.environ['B'] = '1'\n"
+                     "from os import getenv\n")
+    uses = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "environ"]
+    assert len(uses) == 2
+    assert environment_uses(MODULES["ragkit.settings"])  # the one module that reads it
+
+
+def test_only_settings_reads_or_writes_the_environment() -> None:
+    # No module builds an environment for a child process either (none starts one with
+    # env=...): if one must, list it here with the reason.
+    found = [use for name, path in MODULES.items() if name != "ragkit.settings"
+             for use in environment_uses(path)]
+    assert found == []

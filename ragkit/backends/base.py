@@ -25,7 +25,6 @@ __all__ = [
     "StreamChunk",
     "check_vectors",
     "collect",
-    "embedding_prefixes",
     "normalize_rows",
 ]
 
@@ -272,34 +271,3 @@ def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0
     return int(value) if np.isfinite(value) else 0
-
-
-# Embedding models trained with instruction prefixes lose accuracy without them.
-# Keys match the model name without its tag; the first match wins.
-_PREFIXES: tuple[tuple[str, str, str], ...] = (
-    ("nomic-embed-text", "search_query: ", "search_document: "),
-    ("multilingual-e5", "query: ", "passage: "),
-    ("e5", "query: ", "passage: "),
-    ("bge-small-en", "Represent this sentence for searching relevant passages: ", ""),
-    ("bge-base-en", "Represent this sentence for searching relevant passages: ", ""),
-    ("bge-large-en", "Represent this sentence for searching relevant passages: ", ""),
-    ("mxbai-embed-large", "Represent this sentence for searching relevant passages: ", ""),
-    ("snowflake-arctic-embed", "Represent this sentence for searching relevant passages: ", ""),
-)
-
-
-def embedding_prefixes(model: str) -> tuple[str, str]:
-    """The (query, document) prefixes a known embedding model expects.
-
-    >>> embedding_prefixes("nomic-embed-text:latest")
-    ('search_query: ', 'search_document: ')
-    >>> embedding_prefixes("jeffh/intfloat-multilingual-e5-small:f16")
-    ('query: ', 'passage: ')
-    >>> embedding_prefixes("all-minilm")
-    ('', '')
-    """
-    base = model.split(":", 1)[0].lower().rsplit("/", 1)[-1]
-    for key, query, document in _PREFIXES:
-        if key in base:
-            return query, document
-    return "", ""

@@ -9,11 +9,11 @@ same vectors.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError, UsageError
+from ..settings import Settings
 from .base import Backend
 from .host import parse_host, with_tag
 
@@ -40,7 +40,7 @@ class BackendChooser:
         timeout: float = 300.0,
         announce: Callable[[str], None] | None = None,
     ) -> None:
-        choice = (choice or os.environ.get("RAGKIT_BACKEND") or "auto").lower()
+        choice = (choice or Settings.from_env().backend).lower()
         if choice not in CHOICES:
             raise UsageError(f"unknown backend '{choice}' — use one of: {', '.join(CHOICES)}")
         if not timeout > 0:  # also refuses NaN (the Ollama client checks it the same way)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError
+from ..settings import Settings
 
 __all__ = [
     "MINILM_PACKAGE",
@@ -81,10 +82,7 @@ def minilm_model_dir() -> Path:
 
 def default_cache_dir() -> Path:
     """``$RAGKIT_CACHE``, else ``$XDG_CACHE_HOME/ragkit``, else ``~/.cache/ragkit``."""
-    if os.environ.get("RAGKIT_CACHE"):
-        return Path(os.environ["RAGKIT_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "ragkit"
+    return Settings.from_env().cache_dir
 
 
 def minilm_gguf_path(cache_dir: Path | None = None) -> Path:

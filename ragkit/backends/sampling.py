@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BackendError
+from ..models import DEFAULT_CHAT_MODEL, trained_context
 from .base import Message, Metrics, StreamChunk
 
 __all__ = ["DEFAULT_NUM_CTX"]
 
 DEFAULT_NUM_CTX = 2048
-_TRAINED_CTX = 8192  # SmolLM2's training context: a larger num_ctx only produces noise
+_TRAINED_CTX = trained_context(DEFAULT_CHAT_MODEL) or DEFAULT_NUM_CTX  # past it: only noise
 
 # Ollama option -> (keyword of llama_cpp.Llama.generate, Ollama's default), so the same
 # options give the same kind of text on both backends.

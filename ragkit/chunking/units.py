@@ -24,18 +24,17 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import ClassVar, NamedTuple
 
+from ..scripts import CJK_CHAR, CJK_RANGES
+
 __all__ = ["DEFAULT_SETTINGS", "ChunkerSettings", "approx_tokens"]
 
 # Scripts written without spaces, where BERT's tokenizer yields about one piece
-# per character: hangul jamo, kana, CJK ideographs (with extensions), syllables.
-_CJK = (
-    "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff"
-    "\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f"
-)
+# per character (see ragkit.scripts).
+_CJK = CJK_RANGES
 _TOKEN_RE = rf"(?:[{_CJK}]|[^\W{_CJK}]+|[^\w\s])"  # a CJK char, a word, a punctuation mark
 _TOKEN = re.compile(_TOKEN_RE)
 _LONG_WORD = re.compile(rf"[^\W{_CJK}]{{7,}}")
-_CJK_CHAR = re.compile(f"[{_CJK}]")
+_CJK_CHAR = CJK_CHAR
 _CHARS_PER_PIECE = 7  # a long word costs one extra piece per 7 characters
 
 _MARKER = re.compile(  # a fence line or an ATX heading line

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from .options import chunk_settings, open_index, printable, say, with_index_options
 from .terminal import clean, one_line
 
@@ -168,14 +169,14 @@ def models_cp(client: Any, source: str, destination: str) -> None:
 
 
 @click.command()
-@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=DEFAULT_CHAT_MODEL,
               show_default=True, help="Chat model to check.")
 @with_index_options
 def doctor(opts: dict[str, Any], model: str) -> None:
     """Check the server, the models and the index, and say what to fix."""
     from ..backends.chooser import BackendChooser
     from ..doctor import run_checks
-    from ..index import DEFAULT_EMBED_MODEL, resolve_index
+    from ..index import resolve_index
 
     chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"])
     embed_model = opts["embed_model"] or DEFAULT_EMBED_MODEL
@@ -262,7 +263,7 @@ def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: An
                chunker: Any) -> list[dict]:
     from ..evaluate import EVAL_INDEXES, BeirSet, evaluate_beir
     from ..home import index_home
-    from ..index import DEFAULT_EMBED_MODEL
+    from ..models import DEFAULT_EMBED_MODEL
 
     data = BeirSet.load(folder)
     model = opts["embed_model"] or DEFAULT_EMBED_MODEL

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from .options import parse_options, say
 
 
@@ -95,7 +96,7 @@ def _read_prompts(path: Path | None) -> list[str]:
 
 
 @bench.command("generate")
-@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=DEFAULT_CHAT_MODEL,
               show_default=True, help="The model to benchmark.")
 @click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False,
               path_type=Path), default=None,
@@ -150,7 +151,7 @@ def _short(text: str, width: int = 70) -> str:
 @bench.command("ingest")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
 @click.option("--embed-model", envvar="RAGKIT_EMBED_MODEL", default=None,
-              help="Embedding model [default: all-minilm].")
+              help=f"Embedding model [default: {DEFAULT_EMBED_MODEL}].")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Chunks per embedding request.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,

@@ -9,7 +9,6 @@ turned into a one-line ``error: ...`` message and its exit status in
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,8 @@ from ..errors import (
     RagkitError,
     UsageError,
 )
+from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, relevance_threshold
+from ..settings import debug_enabled
 from ..version import __version__
 from .admin import doctor, evaluate, indexes, models
 from .bench import bench
@@ -193,14 +194,14 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for decorate in reversed([
         click.option("-k", "k", type=int, default=4, show_default=True,
                      help="How many chunks to give the model."),
-        click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+        click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=DEFAULT_CHAT_MODEL,
                      show_default=True, help="Chat model."),
         click.option("--retrieval", default="hybrid", show_default=True,
                      type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP),
         click.option("--min-score", type=float, default=None, help="Answer only when the "
                      "retrieved chunks reach this relevance: best cosine + 0.3 x share of the "
                      "question's words in one chunk [default: calibrated per embedding model; "
-                     "0.530 for all-minilm]."),
+                     f"{relevance_threshold(DEFAULT_EMBED_MODEL):.3f} for {DEFAULT_EMBED_MODEL}]."),
         click.option("--force", is_flag=True,
                      help="Ask the model even when no chunk looks relevant."),
         click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",
@@ -327,7 +328,7 @@ def _read_question() -> str | None:
 @click.option("--index", "-i", "names", multiple=True, envvar="RAGKIT_INDEX",
               metavar="NAME_OR_PATH", help="An index to serve (repeatable) [default: every "
               "index under RAGKIT_HOME].")
-@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default="smollm2:135m",
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=DEFAULT_CHAT_MODEL,
               show_default=True, help="Chat model of the ask tool.")
 @click.option("--no-ask", is_flag=True, help="Leave out the ask tool (the agent's own model "
               "answers from search and fetch).")
@@ -353,7 +354,7 @@ def mcp(names: tuple[str, ...], model: str, no_ask: bool, backend: str, host: st
         if not no_ask and not ready:
             say(f"chat model '{model}' is not reachable: the ask tool is left out")
         server = build_server(catalog, chat_model=model if ready else None,
-                              debug=bool(os.environ.get("RAGKIT_DEBUG")))
+                              debug=debug_enabled())
         say(f"serving {', '.join(catalog.names)} over MCP on stdio")
         stdout.serve(server)
 
@@ -372,7 +373,8 @@ cli.add_command(bench)
 @click.option("--listen", default="127.0.0.1:11435", show_default=True, metavar="HOST:PORT",
               help="Address to listen on (port 0: any free port).")
 @click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=None,
-              help="Chat model the rag/<index> models answer with [default: smollm2:135m].")
+              help="Chat model the rag/<index> models answer with "
+              f"[default: {DEFAULT_CHAT_MODEL}].")
 @click.option("--api-key", envvar="RAGKIT_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every request.")
 @click.option("--insecure", is_flag=True,

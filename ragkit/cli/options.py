@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,8 @@ import click
 
 from ..errors import RagkitError, UsageError
 from ..loading.paths import shown
+from ..models import DEFAULT_EMBED_MODEL
+from ..settings import Settings, debug_enabled
 from .terminal import clean, one_line
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class ErrorGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # a bug: say so in one line, keep the trace on request
-            if os.environ.get("RAGKIT_DEBUG"):
+            if debug_enabled():
                 raise
             click.echo(clean(f"error: internal error: {type(exc).__name__}: {exc} — please "
                              "report it; set RAGKIT_DEBUG=1 to see the traceback"), err=True)
@@ -91,7 +92,7 @@ def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--host", envvar="OLLAMA_HOST", default=None,
                      help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434]."),
         click.option("--embed-model", envvar="RAGKIT_EMBED_MODEL", default=None,
-                     help="Embedding model [default: the index's, or all-minilm]."),
+                     help=f"Embedding model [default: the index's, or {DEFAULT_EMBED_MODEL}]."),
         click.option("--timeout", type=float, default=300.0, show_default=True,
                      envvar="RAGKIT_TIMEOUT", help="Seconds to wait for a model reply."),
     ]
@@ -101,13 +102,13 @@ def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def open_index(opts: dict[str, Any], *, create: bool = False, **extra: Any) -> Index:
-    """The index the shared options name, opened with their backend."""
+    """The index the shared options name, opened with their backend and the settings."""
     from ..index import Index
 
     return Index.open(
         opts["index_name"], backend=opts["backend"], host=opts["host"],
         timeout=opts["timeout"], embed_model=opts["embed_model"], create=create,
-        announce=say, **extra,
+        announce=say, settings=Settings.from_env(), **extra,
     )
 
 

@@ -9,6 +9,7 @@ import time
 from typing import TextIO
 
 from ..ingest.pipeline import IngestProgress
+from ..settings import dumb_terminal
 from .terminal import one_line
 
 __all__ = ["ProgressLine"]
@@ -19,7 +20,7 @@ class ProgressLine:
 
     def __init__(self, stream: TextIO | None = None, *, interval: float = 0.1) -> None:
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() and os.environ.get("TERM") != "dumb"
+        self.enabled = self.stream.isatty() and not dumb_terminal()
         self.interval = interval
         self._last = 0.0
         self._drawn = False

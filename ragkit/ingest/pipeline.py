@@ -116,15 +116,17 @@ def ingest(
     progress: Callable[[IngestProgress], None] | None = None,
     parallel: int | None = None,
     exclude: Sequence[Path] = (),
+    max_mb: float | None = None,
 ) -> IngestReport:
     """Bring ``store`` up to date with the files under ``paths``.
 
     ``parallel``: embedding requests in flight (default: :func:`default_parallel`).
     ``exclude``: folders (real paths) whose files are left out silently, such as
-    the index's own folder when it lies inside one of ``paths``.
+    the index's own folder when it lies inside one of ``paths``.  ``max_mb``: the
+    size cap of HTML files (default: :func:`~ragkit.loading.files.max_file_mb`).
     """
     started = time.monotonic()
-    max_file_mb()  # a bad RAGKIT_MAX_FILE_MB stops the run before any work
+    cap_mb = max_mb or max_file_mb()  # a bad RAGKIT_MAX_FILE_MB stops the run before any work
     report = IngestReport()
     roots = [Path(p) for p in paths]
     _remove_dead_temp_files(store.root)
@@ -135,7 +137,8 @@ def ingest(
     tracker = _Tracker(len(todo) + report.unchanged, report.unchanged, started, progress)
     in_flight = default_parallel() if parallel is None else max(1, parallel)
     work = _prepare_in_background(todo, known, chunker, document_prefix,
-                                  ahead=batch_size * (in_flight + 1), part=batch_size)
+                                  ahead=batch_size * (in_flight + 1), part=batch_size,
+                                  cap_mb=cap_mb)
     try:
         with _Committer(store, report) as committer:
             batches = _batches(work, batch_size, report)

@@ -77,11 +77,11 @@ class _Unchanged:
 
 def _prepare_in_background(
     files: list[Found], known: dict[str, FileRecord], chunker: ChunkerSettings, prefix: str,
-    *, ahead: int = 256, part: int = 64,
+    *, ahead: int = 256, part: int = 64, cap_mb: float | None = None,
 ) -> Iterator[_Prepared | _Unchanged | Problem]:
     """Read and chunk files in a thread, up to about ``ahead`` chunks ahead of the embedder.
 
-    A big file comes in parts of ``part`` chunks.
+    A big file comes in parts of ``part`` chunks; ``cap_mb`` is the size cap of HTML files.
     """
     queue = _Ahead(ahead)
     done = object()
@@ -90,7 +90,8 @@ def _prepare_in_background(
     def work() -> None:
         try:
             for found in files:
-                parts = _prepare_parts(found, known.get(found.key), chunker, prefix, part)
+                parts = _prepare_parts(found, known.get(found.key), chunker, prefix, part,
+                                       cap_mb)
                 with contextlib.closing(parts):
                     for item in parts:
                         if queue.stop.is_set():
@@ -153,7 +154,7 @@ class _Ahead:
 
 def _prepare(
     path: Path, record: FileRecord | None, chunker: ChunkerSettings, prefix: str,
-    key: str = "",
+    key: str = "", cap_mb: float | None = None,
 ) -> _Prepared | _Unchanged | Problem:
     """Hash, load and chunk one file; failures become a :class:`Problem`.
 
@@ -162,11 +163,11 @@ def _prepare(
     key = key or str(path)
     try:
         st = path.stat()
-        check_size(path, st.st_size)  # before hashing: a refused file is never read
+        check_size(path, st.st_size, cap_mb)  # before hashing: a refused file is never read
         digest = _sha256(path)
         if record and record.sha256 == digest:
             return _unchanged(key, digest, st, record)
-        documents = load_file(path)
+        documents = load_file(path, cap_mb)
     except (LoadError, OSError) as exc:
         return _problem(path, key, exc)
     rows, texts = _chunk_documents(documents, chunker, prefix)
@@ -177,14 +178,15 @@ def _prepare(
 
 
 def _prepare_parts(
-    found: Found, record: FileRecord | None, chunker: ChunkerSettings, prefix: str, part: int
+    found: Found, record: FileRecord | None, chunker: ChunkerSettings, prefix: str, part: int,
+    cap_mb: float | None = None,
 ) -> Generator[_Prepared | _Unchanged | Problem, None, None]:
     """:func:`_prepare` for a file read whole; a big text file in parts of ``part`` chunks."""
     path = found.path
     try:
         st = path.stat()
         if not streams(path, st.st_size):
-            yield _prepare(path, record, chunker, prefix, found.key)
+            yield _prepare(path, record, chunker, prefix, found.key, cap_mb)
             return
         digest = _sha256(path)
         if record and record.sha256 == digest:

@@ -9,13 +9,13 @@ Batches come back in order, each as soon as its vectors have arrived.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from ..settings import Settings
 from .prepare import _Prepared
 
 __all__ = ["EmbedFn", "default_parallel"]
@@ -24,17 +24,13 @@ __all__ = ["EmbedFn", "default_parallel"]
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 
-def default_parallel() -> int:
+def default_parallel(settings: Settings | None = None) -> int:
     """Embedding requests in flight: ``RAGKIT_PARALLEL``, else ``OLLAMA_NUM_PARALLEL`` + 1.
 
     One more than the server runs at once, so a request is always waiting at the
-    server while ragkit handles the last reply.
+    server while ragkit handles the last reply (see :class:`~ragkit.settings.Settings`).
     """
-    for name, extra in (("RAGKIT_PARALLEL", 0), ("OLLAMA_NUM_PARALLEL", 1)):
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value) + extra
-    return 2
+    return (settings or Settings.from_env()).parallel
 
 
 def _embed_batch(embed: EmbedFn, texts: list[str], size: int) -> np.ndarray:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import codecs
 import re
 
+from ..scripts import CJK_TEXT_CHAR
+
 __all__ = ["decode_text", "looks_like_text"]
 
 _SNIFF = 8192  # bytes looked at to tell text from binary
@@ -23,7 +25,7 @@ _BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 # C0 controls that text files do not hold (tab, newlines, form feed and ESC they may).
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
-_CHINESE = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_CHINESE = CJK_TEXT_CHAR
 
 
 def decode_text(data: bytes) -> str:

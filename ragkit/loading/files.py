@@ -30,14 +30,14 @@ place to cut), or a small multiple of the cap.
 from __future__ import annotations
 
 import codecs
-import math
 import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LoadError, UsageError
+from ..errors import LoadError
+from ..settings import Settings
 from .decoding import _SNIFF, _detect, _looks_binary, decode_text, looks_like_text
 from .paths import shown
 from .readers import html_to_text, pdf_pages
@@ -92,7 +92,6 @@ BINARY_SUFFIXES: frozenset[str] = frozenset(_NEVER_TEXT.split())
 IGNORED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv"})
 
 
-DEFAULT_MAX_FILE_MB = 32  # HTML files; PDFs may be PDF_SIZE_FACTOR times bigger
 PDF_SIZE_FACTOR = 8
 _WHOLE_KINDS = frozenset({"html", "pdf"})  # read whole, so capped; other kinds can be streamed
 #: Text-like files bigger than this are decoded and chunked in windows (:func:`open_text`).
@@ -152,28 +151,24 @@ def streams(path: Path, size: int) -> bool:
     return kind is not None and kind not in _WHOLE_KINDS and size > STREAM_ABOVE
 
 
-def max_file_mb() -> float:
-    """``RAGKIT_MAX_FILE_MB`` (default 32), or :class:`UsageError` if it is not a size."""
-    raw = os.environ.get("RAGKIT_MAX_FILE_MB", "").strip()
-    if not raw:
-        return DEFAULT_MAX_FILE_MB
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        megabytes = math.nan
-    if not (math.isfinite(megabytes) and megabytes > 0):
-        raise UsageError(f"RAGKIT_MAX_FILE_MB={raw!r} is not a size in megabytes — set it to "
-                         f"a number above 0 (e.g. 100), or unset it for {DEFAULT_MAX_FILE_MB}")
-    return megabytes
+def max_file_mb(settings: Settings | None = None) -> float:
+    """The size cap of HTML files in MB (``settings``, by default the environment's).
+
+    A :class:`UsageError` if ``RAGKIT_MAX_FILE_MB`` is not a size.
+    """
+    return (settings or Settings.from_env()).max_file_mb
 
 
-def max_file_bytes(kind: str) -> int:
-    """The size above which a PDF or HTML file is refused unread (see the module doc)."""
+def max_file_bytes(kind: str, cap_mb: float | None = None) -> int:
+    """The size above which a PDF or HTML file is refused unread (see the module doc).
+
+    ``cap_mb``: the cap of HTML files (default: :func:`max_file_mb`).
+    """
     factor = PDF_SIZE_FACTOR if kind == "pdf" else 1
-    return int(max_file_mb() * factor * 1_000_000)
+    return int((cap_mb or max_file_mb()) * factor * 1_000_000)
 
 
-def check_size(path: Path, size: int) -> None:
+def check_size(path: Path, size: int, cap_mb: float | None = None) -> None:
     """Raise :class:`LoadError` if a file of ``size`` bytes is over the cap for its kind.
 
     Only PDF and HTML files are capped: text-like files of any size can be streamed.
@@ -181,7 +176,7 @@ def check_size(path: Path, size: int) -> None:
     kind = SUFFIX_KIND.get(Path(path).suffix.lower(), "text")
     if kind not in _WHOLE_KINDS:
         return
-    limit = max_file_bytes(kind)
+    limit = max_file_bytes(kind, cap_mb)
     if size > limit:
         raise LoadError(
             str(path),
@@ -190,12 +185,13 @@ def check_size(path: Path, size: int) -> None:
         )
 
 
-def load_file(path: Path) -> list[Document]:
+def load_file(path: Path, cap_mb: float | None = None) -> list[Document]:
     """Read one file into documents: one for a text file, one per page with text for a PDF.
 
     PDF and HTML files over the size cap (:func:`max_file_bytes`) are refused
     without being read; other files are read whole whatever their size
-    (:func:`open_text` reads a big one a window at a time).
+    (:func:`open_text` reads a big one a window at a time).  ``cap_mb``: as for
+    :func:`max_file_bytes`.
     """
     path = Path(path)
     kind = kind_of(path)
@@ -205,8 +201,8 @@ def load_file(path: Path) -> list[Document]:
         size = path.stat().st_size
     except OSError as exc:
         raise LoadError(str(path), _os_reason(exc)) from None
-    check_size(path, size)
-    data = _read(path, max_file_bytes(kind) if kind in _WHOLE_KINDS else -1)
+    check_size(path, size, cap_mb)
+    data = _read(path, max_file_bytes(kind, cap_mb) if kind in _WHOLE_KINDS else -1)
     if not data.strip():
         raise LoadError(str(path), "empty file")
     if kind == "pdf":

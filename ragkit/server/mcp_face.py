@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from ..errors import RagkitError
 from ..index import Index
 from ..mcp_tools import Catalog as ToolCatalog
 from ..mcp_tools import build_server, chat_model_ready
+from ..settings import debug_enabled
 from .config import parse_listen
 from .rag import Catalog
 
@@ -70,7 +70,7 @@ def mount(catalog: Catalog, say: Callable[[str], None], *, debug: bool | None = 
         return None
     settings = catalog.settings
     if debug is None:
-        debug = bool(os.environ.get("RAGKIT_DEBUG"))
+        debug = debug_enabled()
     try:
         model = catalog.chat_model
         ready = chat_model_ready(model, backend=settings.backend, host=catalog.upstream,

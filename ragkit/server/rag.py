@@ -21,7 +21,8 @@ from ..backends.chooser import BackendChooser
 from ..conversation import Conversation
 from ..errors import IndexNotFoundError, UsageError
 from ..home import index_home
-from ..index import DEFAULT_CHAT_MODEL, Index
+from ..index import Index
+from ..models import DEFAULT_CHAT_MODEL
 from .backend import Passthrough, ServerBackend, passthrough
 from .config import ServerSettings
 

@@ -25,7 +25,6 @@ __all__ = [
     "delete_index",
     "expand_user",
     "first_build",
-    "is_cjk",
     "keyword_terms",
     "lock_index",
     "new_manifest",
@@ -40,7 +39,7 @@ __all__ = [
 _EXPORTS = {
     "Store": "local", "owned_file": "local", "read_manifest": "local",
     "ChunkRow": "tables", "FileRecord": "tables", "StoredChunk": "tables", "Writer": "tables",
-    "is_cjk": "keywords", "keyword_terms": "keywords",
+    "keyword_terms": "keywords",
     "WORK_DIR": "building", "clean_stale_work": "building", "delete_index": "building",
     "first_build": "building", "new_manifest": "building", "replacement": "building",
     "swap_folders": "building",
@@ -59,7 +58,7 @@ if TYPE_CHECKING:
         swap_folders,
     )
     from .folders import check_new_folder, check_new_name, expand_user, lock_index, real_folder
-    from .keywords import is_cjk, keyword_terms
+    from .keywords import keyword_terms
     from .local import Store, owned_file, read_manifest
     from .tables import ChunkRow, FileRecord, StoredChunk, Writer
 

@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import embedding_prefixes
 from ..chunking.units import ChunkerSettings
 from ..errors import IndexBusyError, NothingIndexedError
+from ..models import embedding_prefixes
 from ..version import __version__
 from .folders import (
     check_new_folder,

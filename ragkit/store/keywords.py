@@ -17,22 +17,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-__all__ = ["fts_query", "is_cjk", "keyword_terms", "rarest_terms"]
+from ..scripts import CJK_CHAR, CJK_RANGES
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+__all__ = ["fts_query", "keyword_terms", "rarest_terms"]
+
+_CJK = CJK_RANGES
 # A CJK run with the digits and Latin letters touching it, or a plain word.
 _TOKEN = re.compile(rf"[{_CJK}0-9a-z]*[{_CJK}][{_CJK}0-9a-z]*|[^\W_]+", re.UNICODE)
-_IS_CJK = re.compile(rf"[{_CJK}]")
+_IS_CJK = CJK_CHAR
 _LATIN = re.compile(r"[0-9a-z]+")
-
-
-def is_cjk(char: str) -> bool:
-    """Whether ``char`` is a Chinese, Japanese or Korean letter.
-
-    >>> is_cjk("熊"), is_cjk("か"), is_cjk("a")
-    (True, True, False)
-    """
-    return bool(_IS_CJK.match(char))
 
 
 def _bigrams(run: str) -> list[str]:

@@ -13,7 +13,7 @@ from ragkit.settings import Settings
 
 def test_an_empty_environment_gives_the_defaults() -> None:
     settings = Settings.from_env({"HOME": "/nowhere"})
-    assert settings.home == Path("indexes") and settings.backend == "auto"
+    assert settings.home is None and settings.backend == "auto"  # ragkit.home's rule decides
     assert settings.chat_model == models.DEFAULT_CHAT_MODEL
     assert (settings.min_score, settings.max_file_mb, settings.parallel) == (None, 32, 2)
     assert settings.threads is None and settings.english_only is None

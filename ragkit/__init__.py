@@ -18,8 +18,8 @@ _EXPORTS = {
     "DEFAULT_EMBED_MODEL": "index",
     "DEFAULT_CHAT_MODEL": "index",
     "Hit": "retrieval",
-    "Answer": "answering",
-    "AnswerStream": "answering",
+    "Answer": "answers",
+    "AnswerStream": "answers",
     "IngestReport": "ingest",
     "IngestProgress": "ingest",
     "ChunkerSettings": "chunking",
@@ -39,6 +39,7 @@ _EXPORTS = {
     "BadRequestError": "errors",
     "ServerError": "errors",
     "StreamError": "errors",
+    "EmptyAnswerError": "errors",
     "ProtocolError": "errors",
     "IndexError_": "errors",
     "IndexNotFoundError": "errors",
@@ -52,7 +53,7 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
-    from .answering import Answer, AnswerStream
+    from .answers import Answer, AnswerStream
     from .backend import Backend, Metrics, Reply, StreamChunk
     from .backends import BackendChooser
     from .chunking import ChunkerSettings
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         BadRequestError,
         ConnectError,
         EmbeddingMismatchError,
+        EmptyAnswerError,
         IndexBusyError,
         IndexCorruptError,
         IndexError_,

@@ -49,6 +49,9 @@ __all__ = [
 WORD_WEIGHT = 1.0
 #: What ``cosine + WORD_WEIGHT x word share`` must reach for a supported sentence.
 THRESHOLD = 1.2
+#: Words a model uses about the passages rather than from them (stemmed, see content_terms).
+META_WORDS = frozenset({"accord", "answer", "context", "document", "mention", "passage",
+                        "provid", "state", "text"})
 #: Without embeddings, the word share a supported sentence needs.
 WORDS_ONLY_THRESHOLD = 0.5
 #: Passage units compared with the answer, the best by shared words (bounds the cost).
@@ -88,11 +91,16 @@ class SentenceCheck:
     score: float
     #: ragkit's "not in the documents" sentence: not a claim, so not checked.
     not_found: bool = False
+    #: The two parts of the score (see :class:`Support`).
+    cosine: float | None = None
+    words: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as ``ask --json`` prints each sentence."""
         return {"text": self.text, "supported": self.supported, "passage": self.passage,
-                "score": round(self.score, 4), "not_found": self.not_found}
+                "score": round(self.score, 4), "not_found": self.not_found,
+                "cosine": None if self.cosine is None else round(self.cosine, 4),
+                "words": round(self.words, 4)}
 
 
 _NOT_FOUND = re.compile(re.escape(NOT_FOUND.rstrip(".")), re.IGNORECASE)
@@ -154,7 +162,8 @@ def check_answer(
     ``embed`` embeds a batch of texts; without it only the words are compared
     (a sentence then needs :data:`WORDS_ONLY_THRESHOLD` of them in one passage).
     """
-    spans = [(u.start, u.end) for u in text_units(answer) if u.kind != "heading"]
+    spans = [(pos + u.start, pos + u.end) for pos, line in _lines(answer)
+             for u in text_units(line) if u.kind != "heading"]
     claims = [(a, b) for a, b in spans if not is_not_found(answer[a:b])]
     found = dict(zip(claims, support(question, [answer[a:b] for a, b in claims], hits, embed),
                      strict=True))
@@ -165,13 +174,24 @@ def check_answer(
             checks.append(SentenceCheck(answer[a:b], a, b, False, None, 0.0, not_found=True))
         else:
             checks.append(SentenceCheck(answer[a:b], a, b, got.supported,
-                                        got.passage if got.supported else None, got.score))
+                                        got.passage if got.supported else None, got.score,
+                                        cosine=got.cosine, words=got.words))
     return checks
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """``(offset, line)`` of each line: a model does not wrap its lines, so each stands alone."""
+    out, pos = [], 0
+    for line in text.splitlines(keepends=True):
+        out.append((pos, line))
+        pos += len(line)
+    return out
 
 
 def _word_share(terms: set[str], asked: set[str],
                 passages: list[set[str]]) -> tuple[float, int | None]:
     """The largest share of ``terms`` (less the question's, if others remain) in one passage."""
+    terms = terms - META_WORDS
     new = terms - asked
     wanted = new or terms
     if not wanted or not passages:

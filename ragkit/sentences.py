@@ -124,6 +124,8 @@ _ROW = re.compile(r"^\s*\|.*\|\s*$")
 _RULE = re.compile(r"^[\s:|-]*-[\s:|-]*$")  # |---|:-:| under a table header, or ---
 # A short key without sentence punctuation, a colon, then a value on the same line.
 _FIELD = re.compile(r"^[A-Za-z][\w .()/-]{0,39}:[ \t]+\S")
+# A prose line ending so may be followed by a list item or field (else that line wraps on).
+_CLOSES_LINE = (".", "!", "?", ":", "。", "！", "？", "：")
 # Longer than this, an item or field is cut into its sentences.
 MAX_UNIT = 400
 
@@ -171,8 +173,11 @@ def _line_groups(text: str) -> list[tuple[int, int, str, bool]]:
     groups: list[tuple[int, int, str, bool]] = []
     previous = "blank"
     pos = 0
+    last = ""
     for line in text.splitlines(keepends=True):
         kind = _kind(line)
+        if kind in ("item", "field") and previous == "text" and not last.endswith(_CLOSES_LINE):
+            kind = "text"  # "...a larger batch makes embedding\nfaster: use 256." is prose
         line_end = pos + len(line.rstrip("\r\n"))
         continues = bool(groups) and kind == "text" and previous in ("text", "item", "field")
         if kind == "blank":
@@ -187,6 +192,6 @@ def _line_groups(text: str) -> list[tuple[int, int, str, bool]]:
             same_block = previous == kind and kind in ("item", "row", "rule", "field")
             table = previous in ("row", "rule") and kind in ("row", "rule")
             groups.append((pos, line_end, kind, not (same_block or table)))
-        previous = kind
+        previous, last = kind, line.rstrip()
         pos += len(line)
     return [g for g in groups if _trim(text, g[0], g[1])]

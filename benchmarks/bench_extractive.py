@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 def questions(args: argparse.Namespace) -> list[str]:
     """The guide's own questions, or up to 200 XQuAD questions."""
-    path = args.xquad / "queries.jsonl" if args.xquad else ROOT / "corpora" / "guide-questions.jsonl"
+    guide = ROOT / "corpora" / "guide-questions.jsonl"
+    path = args.xquad / "queries.jsonl" if args.xquad else guide
     with open(path, encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh]
     return [r.get("question") or r["text"] for r in rows[:200]]

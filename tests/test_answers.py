@@ -136,7 +136,7 @@ def test_extract_adds_the_sentence_a_pronoun_leans_on_and_a_tables_header():
         hit(2, "| part | warranty |\n|---|---|\n| valve | five years |\n"),
     ]
     got = extract("How long is the pump covered?", passages, None)
-    assert [(e.n, e.text) for e in got][0] == (
+    assert (got[0].n, got[0].text) == (
         1, "The pump is made in Italy. It is covered for two years.")
     table = extract("What is the warranty of the valve?", passages[1:], None)
     assert [e.text for e in table] == ["| part | warranty |\n|---|---|\n| valve | five years |"]

@@ -33,7 +33,8 @@ from ragkit.sentences import split_sentences, text_units
                                                   "Fine..."]),
         ("Wait... Really? Yes!", ["Wait...", "Really?", "Yes!"]),
         # CJK: 。！？ end a sentence without a space after them
-        ("熊猫吃竹子。它们住在四川！真的吗？是的", ["熊猫吃竹子。", "它们住在四川！", "真的吗？", "是的"]),
+        ("熊猫吃竹子。它们住在四川！真的吗？是的",
+         ["熊猫吃竹子。", "它们住在四川！", "真的吗？", "是的"]),
         ("版本 2.0 已发布。请升级。", ["版本 2.0 已发布。", "请升级。"]),
         # citations written after the end stay with their sentence
         ("Backups run at 02:00. [1] They are kept for 30 days [2].",
@@ -75,6 +76,10 @@ def test_a_note_that_wraps_is_prose_not_a_field():
     text = "Note: this command deletes\nevery file. Be careful."
     assert units(text) == [("Note: this command deletes\nevery file.", "sentence"),
                            ("Be careful.", "sentence")]
+    # A hard-wrapped line that happens to start like "Key: value" continues its sentence.
+    pdf = "a larger batch makes embedding\nfaster: use 256. On a small CPU\n- keep it."
+    assert units(pdf) == [("a larger batch makes embedding\nfaster: use 256.", "sentence"),
+                          ("On a small CPU\n- keep it.", "sentence")]
 
 
 def test_headings_are_marked_and_blocks_are_counted():

@@ -49,7 +49,7 @@ HEADING_SHARE = 0.5
 #: Weight of the keyword share next to the cosine in a unit's score.
 KEYWORD_WEIGHT = 1.0
 #: A unit after the best one is kept when it scores at least this share of the best.
-KEEP_SHARE = 0.9
+KEEP_SHARE = 0.85
 MAX_UNITS = 3
 #: Each lower-ranked passage costs its units this much (the best passage is most likely right).
 RANK_PENALTY = 0.02
@@ -68,7 +68,7 @@ STOP_WORDS = frozenset([
 # A sentence that leans on the one before: "It ...", "This means ...", "However, ...".
 _LEANS = re.compile(
     r"^(?:it|its|this|that|these|those|they|them|their|he|she|his|her|such|both|then|"
-    r"however|also|but|so|thus|therefore|otherwise|instead|here|there)\b|^[a-z]",
+    r"however|also|but|so|thus|therefore|otherwise|instead|here|there)\b",
     re.IGNORECASE)
 
 
@@ -260,7 +260,7 @@ def _context_start(text: str, units: list[Unit], i: int) -> int:
         first = i
         while first > 0 and units[first - 1].block == unit.block:
             first -= 1
-        return first if first == i - 1 else i  # (only next to it: no run of rows)
+        return first if first == i - 1 else i  # only when it is next: excerpts are contiguous
     if unit.kind == "item" and previous.kind == "sentence" and \
             text[previous.start:previous.end].rstrip().endswith(":"):
         return i - 1  # the line that introduces the list

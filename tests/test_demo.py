@@ -70,9 +70,11 @@ EXCERPTS = {
          "troubleshooting.md"),
     # A PDF line that starts like "Key: value" ("faster: use ...") continues its sentence.
     "How can I make embedding faster with a fast server?":
-        (["Ingest sends chunks to the embedding model in batches of 64.\nWith a fast server, "
-          "such as Ollama on a GPU, a larger batch makes embedding\nfaster: use ingest "
-          "--batch-size 256."], "handbook.pdf"),
+        (["With a fast server, such as Ollama on a GPU, a larger batch makes embedding\n"
+          "faster: use ingest --batch-size 256."], "handbook.pdf"),
+    "What does exit status 5 mean?":
+        (["Exit status 5 means that ingest finished, but some files could not be read."],
+         "handbook.pdf"),
     "没有 Ollama 时用什么模型？": (["没有 Ollama 时，ragkit 会自动使用内置引擎。",
                                 "这两个模型都包含在 PyPI 软件包中，运行时不需要下载。"],
                                "快速入门.md"),

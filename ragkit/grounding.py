@@ -50,8 +50,8 @@ WORD_WEIGHT = 1.0
 #: What ``cosine + WORD_WEIGHT x word share`` must reach for a supported sentence.
 THRESHOLD = 1.2
 #: Words a model uses about the passages rather than from them (stemmed, see content_terms).
-META_WORDS = frozenset({"accord", "answer", "context", "document", "mention", "passage",
-                        "provid", "state", "text"})
+META_WORDS = frozenset({"accord", "answer", "cit", "cite", "context", "document", "mention",
+                        "passage", "provid", "state", "text"})
 #: Without embeddings, the word share a supported sentence needs.
 WORDS_ONLY_THRESHOLD = 0.5
 #: Passage units compared with the answer, the best by shared words (bounds the cost).

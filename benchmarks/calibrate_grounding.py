@@ -20,9 +20,9 @@ retrieves (index ``eval-xquad-en-all-minilm``, built by ``ragkit eval`` under
 file of ``ragkit eval DIR --answers --answer generate --details FILE``) that
 contain a gold span: real supported sentences, paraphrase included.
 
-For each word weight of a small grid it takes the highest threshold (rounded
-down to 0.01) that marks at most 5% of each supported set unsupported, and
-prints how many of the unsupported ones it catches.
+For each word weight of a small grid it takes the threshold halfway between
+the one that catches 95% of the made-up answers and the one that keeps 95% of
+the gold ones (see :func:`calibrate`), and prints what it refuses of every set.
 """
 
 from __future__ import annotations
@@ -110,15 +110,25 @@ def generated(path: Path, embed) -> list:
     return out
 
 
-def calibrate(sets: dict[str, list], supported: list[str]) -> list[dict]:
-    """For each word weight: the threshold and what it refuses in every set."""
+def calibrate(sets: dict[str, list]) -> list[dict]:
+    """For each word weight: the threshold and what it refuses in every set.
+
+    Two bounds: the lowest score that marks 95% of the made-up answers
+    (``foreign``) unsupported, and the highest that keeps 95% of the gold
+    pseudo-answers supported.  The threshold is halfway between them (rounded
+    down to 0.01): as far as these sets allow from both mistakes, since a real
+    model paraphrases and so scores below the pseudo-answers that quote a gold span.
+    """
     rows = []
-    for weight in WEIGHTS:
-        scores = {k: np.array([(c or 0.0) + weight * w if w > 0 else -1.0 for c, w in v])
-                  for k, v in sets.items() if v}
-        threshold = np.floor(min(np.percentile(scores[k], 5) for k in supported
-                                 if k in scores) * 100) / 100
-        rows.append({"word_weight": weight, "threshold": float(threshold),
+    for weight in (*WEIGHTS, None):  # None: the words alone (no embeddings at hand)
+        scores = {k: np.array([-1.0 if w <= 0 else w if weight is None else (c or 0.0) + weight * w
+                               for c, w in v]) for k, v in sets.items() if v}
+        catch = float(np.percentile(scores["foreign"], 95))
+        keep = float(np.percentile(scores["gold"], 5))
+        threshold = np.floor((catch + keep) / 2 * 100) / 100
+        rows.append({"word_weight": "words only" if weight is None else weight,
+                     "catch 95% foreign": catch, "keep 95% gold": keep,
+                     "threshold": float(threshold),
                      **{f"{k} refused": float(np.mean(v < threshold)) for k, v in scores.items()}})
     return rows
 
@@ -133,20 +143,19 @@ def main() -> int:
     args = parser.parse_args()
     from ragkit import Index
     from ragkit.engine import EmbeddedBackend
-    from ragkit.grounding import THRESHOLD, WORD_WEIGHT
+    from ragkit.grounding import THRESHOLD, WORD_WEIGHT, WORDS_ONLY_THRESHOLD
 
     with Index.open(args.home / "eval-xquad-en-all-minilm", backend="embedded") as index:
         embed = cached_embedder(EmbeddedBackend(), index.embed_model)
         sets = synthetic(index, embed, args.shared, args.sample, args.seed)
-        supported = ["gold"]
         if args.generated:
             sets["generated"] = generated(args.generated, embed)
-            supported.append("generated")
     print("sentences:", {k: len(v) for k, v in sets.items()})
-    for row in calibrate(sets, supported):
+    for row in calibrate(sets):
         print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in row.items()))
-    print(f"in use: word weight {WORD_WEIGHT}, threshold {THRESHOLD}")
+    print(f"in use: word weight {WORD_WEIGHT}, threshold {THRESHOLD}; "
+          f"words only {WORDS_ONLY_THRESHOLD}")
     return 0
 
 

@@ -52,7 +52,7 @@ from .errors import (
     IndexNotFoundError,
     UsageError,
 )
-from .extractive import extract
+from .extractive import Excerpt, extract
 from .ingest import IngestProgress, IngestReport, ingest
 from .prompting import fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
@@ -450,7 +450,7 @@ class Index:
         return AnswerStream(question, fit.hits, chunks, mode=mode, model=model, fit=fit,
                             embed=self._embed_passages, notice=plan.notice)
 
-    def _excerpts(self, question: str, hits: list[Hit]) -> list[Any]:
+    def _excerpts(self, question: str, hits: list[Hit]) -> list[Excerpt]:
         """The extractive answer's excerpts (see :func:`ragkit.extractive.extract`)."""
         recent = self._last_query
         vector = recent[1] if recent and recent[0] == question else self._try_embed_query(question)

@@ -19,8 +19,8 @@ _EXPORTS = {
     "DEFAULT_EMBED_MODEL": "models",
     "DEFAULT_CHAT_MODEL": "models",
     "Hit": "retrieval",
-    "Answer": "answering",
-    "AnswerStream": "answering",
+    "Answer": "answers",
+    "AnswerStream": "answers",
     "Conversation": "conversation",
     "IngestReport": "ingest.pipeline",
     "IngestProgress": "ingest.pipeline",
@@ -41,6 +41,7 @@ _EXPORTS = {
     "BadRequestError": "errors",
     "ServerError": "errors",
     "StreamError": "errors",
+    "EmptyAnswerError": "errors",
     "ProtocolError": "errors",
     "VectorError": "errors",
     "IndexError_": "errors",
@@ -59,7 +60,7 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
-    from .answering import Answer, AnswerStream
+    from .answers import Answer, AnswerStream
     from .backends.base import Backend, Metrics, Reply, StreamChunk
     from .backends.chooser import BackendChooser
     from .backends.embedded import EmbeddedBackend
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
         BadRequestError,
         ConnectError,
         EmbeddingMismatchError,
+        EmptyAnswerError,
         IndexBusyError,
         IndexCorruptError,
         IndexError_,

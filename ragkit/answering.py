@@ -1,27 +1,37 @@
-"""Answers: stream the model's reply, then say which passages it cited."""
+"""Answering: how an answer is made (excerpts or a model), the model's options, relevance.
+
+The answer objects themselves are in :mod:`ragkit.answers`.
+"""
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import models
-from .backends.base import Backend, Metrics, StreamChunk
-from .errors import UsageError
-from .prompting import NOT_FOUND, ContextFit, build_generate_prompt, build_messages
+from .answers import Answer, AnswerStream
+from .backends.base import Backend, StreamChunk
+from .backends.chooser import BackendChooser
+from .errors import BackendError, UsageError
+from .grounding import cited_numbers
+from .prompting import ContextFit, build_generate_prompt, build_messages
 from .retrieval import Hit
 from .store.keywords import keyword_terms
 
 __all__ = [
+    "ANSWER_MODES",
     "COVERAGE_WEIGHT",
     "DEFAULT_OPTIONS",
+    "DEMO_MODELS",
     "MODES",
+    "REAL_ANSWERS",
     "Answer",
+    "AnswerPlan",
     "AnswerStream",
-    "attribute",
+    "answer_plan",
+    "check_min_score",
     "cited_numbers",
     "context_limits",
     "options_for",
@@ -31,6 +41,14 @@ __all__ = [
 ]
 
 MODES = ("chat", "generate")
+#: How an answer is made: quoted excerpts, a model's prose, or auto (see :func:`demo_notice`).
+ANSWER_MODES = ("auto", "extractive", "generate")
+#: Models too small to trust for written answers: ``auto`` answers with excerpts instead
+#: when the embedded engine runs them, and their generated answers carry a notice.
+DEMO_MODELS = frozenset({"smollm2:135m"})
+#: Where real answers come from (one line, part of every demo-model notice).
+REAL_ANSWERS = ("for real answers run Ollama with a larger model: `ollama pull qwen2.5:7b`, "
+                "then --model qwen2.5:7b")
 
 # Chosen so the small default model answers from the context and stops: a low
 # temperature keeps it on the passages, the repeat penalty and the token cap
@@ -96,25 +114,6 @@ def _whole(options: Mapping[str, Any], key: str, default: int) -> int:
     return int(number)
 
 
-_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-
-
-def cited_numbers(text: str, available: int) -> list[int]:
-    """Passage numbers cited as ``[n]`` or ``[n, m]`` in ``text``, in order of first use.
-
-    >>> cited_numbers("Yes [2]. Also [1, 2] and [9].", 3)
-    [2, 1]
-    """
-    seen: list[int] = []
-    for match in _CITATION.finditer(text):
-        for part in re.split(r"[,;]", match.group(1)):
-            n = int(part)
-            if 1 <= n <= available and n not in seen:
-                seen.append(n)
-    return seen
-
-
-_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
 _STOP = frozenset([
     "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has",
     "have", "how", "i", "if", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this",
@@ -159,8 +158,58 @@ def relevance_threshold(embed_model: str, min_score: float | None = None) -> flo
     threshold get none unless the caller gives one.
     """
     if min_score is not None:
-        return min_score
+        return check_min_score(min_score)
     return models.relevance_threshold(embed_model)
+
+
+def check_min_score(min_score: float) -> float:
+    """``min_score`` if it is a finite number, else a UsageError (NaN would refuse nothing).
+
+    >>> check_min_score(0.5)
+    0.5
+    """
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not (
+            math.isfinite(min_score)):
+        raise UsageError(f"--min-score must be a finite number, got {min_score} — e.g. 0.5")
+    return float(min_score)
+
+
+@dataclass(frozen=True)
+class AnswerPlan:
+    """How :meth:`ragkit.Index.ask_stream` will answer: which backend writes, what to tell."""
+
+    #: The backend that writes the answer; None: quote excerpts instead.
+    backend: Backend | None
+    #: One line for the user about it (a demo model, no model reachable), or None.
+    notice: str | None = None
+
+
+def answer_plan(answer: str, model: str, backends: BackendChooser) -> AnswerPlan:
+    """Resolve ``answer`` (see :data:`ANSWER_MODES`) for ``model``.
+
+    ``auto`` quotes excerpts when ``model`` is a demo model run by the embedded
+    engine, or when no backend can be reached for it; a missing model on a
+    running Ollama still fails when the answer is written, with Ollama's advice.
+    """
+    if answer == "extractive":
+        return AnswerPlan(None)
+    if answer == "generate":
+        return AnswerPlan(backends.for_model(model), _demo_notice(model))
+    try:
+        backend = backends.for_model(model)
+        backend.has_model(model)  # a backend that cannot be reached fails here
+    except BackendError as exc:
+        return AnswerPlan(None, f"answering with excerpts: no chat model can be reached ({exc})")
+    if backend.name == "embedded" and model in DEMO_MODELS:
+        return AnswerPlan(None, f"answering with excerpts, as {model} is only a 135M demo "
+                                f"model — {REAL_ANSWERS}")
+    return AnswerPlan(backend, _demo_notice(model))
+
+
+def _demo_notice(model: str) -> str | None:
+    if model not in DEMO_MODELS:
+        return None
+    return f"this answer comes from {model}, a 135M demo model, and may be wrong — {REAL_ANSWERS}"
 
 
 def stream_reply(
@@ -174,181 +223,3 @@ def stream_reply(
         return backend.chat(model, messages, options=options)
     prompt = build_generate_prompt(question, fit.hits, specials)
     return backend.generate(model, prompt, options=options)
-
-
-def attribute(text: str, hits: list[Hit], min_share: float = 0.6) -> tuple[str, list[int]]:
-    """Add ``[n]`` after each sentence that passage n clearly supports.
-
-    For models that do not cite on their own: a sentence is attributed to the
-    passage holding the largest share (at least ``min_share``, and 3 terms) of
-    its content terms.  Returns the marked text and the cited numbers.
-
-    >>> from ragkit.retrieval import Hit
-    >>> hits = [Hit(1, 1.0, 1, "/a", "a", None, "", "Backups run nightly at 02:00 UTC.")]
-    >>> attribute("Backups run nightly at 02:00. Cats purr.", hits)
-    ('Backups run nightly at 02:00 [1]. Cats purr.', [1])
-    """
-    passages = [set(keyword_terms(h.text)) for h in hits]
-    out, cited = [], []
-    for match in _SENTENCE.finditer(text):
-        sentence = match.group()
-        terms = [t for t in keyword_terms(sentence) if t not in _STOP]
-        best, share = _best_support(terms, passages)
-        if best and share >= min_share and len(terms) >= 3:
-            body = sentence.rstrip()
-            stripped = body.rstrip(".!?。！？")
-            sentence = f"{stripped} [{best}]{body[len(stripped):]}{sentence[len(body):]}"
-            if best not in cited:
-                cited.append(best)
-        out.append((match.start(), match.end(), sentence))
-    return _splice(text, out), cited
-
-
-def _best_support(terms: list[str], passages: list[set[str]]) -> tuple[int, float]:
-    if not terms:
-        return 0, 0.0
-    shares = [sum(t in p for t in terms) / len(terms) for p in passages]
-    best = max(range(len(shares)), key=shares.__getitem__, default=-1)
-    return (best + 1, shares[best]) if best >= 0 else (0, 0.0)
-
-
-def _splice(text: str, pieces: list[tuple[int, int, str]]) -> str:
-    result, pos = [], 0
-    for start, end, replacement in pieces:
-        result.append(text[pos:start])
-        result.append(replacement)
-        pos = end
-    result.append(text[pos:])
-    return "".join(result)
-
-
-class _Fitted:
-    """What :class:`Answer` and :class:`AnswerStream` tell of fitting the passages to num_ctx."""
-
-    fit: ContextFit | None
-
-    @property
-    def left_out(self) -> list[Hit]:
-        """Retrieved passages not sent to the model to fit its context, best-ranked first."""
-        return self.fit.left_out if self.fit else []
-
-    @property
-    def note(self) -> str | None:
-        """What was left out to fit num_ctx, as one line for the user (None: nothing was)."""
-        return self.fit.note if self.fit else None
-
-
-@dataclass(frozen=True)
-class Answer(_Fitted):
-    """A finished answer with the passages it was given and the ones it cited."""
-
-    question: str
-    text: str
-    sources: list[Hit]
-    cited: list[int]
-    found: bool
-    mode: str
-    model: str | None = None
-    done_reason: str | None = None
-    metrics: Metrics = field(default_factory=Metrics)
-    #: Who put the [n] marks in the text: "model", "ragkit" (post-hoc attribution) or None.
-    cited_by: str | None = None
-    #: What was sent and what was left out to fit num_ctx (None when the model was not asked).
-    fit: ContextFit | None = None
-
-    @property
-    def cited_sources(self) -> list[tuple[int, Hit]]:
-        """``(n, hit)`` for each cited passage, in order of first citation."""
-        return [(n, self.sources[n - 1]) for n in self.cited]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, as ``ragkit ask --json`` prints it."""
-        return {
-            "question": self.question,
-            "answer": self.text,
-            "found": self.found,
-            "cited": self.cited,
-            "sources": [{"n": n, **hit.as_dict()} for n, hit in enumerate(self.sources, 1)],
-            "cited_by": self.cited_by,
-            "left_out": [hit.as_dict() for hit in self.left_out],
-            "history_left_out": self.fit.history_left_out if self.fit else 0,
-            "note": self.note,
-            "model": self.model,
-            "mode": self.mode,
-            "done_reason": self.done_reason,
-            "metrics": self.metrics.as_dict(),
-        }
-
-
-class AnswerStream(_Fitted):
-    """Iterate for text deltas as they arrive; then read :attr:`answer`.
-
-    When retrieval found nothing usable, no model is called: the stream yields
-    ragkit's own "not in the documents" sentence and ``answer.found`` is False.
-    :attr:`note` says, before the first delta, what was left out to fit num_ctx.
-    """
-
-    def __init__(
-        self,
-        question: str,
-        hits: list[Hit],
-        chunks: Iterator[StreamChunk] | None,
-        *,
-        mode: str,
-        model: str | None,
-        fit: ContextFit | None = None,
-    ) -> None:
-        self.question = question
-        self.hits = hits
-        self.fit = fit
-        self._chunks = chunks
-        self._mode, self._model = mode, model
-        self._parts: list[str] = []
-        self._final: StreamChunk | None = None
-        self._answer: Answer | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        if self._answer is not None:
-            return
-        if self._chunks is None:
-            self._parts.append(NOT_FOUND)
-            yield NOT_FOUND
-        else:
-            for chunk in self._chunks:
-                if chunk.text:
-                    self._parts.append(chunk.text)
-                    yield chunk.text
-                if chunk.done:
-                    self._final = chunk
-        self._answer = self._finish()
-
-    @property
-    def answer(self) -> Answer:
-        """The complete answer (drains the stream first if needed)."""
-        if self._answer is None:
-            for _ in self:
-                pass
-        assert self._answer is not None
-        return self._answer
-
-    def _finish(self) -> Answer:
-        text = "".join(self._parts).strip()
-        final = self._final
-        found = self._chunks is not None and NOT_FOUND.rstrip(".") not in text
-        cited, cited_by = cited_numbers(text, len(self.hits)), "model"
-        if found and not cited:
-            text, cited = attribute(text, self.hits)
-            cited_by = "ragkit"
-        return Answer(
-            question=self.question,
-            text=text,
-            sources=self.hits,
-            cited=cited,
-            cited_by=cited_by if cited else None,
-            found=found,
-            mode=self._mode,
-            model=self._model if self._chunks is not None else None,
-            done_reason=final.done_reason if final else None,
-            metrics=(final.metrics or Metrics()) if final else Metrics(),
-            fit=self.fit,
-        )

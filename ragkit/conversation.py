@@ -40,8 +40,10 @@ class Conversation:
         force: bool = False,
         paths: Sequence[str] | None = None,
         diversity: float = 0.0,
+        answer: str = "auto",
     ) -> None:
         self.index = index
+        self.answer = answer  # extractive, generate or auto: see Index.ask_stream
         self.k = k
         self.retrieval = retrieval
         self.min_score, self.force = min_score, force
@@ -83,6 +85,7 @@ class Conversation:
             force=self.force,
             paths=self.paths,
             diversity=self.diversity,
+            answer=self.answer,
         )
         yield from stream
         self.last = stream.answer

@@ -11,6 +11,7 @@
     │   │   ├── BadRequestError      4xx other than 404 (bad options, capability, ...)
     │   │   └── ServerError          5xx (runner crash, server busy, ...)
     │   ├── StreamError              an {"error": ...} line in the middle of a stream
+    │   ├── EmptyAnswerError         the model's answer held no text
     │   ├── ProtocolError            a reply that is not what the protocol promises
     │   └── VectorError              embeddings that cannot be indexed (NaN, zeros, wrong size)
     ├── IndexError_                  something is wrong with an index
@@ -38,6 +39,7 @@ __all__ = [
     "BadRequestError",
     "ConnectError",
     "EmbeddingMismatchError",
+    "EmptyAnswerError",
     "IndexBusyError",
     "IndexCorruptError",
     "IndexError_",
@@ -136,6 +138,16 @@ class StreamError(BackendError):
         self.error = error
         super().__init__(f"Ollama stopped mid-reply with an error: {error} — see the "
                          "`ollama serve` log, then retry")
+
+
+class EmptyAnswerError(BackendError):
+    """The model finished without writing anything (after ragkit removed placeholders)."""
+
+    def __init__(self, model: str, done_reason: str | None) -> None:
+        self.model = model
+        why = f" (done_reason: {done_reason})" if done_reason else ""
+        super().__init__(f"model '{model}' returned an empty answer{why} — ask again, or "
+                         "answer with excerpts from the documents: --answer extractive")
 
 
 class ProtocolError(BackendError):

@@ -11,6 +11,7 @@ Typical use (needs a backend; see the README)::
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from .answering import (
+    ANSWER_MODES,
     MODES,
     Answer,
     AnswerStream,
+    answer_plan,
+    check_min_score,
     context_limits,
     options_for,
     relevance,
@@ -40,6 +44,7 @@ from .errors import (
     IndexVersionError,
     UsageError,
 )
+from .extractive import Excerpt, extract
 from .home import index_home, not_found
 from .ingest.pipeline import IngestProgress, IngestReport, ingest
 from .loading.files import check_roots, max_file_mb
@@ -106,6 +111,8 @@ class Index:
         self._parallel: int | None = None  # embedding requests in flight, set per ingest
         self._exclude: list[Path] = []  # folders the walk leaves out (the index's own)
         self._given_settings = settings
+        # The last query embedded, so that an extractive answer need not embed it again.
+        self._last_query: tuple[str, np.ndarray] | None = None
 
     @classmethod
     def open(
@@ -453,6 +460,7 @@ class Index:
                 f"'{self.embed_model}' now returns {vector.shape[1]}-dim vectors but index "
                 f"'{self.name}' holds {self._store.dimension}-dim ones — re-index with --rebuild"
             )
+        self._last_query = (query, vector[0])
         return vector[0]
 
     # -- reading -------------------------------------------------------------------
@@ -498,30 +506,61 @@ class Index:
         force: bool = False,
         paths: Sequence[str] | None = None,
         diversity: float = 0.0,
+        answer: str = "auto",
     ) -> AnswerStream:
-        """Retrieve for ``question`` and stream the model's answer (see :class:`AnswerStream`).
+        """Retrieve for ``question`` and stream the answer (see :class:`AnswerStream`).
 
-        The prompt is kept within the ``num_ctx`` in effect (ragkit's options
-        for the model, or ``options``) minus room for ``num_predict``: the
-        oldest ``history`` turns, then the lowest-ranked passages, are left
-        out until it fits, and the stream's ``note`` says so.  A UsageError
-        when not even the best passage fits.
+        ``answer``: ``extractive`` quotes the passages' best sentences,
+        ``generate`` has the chat model write the answer, ``auto`` (the
+        default) quotes when the chat model is the embedded demo model or no
+        chat model can be reached, and has any other model write.
+
+        For a written answer the prompt is kept within the ``num_ctx`` in
+        effect (ragkit's options for the model, or ``options``) minus room for
+        ``num_predict``: the oldest ``history`` turns, then the lowest-ranked
+        passages, are left out until it fits, and the stream's ``note`` says
+        so.  A UsageError when not even the best passage fits.
         """
         if not question.strip():
             raise UsageError("the question is empty — ask something")
         if mode not in MODES:
             raise UsageError(f"unknown mode '{mode}' — use one of: {', '.join(MODES)}")
+        if answer not in ANSWER_MODES:
+            raise UsageError(f"unknown answer mode '{answer}' — use one of: "
+                             f"{', '.join(ANSWER_MODES)}")
+        if min_score is not None:
+            check_min_score(min_score)
         hits = self.search(search_query or question, k, mode=retrieval, paths=paths,
                            diversity=diversity)
         model = model or self.chat_model
         relevant = force or self._relevant(search_query or question, hits, min_score)
         if not hits or not relevant:
-            return AnswerStream(question, hits, None, mode=mode, model=model)
+            planned = {"auto": None, "extractive": "extractive"}.get(answer, "generated")
+            return AnswerStream(question, hits, None, mode=mode, model=model,
+                                answer_mode=planned)
+        plan = answer_plan(answer, model, self._backends)
+        if plan.backend is None:
+            return AnswerStream(question, hits, None, mode=mode, model=None,
+                                answer_mode="extractive", notice=plan.notice,
+                                excerpts=self._excerpts(question, hits))
         opts = options_for(model, dict(options or {}))
         num_ctx, reserve = context_limits(opts)
         fit = fit_context(question, hits, history, mode=mode, num_ctx=num_ctx, reserve=reserve)
-        chunks = stream_reply(self._backends.for_model(model), model, mode, question, fit, opts)
-        return AnswerStream(question, fit.hits, chunks, mode=mode, model=model, fit=fit)
+        chunks = stream_reply(plan.backend, model, mode, question, fit, opts)
+        return AnswerStream(question, fit.hits, chunks, mode=mode, model=model, fit=fit,
+                            embed=self._embed_passages, notice=plan.notice)
+
+    def _excerpts(self, question: str, hits: list[Hit]) -> list[Excerpt]:
+        """The extractive answer's excerpts (see :func:`ragkit.extractive.extract`)."""
+        recent = self._last_query
+        vector = recent[1] if recent and recent[0] == question else self._try_embed_query(question)
+        return extract(question, hits, self._embed_passages if vector is not None else None,
+                       query_vector=vector, dense=dense_weight(question, self.embed_model))
+
+    def _embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed pieces of passages (or of an answer) as documents."""
+        prefix = self._prefixes()[1]
+        return self._embed(self.embed_model, [prefix + t for t in texts])
 
     def relevance_threshold(self, min_score: float | None = None) -> float | None:
         """What :func:`~ragkit.answering.relevance` must reach before the model is asked."""
@@ -540,5 +579,7 @@ class Index:
 
 
 def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise UsageError(f"-k must be a whole number between 1 and {MAX_K}, got {k!r}")
     if not 1 <= k <= MAX_K:
         raise UsageError(f"-k must be between 1 and {MAX_K}, got {k}")

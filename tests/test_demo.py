@@ -40,18 +40,78 @@ def run(demo, *args):
 
 
 def test_ask_streams_a_grounded_answer_with_sources(demo):
-    result = run(demo, "ask", "How do I pass model options like temperature?")
+    result = run(demo, "ask", "How do I pass model options like temperature?",
+                 "--answer", "generate")
     assert result.exit_code == 0, result.output
     assert "ragkit: using the embedded engine (llama.cpp)" in result.stderr
+    notices = [ln for ln in result.stderr.splitlines() if "135M demo model" in ln]
+    assert notices == ["ragkit: this answer comes from smollm2:135m, a 135M demo model, and may "
+                       "be wrong — for real answers run Ollama with a larger model: `ollama pull "
+                       "qwen2.5:7b`, then --model qwen2.5:7b"]
     answer, _, sources = result.stdout.partition("\n\nSources")
     assert "`-o`" in answer  # only the documents say so
     assert "\n\n" not in answer.strip()  # one paragraph, then it stops
     assert re.search(r"^\[\d\] .*asking-questions\.md$", sources, re.M)
 
 
+# Question -> (the excerpts, their file): what the default `ask` quotes on the real models.
+EXCERPTS = {
+    "How do I pass model options like temperature?":
+        (["To pass model options like temperature, use `-o key=value`, once per option."],
+         "asking-questions.md"),
+    "How do I leave a chat session?": (["To leave a chat session, press Ctrl-D."],
+                                       "asking-questions.md"),
+    "What is the default Ollama server address?":
+        (["The default Ollama server address is `http://127.0.0.1:11434`."], "backends.md"),
+    "How do I rebuild an index from scratch?":
+        (["To rebuild an index from scratch, run ingest with `--rebuild`, for example "
+          "`ragkit ingest ~/notes --rebuild`."], "indexing.md"),
+    "What should I do when ragkit cannot reach Ollama?":
+        (["When ragkit cannot reach Ollama, start the server with `ollama serve`."],
+         "troubleshooting.md"),
+    # A PDF line that starts like "Key: value" ("faster: use ...") continues its sentence.
+    "How can I make embedding faster with a fast server?":
+        (["With a fast server, such as Ollama on a GPU, a larger batch makes embedding\n"
+          "faster: use ingest --batch-size 256."], "handbook.pdf"),
+    "What does exit status 5 mean?":
+        (["Exit status 5 means that ingest finished, but some files could not be read."],
+         "handbook.pdf"),
+    "没有 Ollama 时用什么模型？": (["没有 Ollama 时，ragkit 会自动使用内置引擎。",
+                                "这两个模型都包含在 PyPI 软件包中，运行时不需要下载。"],
+                               "快速入门.md"),
+}
+
+
+@pytest.mark.parametrize("question", list(EXCERPTS))
+def test_the_default_answer_quotes_the_right_sentences(demo, question):
+    result = run(demo, "ask", question, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    excerpts, source = EXCERPTS[question]
+    assert data["answer_mode"] == "extractive" and data["model"] is None
+    assert [u["text"] for u in data["units"]] == excerpts
+    n = data["units"][0]["n"]
+    assert {u["n"] for u in data["units"]} == {n} and data["cited"] == [n]
+    quoted = "".join(f"\n> {' '.join(e.split())} [{n}]" for e in excerpts)
+    assert data["answer"] == f"From the documents:{quoted}"
+    assert data["sources"][n - 1]["source"].endswith(source)
+    assert data["metrics"]["eval_count"] == 0  # the demo model was not asked
+    assert "answering with excerpts, as smollm2:135m is only a 135M demo model" in result.stderr
+
+
+def test_the_default_answer_in_the_terminal(demo):
+    result = run(demo, "ask", "How do I leave a chat session?")
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(r"From the documents:\n> To leave a chat session, press Ctrl-D\. \[1\]\n"
+                        r"\nSources:\n\[1\] .*asking-questions\.md\n", result.stdout)
+
+
 def test_ask_json_reports_real_metrics(demo):
-    data = json.loads(run(demo, "ask", "What does exit status 5 mean?", "--json").stdout)
+    data = json.loads(run(demo, "ask", "What does exit status 5 mean?", "--json",
+                          "--answer", "generate").stdout)
     assert data["found"] and data["model"] == "smollm2:135m"
+    assert data["answer_mode"] == "generated" and data["sentences"]
+    assert all(set(s) >= {"text", "supported", "passage"} for s in data["sentences"])
     assert data["sources"][0]["source"].endswith("handbook.pdf") and data["sources"][0]["page"] == 2
     m = data["metrics"]
     assert 0 < m["eval_count"] <= 120 and m["prompt_eval_count"] > 50 and m["eval_duration"] > 0
@@ -82,7 +142,7 @@ def test_off_topic_questions_are_refused_at_the_calibrated_threshold(demo, mode)
     assert (data["found"], data["answer"]) == (False, "The documents do not contain the answer.")
     assert data["metrics"]["eval_count"] == 0  # the model was never asked
     forced = json.loads(run(demo, "ask", OFF_TOPIC, "--retrieval", mode, "--force",
-                            "--json").stdout)
+                            "--answer", "generate", "--json").stdout)
     assert forced["found"] and forced["metrics"]["eval_count"] > 0
 
 
@@ -148,7 +208,7 @@ def test_auto_takes_each_model_from_whoever_has_it_and_says_so_once(demo, real_o
     assert dead.stderr.splitlines() == ["ragkit: using the embedded engine (llama.cpp)"]
 
 
-LARGE_K = ["ask", "How do I rebuild an index?", "-k", "40"]
+LARGE_K = ["ask", "How do I rebuild an index?", "-k", "40", "--answer", "generate"]
 LEFT_OUT = re.compile(r"(\d+) of 40 passages left out to fit num_ctx=2048 — "
                       r"raise it with -o num_ctx=(4096|8192)")
 

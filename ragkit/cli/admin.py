@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +206,26 @@ def doctor(opts: dict[str, Any], model: str) -> None:
 @click.option("--whole-documents", is_flag=True,
               help="One chunk per document, cut at the model's window: the protocol behind "
               "published MTEB scores.")
+@click.option("--answers", "answers", is_flag=True,
+              help="Score answers, not retrieval: the share of `ask` answers that contain a "
+              "gold span of DATASET/answers.jsonl (white space normalized).")
+@click.option("--answer", "answer_mode", default="extractive", show_default=True,
+              type=click.Choice(["auto", "extractive", "generate"]),
+              help="With --answers: how `ask` answers (see `ragkit ask --help`).")
+@click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=DEFAULT_CHAT_MODEL,
+              show_default=True, help="With --answers: the chat model.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="With --answers: ask only N questions, drawn at random with --seed.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="With --limit: the seed of the sample.")
+@click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --answers: write one JSON line per question (its answer, and whether "
+              "it contains a gold span) to this file.")
 @with_index_options
 def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: bool,
-             chunk_size: int | None, chunk_overlap: int | None, whole_documents: bool) -> None:
+             chunk_size: int | None, chunk_overlap: int | None, whole_documents: bool,
+             answers: bool, answer_mode: str, model: str, limit: int | None, seed: int,
+             details: Path | None) -> None:
     """Measure retrieval on DATASET: a BEIR folder, or a questions JSONL for --index.
 
     A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) is indexed into
@@ -214,6 +233,7 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
     of `ragkit indexes list`, reused on later runs) and scored with
     nDCG@10, Recall@10, Recall@100, MRR@10 and query latency. A JSONL file of {"question", "source",
     "page"?} lines is scored against the selected index by hit rate@k and MRR.
+    With --answers, a BEIR folder's questions are asked and the answers scored.
     """
     from .progress import CounterLine
 
@@ -221,10 +241,13 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
     for mode in chosen:
         if mode not in ("vector", "keyword", "hybrid"):
             raise UsageError(f"unknown retrieval mode '{mode}' — use vector, keyword or hybrid")
+    if answers and not dataset.is_dir():
+        raise UsageError("--answers needs a BEIR folder with answers.jsonl, not a file")
+    asking = AnswerSettings(answer_mode, model, limit, seed, details) if answers else None
     with CounterLine() as counter:
         if dataset.is_dir():
             chunker = _eval_chunker(chunk_size, chunk_overlap, whole_documents)
-            rows = _eval_beir(opts, dataset, chosen, counter, chunker)
+            rows = _eval_beir(opts, dataset, chosen, counter, chunker, asking)
         else:
             rows = _eval_questions(opts, dataset, chosen, k)
     if as_json:
@@ -260,12 +283,13 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
 
 
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
-               chunker: Any) -> list[dict]:
-    from ..evaluate import EVAL_INDEXES, BeirSet, evaluate_beir
+               chunker: Any, asking: AnswerSettings | None = None) -> list[dict]:
+    from ..evaluate import EVAL_INDEXES, BeirSet, evaluate_beir, load_gold_answers
     from ..home import index_home
     from ..models import DEFAULT_EMBED_MODEL
 
     data = BeirSet.load(folder)
+    gold = load_gold_answers(folder) if asking else {}  # a missing file fails before indexing
     model = opts["embed_model"] or DEFAULT_EMBED_MODEL
     if opts["index_name"] == "default":
         name = f"eval-{data.name}-{model.replace(':', '-')}"
@@ -277,9 +301,40 @@ def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: An
     with open_index(opts, create=True, chunker=chunker) as index:
         report = index.ingest([docs], progress=counter.ingest)
         say(f"index '{index.name}': {report.summary()}")
+        if asking:
+            return [_eval_answers(index, data, gold, asking, counter).as_dict()]
         results = evaluate_beir(data, lambda q, n, m: index.search(q, n, mode=m), modes,
                                 data.doc_of(), progress=counter.queries)
     return [r.as_dict() for r in results]
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How ``eval --answers`` asks: answer mode, chat model, sample, details file."""
+
+    answer_mode: str
+    model: str
+    limit: int | None
+    seed: int
+    details: Path | None
+
+
+def _eval_answers(index: Any, data: Any, gold: dict[str, list[str]], asking: AnswerSettings,
+                  counter: Any) -> Any:
+    from ..evaluate import evaluate_answers
+
+    with contextlib.ExitStack() as stack:
+        out = (stack.enter_context(open(asking.details, "w", encoding="utf-8"))
+               if asking.details else None)
+
+        def record(row: dict[str, Any]) -> None:
+            if out:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+        return evaluate_answers(
+            data, gold, lambda q: index.ask(q, answer=asking.answer_mode, model=asking.model),
+            asking.answer_mode, limit=asking.limit, seed=asking.seed,
+            progress=counter.queries, details=record)
 
 
 def _eval_questions(opts: dict[str, Any], path: Path, modes: list[str], k: int) -> list[dict]:

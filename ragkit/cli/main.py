@@ -203,7 +203,12 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "question's words in one chunk [default: calibrated per embedding model; "
                      f"{relevance_threshold(DEFAULT_EMBED_MODEL):.3f} for {DEFAULT_EMBED_MODEL}]."),
         click.option("--force", is_flag=True,
-                     help="Ask the model even when no chunk looks relevant."),
+                     help="Answer even when no chunk looks relevant."),
+        click.option("--answer", "answer_mode", envvar="RAGKIT_ANSWER", default="auto",
+                     show_default=True, type=click.Choice(["auto", "extractive", "generate"]),
+                     help="Quote the passages' best sentences (extractive), have the chat "
+                     "model write (generate), or auto: quote when the model is the embedded "
+                     "135M demo model or none can be reached."),
         click.option("--option", "-o", "option_pairs", multiple=True, metavar="KEY=VALUE",
                      help="Model option, e.g. -o temperature=0 -o num_ctx=8192 (repeatable)."),
     ]):
@@ -220,10 +225,11 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @ask_options
 @with_index_options
 def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, model: str,
-        retrieval: str, min_score: float | None, force: bool,
+        retrieval: str, min_score: float | None, force: bool, answer_mode: str,
         option_pairs: tuple[str, ...], paths: tuple[str, ...], diversity: float) -> None:
     """Answer QUESTION from the indexed documents, with [n] citations.
 
+    The answer quotes the documents or is written by the chat model (--answer).
     When no chunk is relevant enough, says "The documents do not contain the
     answer." without asking the model, and exits with status 6.
     """
@@ -231,9 +237,10 @@ def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, m
     with open_index(opts) as index:
         stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
                                   retrieval=retrieval, min_score=min_score, force=force,
-                                  paths=paths, diversity=diversity)
-        if stream.note:  # passages left out to fit num_ctx
-            say(stream.note)
+                                  paths=paths, diversity=diversity, answer=answer_mode)
+        for line in (stream.notice, stream.note):  # how it answers; what was left out
+            if line:
+                say(line)
         if as_json:
             for _ in stream:  # the answer is printed whole, below
                 pass
@@ -266,22 +273,34 @@ def _echo_stream(deltas: Iterable[str]) -> None:
 
 
 def _print_sources(answer: Any) -> None:
+    """The grounding check's verdict on a written answer, then the sources."""
     if not answer.sources:
         return
-    cited = answer.cited_sources
-    if answer.cited_by == "ragkit":
-        click.echo("\nSources (matched by ragkit; the model cited none itself):")
+    listed = answer.cited_sources or list(enumerate(answer.sources, 1))
+    if answer.found and answer.grounded is False:  # nothing it says is in the passages
+        click.echo("\nThe model's answer could not be found in the sources. Retrieved:")
+        listed = list(enumerate(answer.sources, 1))
     else:
-        click.echo("\nSources:" if cited else "\nRetrieved (none cited):")
-    for n, hit in cited or list(enumerate(answer.sources, 1)):
+        if answer.found and answer.unsupported:
+            click.echo("\nNot found in the sources (unverified):")
+            for check in answer.unsupported:
+                click.echo(f"- {clean(' '.join(check.text.split()))}")
+        click.echo(f"\n{_sources_header(answer)}")
+    for n, hit in listed:
         click.echo(f"[{n}] {one_line(hit.location)}")
+
+
+def _sources_header(answer: Any) -> str:
+    if answer.cited_by == "ragkit" and answer.answer_mode == "generated":
+        return "Sources (matched by ragkit; the model cited none itself):"
+    return "Sources:" if answer.cited else "Retrieved (none cited):"
 
 
 @cli.command()
 @ask_options
 @with_index_options
 def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: float | None,
-         force: bool, option_pairs: tuple[str, ...], paths: tuple[str, ...],
+         force: bool, answer_mode: str, option_pairs: tuple[str, ...], paths: tuple[str, ...],
          diversity: float) -> None:
     """Ask questions in a loop; history is kept. Ctrl-D exits."""
     from ..conversation import Conversation
@@ -290,7 +309,8 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
         session = Conversation(index, k=k, model=model, retrieval=retrieval,
                                options=parse_options(option_pairs),
                                min_score=min_score, force=force, paths=paths,
-                               diversity=diversity)
+                               diversity=diversity, answer=answer_mode)
+        told: set[str] = set()  # notices are said once a session
         click.echo(f"Chatting with index '{one_line(index.name)}'. Ctrl-D to quit.", err=True)
         while (question := _read_question()) is not None:
             if not question.strip():
@@ -310,6 +330,9 @@ def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: fl
             if session.last:
                 if session.last.note:
                     say(session.last.note)
+                if session.last.notice and session.last.notice not in told:
+                    told.add(session.last.notice)
+                    say(session.last.notice)
                 _print_sources(session.last)
 
 

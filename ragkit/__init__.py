@@ -21,6 +21,7 @@ _EXPORTS = {
     "Hit": "retrieval",
     "Answer": "answers",
     "AnswerStream": "answers",
+    "AnswerPlan": "answering",
     "Conversation": "conversation",
     "IngestReport": "ingest.pipeline",
     "IngestProgress": "ingest.pipeline",
@@ -60,6 +61,7 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
+    from .answering import AnswerPlan
     from .answers import Answer, AnswerStream
     from .backends.base import Backend, Metrics, Reply, StreamChunk
     from .backends.chooser import BackendChooser

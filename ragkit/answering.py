@@ -217,7 +217,10 @@ def stream_reply(
     options: dict[str, Any],
 ) -> Iterator[StreamChunk]:
     """Send the fitted passages (and, in chat mode, history) in ``mode``'s prompt shape."""
-    specials = backend.special_tokens(model)  # defused in document text, with the usual shapes
+    # Defused in document text, with the usual shapes.  A backend of the caller's own
+    # may predate the method: then only the usual shapes are defused.
+    lookup = getattr(backend, "special_tokens", None)
+    specials = lookup(model) if lookup is not None else ()
     if mode == "chat":
         messages = build_messages(question, fit.hits, fit.history, specials)
         return backend.chat(model, messages, options=options)

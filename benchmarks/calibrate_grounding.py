@@ -4,7 +4,8 @@
         [--sample 300] [--generated details.jsonl]
 
 The check (``ragkit.grounding``) calls a sentence of a generated answer
-supported when ``cosine + WORD_WEIGHT x word share`` reaches ``THRESHOLD``.
+supported when ``cosine + WORD_WEIGHT x word share`` reaches ``THRESHOLD`` and
+it writes no number that the question and passages lack.
 For a seeded sample of XQuAD-en questions, with the top 4 passages ``ask``
 retrieves (index ``eval-xquad-en-all-minilm``, built by ``ragkit eval`` under
 ``--home``), it scores pseudo-answers ``"<question> <answer>."``:
@@ -55,7 +56,8 @@ def cached_embedder(backend, model: str):
 
 
 def synthetic(index, embed, shared: Path, sample: int, seed: int) -> dict[str, list]:
-    """(cosine, words) of gold, foreign and swapped pseudo-answers, by set."""
+    """(cosine, words, has a number no passage has) of gold, foreign and swapped
+    pseudo-answers, by set."""
     from ragkit.evaluate import BeirSet, contains_gold, load_gold_answers
     from ragkit.grounding import support
 
@@ -86,12 +88,12 @@ def synthetic(index, embed, shared: Path, sample: int, seed: int) -> dict[str, l
             cases.append(("swapped", gold[rng.choice(mates)][0]))
         sentences = [f"{stem} {answer}." for _, answer in cases]
         for (kind, _), got in zip(cases, support(question, sentences, hits, embed), strict=True):
-            out[kind].append((got.cosine, got.words))
+            out[kind].append((got.cosine, got.words, bool(got.new_numbers)))
     return out
 
 
 def generated(path: Path, embed) -> list:
-    """(cosine, words) of the demo model's answer sentences that hold a gold span."""
+    """(cosine, words, new number) of the demo model's answer sentences with a gold span."""
     from ragkit.evaluate import contains_gold
     from ragkit.grounding import check_answer
     from ragkit.retrieval import Hit
@@ -106,7 +108,7 @@ def generated(path: Path, embed) -> list:
         text = answer["answer"]
         for check in check_answer(row["question"], text, hits, embed):
             if not check.not_found and contains_gold(check.text, row["gold"]):
-                out.append((check.cosine, check.words))
+                out.append((check.cosine, check.words, bool(check.new_numbers)))
     return out
 
 
@@ -121,8 +123,9 @@ def calibrate(sets: dict[str, list]) -> list[dict]:
     """
     rows = []
     for weight in (*WEIGHTS, None):  # None: the words alone (no embeddings at hand)
-        scores = {k: np.array([-1.0 if w <= 0 else w if weight is None else (c or 0.0) + weight * w
-                               for c, w in v]) for k, v in sets.items() if v}
+        scores = {k: np.array([-1.0 if w <= 0 or new else w if weight is None
+                               else (c or 0.0) + weight * w for c, w, new in v])
+                  for k, v in sets.items() if v}
         catch = float(np.percentile(scores["foreign"], 95))
         keep = float(np.percentile(scores["gold"], 5))
         threshold = np.floor((catch + keep) / 2 * 100) / 100

@@ -40,8 +40,7 @@ def run(demo, *args):
 
 
 def test_ask_streams_a_grounded_answer_with_sources(demo):
-    result = run(demo, "ask", "How do I pass model options like temperature?",
-                 "--answer", "generate")
+    result = run(demo, "ask", "What is the default Ollama server address?", "--answer", "generate")
     assert result.exit_code == 0, result.output
     assert "ragkit: using the embedded engine (llama.cpp)" in result.stderr
     notices = [ln for ln in result.stderr.splitlines() if "135M demo model" in ln]
@@ -49,9 +48,29 @@ def test_ask_streams_a_grounded_answer_with_sources(demo):
                        "be wrong — for real answers run Ollama with a larger model: `ollama pull "
                        "qwen2.5:7b`, then --model qwen2.5:7b"]
     answer, _, sources = result.stdout.partition("\n\nSources")
-    assert "`-o`" in answer  # only the documents say so
+    assert "127.0.0.1:11434" in answer  # only the documents say so
     assert "\n\n" not in answer.strip()  # one paragraph, then it stops
-    assert re.search(r"^\[\d\] .*asking-questions\.md$", sources, re.M)
+    assert re.search(r"^\[\d\] .*backends\.md$", sources, re.M)
+
+
+@pytest.mark.parametrize(("sentence", "supported"), [
+    ("The default Ollama server address is http://127.0.0.1:11434.", True),
+    ("ragkit talks to Ollama over its HTTP API.", True),
+    ("The default Ollama server address is http://10.0.0.7:8080.", False),
+    ("The upstream contact for Ollama is Michael Wood.", False),
+])
+def test_the_grounding_check_on_the_real_embedder(demo, sentence, supported):
+    from ragkit import Index
+    from ragkit.engine import EmbeddedBackend
+    from ragkit.grounding import check_answer
+
+    runner, _ = demo
+    question = "What is the default Ollama server address?"
+    with Index.open(Path(runner.env["RAGKIT_HOME"]) / "demo", backend="embedded") as index:
+        hits = index.search(question, 4)
+    engine = EmbeddedBackend()
+    (check,) = check_answer(question, sentence, hits, lambda t: engine.embed("all-minilm", t))
+    assert check.supported is supported, check
 
 
 # Question -> (the excerpts, their file): what the default `ask` quotes on the real models.
@@ -198,7 +217,8 @@ def test_auto_takes_each_model_from_whoever_has_it_and_says_so_once(demo, real_o
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("ragkit: using")]
     assert lines == [f"ragkit: using Ollama at {real_ollama.url}",
                      "ragkit: using the embedded engine (llama.cpp)"]
-    assert "`-o`" in result.stdout
+    assert "From the documents:\n> To pass model options like temperature, use `-o key=value`" \
+        in result.stdout  # quoted: the demo model runs on the embedded engine
     embeds = real_ollama.bodies("/api/embed")
     assert embeds and all(b["model"] == "all-minilm" for b in embeds)
     assert not real_ollama.bodies("/api/chat")

@@ -106,6 +106,14 @@ def test_an_answer_with_no_supported_sentence_is_not_attributed(scripted):
     assert answer.text == "The upstream contact for bash is Michael Wood."
 
 
+def test_a_number_no_passage_has_is_never_supported(scripted):
+    _, answer = ask(scripted, "Backups run every night at 03:00. ",
+                    "Backups run every night at 02:00.")
+    assert [c.supported for c in answer.sentences] == [False, True]
+    assert answer.sentences[0].new_numbers == ("03:00",)
+    assert answer.as_dict()["sentences"][0]["new_numbers"] == ["03:00"]
+
+
 def test_the_words_alone_decide_without_embeddings():
     hit = Hit(1, 1.0, 1, "/a", "a", None, "", "Backups run every night at 02:00.")
     checks = check_answer("When?", "Backups run at 02:00. Cats purr loudly.", [hit], None)

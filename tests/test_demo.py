@@ -61,7 +61,7 @@ def test_ask_streams_a_grounded_answer_with_sources(demo):
 ])
 def test_the_grounding_check_on_the_real_embedder(demo, sentence, supported):
     from ragkit import Index
-    from ragkit.engine import EmbeddedBackend
+    from ragkit.backends.embedded import EmbeddedBackend
     from ragkit.grounding import check_answer
 
     runner, _ = demo

@@ -52,7 +52,12 @@ def test_ragkit_home_wins_everywhere(fresh, monkeypatch):
 def test_inside_a_ragkit_checkout_the_home_is_its_indexes_folder(fresh, monkeypatch, where):
     monkeypatch.chdir(ROOT / where)
     assert locate_home().path == ROOT / "indexes"
-    assert locate_home().why == "inside the ragkit checkout"
+    # At the checkout's root, its indexes/ is also ./indexes: once it holds an index (after
+    # `make demo`, say), that rule names it first.
+    expected = {"inside the ragkit checkout"}
+    if where == ".":
+        expected.add("./indexes holds indexes")
+    assert locate_home().why in expected
 
 
 def test_a_local_indexes_folder_is_used_only_when_it_holds_indexes(fresh):

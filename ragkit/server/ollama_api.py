@@ -229,14 +229,22 @@ def _passed(body: dict[str, Any]) -> dict[str, Any]:
     return {key: body[key] for key in _PASSED if body.get(key) is not None}
 
 
-@router.post("/api/chat")
-async def chat(request: Request) -> Response:
-    """Chat with a rag model (retrieval + answer), or with any upstream model."""
+async def _rag_or_upstream(request: Request) -> tuple[dict[str, Any], str, Response | None]:
+    """The body and index name of a rag model's request; any other model's goes upstream."""
     raw = await request.body()
     body = parse_body(raw)
     name = Catalog.rag_name(body.get("model"))
     if name is None:
-        return await request.app.state.upstream.forward(request, raw)
+        return body, "", await request.app.state.upstream.forward(request, raw)
+    return body, name, None
+
+
+@router.post("/api/chat")
+async def chat(request: Request) -> Response:
+    """Chat with a rag model (retrieval + answer), or with any upstream model."""
+    body, name, passed = await _rag_or_upstream(request)
+    if passed is not None:
+        return passed
     messages = _messages(body)
     if not messages:
         _catalog(request).path(name)  # an unknown index is still a 404
@@ -255,11 +263,9 @@ async def chat(request: Request) -> Response:
 @router.post("/api/generate")
 async def generate(request: Request) -> Response:
     """Generate with a rag model (ragkit's hand-built prompt), or with any upstream model."""
-    raw = await request.body()
-    body = parse_body(raw)
-    name = Catalog.rag_name(body.get("model"))
-    if name is None:
-        return await request.app.state.upstream.forward(request, raw)
+    body, name, passed = await _rag_or_upstream(request)
+    if passed is not None:
+        return passed
     prompt = body.get("prompt") or ""
     if not isinstance(prompt, str):
         raise ApiError(400, "prompt must be a string", param="prompt")

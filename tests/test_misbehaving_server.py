@@ -15,6 +15,7 @@ import pytest
 from ollama_server import FakeOllama
 
 from ragkit import Index
+from ragkit.backends import transport
 from ragkit.backends.base import Metrics, check_vectors
 from ragkit.backends.ollama import OllamaClient
 from ragkit.errors import ProtocolError, RequestTimeoutError, VectorError
@@ -179,6 +180,18 @@ def test_a_stream_that_stops_midway_times_out(ollama):
         f"Ollama at {ollama.url} paused for over 1 s in the middle of its reply — the server "
         "may be overloaded" + RETRY)
     assert received  # the first half arrived
+
+
+def test_a_pause_caught_by_the_socket_timeout_is_still_a_pause(ollama, monkeypatch):
+    # Under load the socket's own read timeout can fire before the watchdog thread does;
+    # with the watchdog switched off it always does, and the message must not change.
+    monkeypatch.setattr(transport.Deadline, "watch", lambda self, conn: None)
+    client = OllamaClient(ollama.url, timeout=0.5)
+    ollama.fail("/api/chat", "stall:2")
+    received = []
+    with pytest.raises(RequestTimeoutError, match=r"paused for over 0\.5 s in the middle"):
+        received.extend(client.chat("smollm2:135m", CHAT))
+    assert received
 
 
 def test_a_stream_that_never_ends_hits_the_total_cap(ollama):

@@ -203,6 +203,8 @@ class OllamaHTTP:
             return Transient(self._timeout(deadline.expired))
         if isinstance(failure, Expired):
             return Transient(self._timeout(failure.kind))
+        if _read_timeout(failure):  # the socket's own timeout beat the watchdog to it
+            return Transient(self._timeout(deadline.running))
         error = self._error(failure, path, body)
         return Transient(error) if _transient(failure) else error
 
@@ -233,8 +235,6 @@ class OllamaHTTP:
             return BadRequestError(status, error) if status < 500 else ServerError(status, error)
         if isinstance(failure, requests.ConnectTimeout):
             return RequestTimeoutError(self.host, self.connect_timeout)
-        if isinstance(failure, requests.Timeout) or _caused_by(failure, ReadTimeoutError):
-            return RequestTimeoutError(self.host, self.timeout)  # before or during the reply
         if isinstance(failure, requests.exceptions.ChunkedEncodingError) or (
                 isinstance(failure, requests.ConnectionError)
                 and not _caused_by(failure, NewConnectionError)):
@@ -267,6 +267,13 @@ def _transient(failure: _Failure) -> bool:
         return failure.status_code in _RETRY_STATUSES
     return isinstance(failure, (requests.ConnectionError, requests.Timeout,
                                 requests.exceptions.ChunkedEncodingError))
+
+
+def _read_timeout(failure: _Failure) -> bool:
+    """Whether the socket's read timeout ended the request (not the connection attempt)."""
+    if isinstance(failure, requests.ConnectTimeout) or not isinstance(failure, Exception):
+        return False
+    return isinstance(failure, requests.Timeout) or _caused_by(failure, ReadTimeoutError)
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -81,6 +81,12 @@ class Deadline:
             self._at, self._kind = self._limit(time.monotonic() + seconds, "pause")
             self._cond.notify()
 
+    @property
+    def running(self) -> str:
+        """The kind of limit now running: ``reply``, ``pause`` or ``total``."""
+        with self._cond:
+            return self._kind
+
     def suspend(self) -> None:
         """Stop the clock while the caller, not the server, is busy (the total cap still runs)."""
         with self._cond:

@@ -47,6 +47,7 @@ from .errors import (
 from .extractive import Excerpt, extract
 from .home import index_home, not_found
 from .ingest.pipeline import IngestProgress, IngestReport, ingest
+from .ingest.scheduler import in_flight
 from .loading.files import check_roots, max_file_mb
 from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, embedding_prefixes
 from .prompting import fit_context
@@ -285,7 +286,8 @@ class Index:
     ) -> IngestReport:
         return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
                       document_prefix=self._prefixes()[1], batch_size=batch_size,
-                      parallel=self._parallel, follow_symlinks=follow, progress=progress,
+                      parallel=self._in_flight(self.embed_model), follow_symlinks=follow,
+                      progress=progress,
                       exclude=self._exclude, max_mb=self._settings().max_file_mb)
 
     def _first_build(
@@ -334,7 +336,7 @@ class Index:
             with replacement(self.path, manifest, self._swap_in) as new:
                 report = ingest(new, paths, self._embed_documents_with(model),
                                 chunker=chunker, document_prefix=embedding_prefixes(model)[1],
-                                batch_size=batch_size, parallel=self._parallel,
+                                batch_size=batch_size, parallel=self._in_flight(model),
                                 follow_symlinks=follow, progress=progress,
                                 exclude=self._exclude,
                                 max_mb=self._settings().max_file_mb)
@@ -382,6 +384,11 @@ class Index:
             )
 
     # -- embedding -----------------------------------------------------------------
+
+    def _in_flight(self, model: str) -> int:
+        """Embedding requests to keep in flight: the ingest's ``parallel`` for each host."""
+        per_host = self._parallel or self._settings().parallel
+        return in_flight(self._backends.for_model(model), per_host)
 
     def _embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
         return self._backends.for_model(model).embed(model, texts)

@@ -94,7 +94,8 @@ def main() -> None:
     print(f"one host:  {one['wall']:.2f} s, {one['rate']:.0f} chunks/s")
     print(f"two hosts: {two['wall']:.2f} s, {two['rate']:.0f} chunks/s "
           f"(requests {two['requests'][0]} + {two['requests'][1]})")
-    print(f"speed-up {speedup:.2f}x (target >= {TARGET}x): {'met' if speedup >= TARGET else 'NOT met'}")
+    verdict = "met" if speedup >= TARGET else "NOT met"
+    print(f"speed-up {speedup:.2f}x (target >= {TARGET}x): {verdict}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(
             {"args": vars(args), "chunks": len(texts), "runs": runs, "speedup": speedup},

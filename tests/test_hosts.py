@@ -165,3 +165,21 @@ def test_in_flight_is_per_host(ollama, second):
     pool = HostPool([ollama.url, second.url], timeout=5)
     assert in_flight(pool, 3) == 6 and pool.per_host == 3
     assert in_flight(object(), 3) == 3
+
+
+def test_doctor_checks_every_host(run, ollama, second):
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run("doctor", "--host", ollama.url, "--host", dead, "--host", second.url)
+    lines = result.stdout.splitlines()
+    assert any(ollama.url in line and line.startswith("[ok ] ollama") for line in lines)
+    assert any(second.url in line and line.startswith("[ok ] ollama") for line in lines)
+    # The dead one is a note, not a failure, while the others answer.
+    assert any(dead in line and line.startswith("[-- ] ollama") for line in lines)
+
+
+def test_models_pull_pulls_into_every_host(run, ollama, second, monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", f"{ollama.url},{second.url}")
+    result = run("models", "pull", "qwen2.5:7b")
+    assert result.exit_code == 0, result.output
+    assert ollama.has("qwen2.5:7b") and second.has("qwen2.5:7b")
+    assert f"pulled qwen2.5:7b on {second.url}" in result.stdout

@@ -145,7 +145,7 @@ class HostPool:
 
     def __getattr__(self, name: str) -> Any:
         """Other client methods (list_models, show, pull, version...): on the first healthy host."""
-        if name.startswith("_"):
+        if name.startswith("_") or "clients" not in self.__dict__:  # not during __init__
             raise AttributeError(name)
         method = getattr(self.clients[0], name)
         if not callable(method):

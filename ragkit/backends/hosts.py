@@ -192,7 +192,8 @@ class HostPool:
             except (*_HOST_FAILURES, ModelNotFoundError) as exc:
                 self._failed(i, exc, model)
                 failures.append(exc)
-                if len(failures) >= _TRIES or self._gave_every_host_a_chance(failures, model):
+                tries = max(_TRIES, len(self.clients))  # every host gets its chance
+                if len(failures) >= tries or self._gave_every_host_a_chance(failures, model):
                     raise self._all_failed(failures) from None
                 if len(self._order(model)) == 1:  # only this one left: back off, as one host does
                     time.sleep(self.backoff * 2 ** (len(failures) - 1))

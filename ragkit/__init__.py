@@ -25,6 +25,7 @@ _EXPORTS = {
     "Conversation": "conversation",
     "IngestReport": "ingest.pipeline",
     "IngestProgress": "ingest.pipeline",
+    "Shard": "ingest.shards",
     "ChunkerSettings": "chunking.units",
     "Backend": "backends.base",
     "Metrics": "backends.base",
@@ -32,6 +33,7 @@ _EXPORTS = {
     "StreamChunk": "backends.base",
     "BackendChooser": "backends.chooser",
     "OllamaClient": "backends.ollama",
+    "HostPool": "backends.hosts",
     "EmbeddedBackend": "backends.embedded",
     "RagkitError": "errors",
     "BackendError": "errors",
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend, Metrics, Reply, StreamChunk
     from .backends.chooser import BackendChooser
     from .backends.embedded import EmbeddedBackend
+    from .backends.hosts import HostPool
     from .backends.ollama import OllamaClient
     from .chunking.units import ChunkerSettings
     from .conversation import Conversation
@@ -97,6 +100,7 @@ if TYPE_CHECKING:
     from .home import index_home
     from .index import Index
     from .ingest.pipeline import IngestProgress, IngestReport
+    from .ingest.shards import Shard
     from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
     from .retrieval import Hit
     from .settings import Settings

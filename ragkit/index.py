@@ -47,6 +47,8 @@ from .errors import (
 from .extractive import Excerpt, extract
 from .home import index_home, not_found
 from .ingest.pipeline import IngestProgress, IngestReport, ingest
+from .ingest.scheduler import in_flight
+from .ingest.shards import Shard
 from .loading.files import check_roots, max_file_mb
 from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, embedding_prefixes
 from .prompting import fit_context
@@ -110,6 +112,7 @@ class Index:
         self._requested_chunker = chunker
         self._parallel: int | None = None  # embedding requests in flight, set per ingest
         self._exclude: list[Path] = []  # folders the walk leaves out (the index's own)
+        self._shard: Shard | None = None  # the part of the files this ingest owns
         self._given_settings = settings
         # The last query embedded, so that an extractive answer need not embed it again.
         self._last_query: tuple[str, np.ndarray] | None = None
@@ -224,6 +227,7 @@ class Index:
         batch_size: int = 64,
         progress: Callable[[IngestProgress], None] | None = None,
         parallel: int | None = None,
+        shard: str | Shard | None = None,
     ) -> IngestReport:
         """Index new and changed files under ``paths`` and drop deleted ones.
 
@@ -233,6 +237,10 @@ class Index:
 
         ``parallel``: embedding requests in flight (default: ``RAGKIT_PARALLEL``,
         else ``OLLAMA_NUM_PARALLEL`` + 1).
+        With several Ollama hosts, that many per host.
+
+        ``shard`` (``"i/n"``): only the files of shard i of n are indexed, updated or
+        removed, so n runs (on n machines) share one corpus; see :mod:`ragkit.ingest.shards`.
 
         A first build writes straight into the index folder, so whatever it
         committed survives Ctrl-C or a crash and the next run resumes.  A
@@ -248,6 +256,11 @@ class Index:
         check_roots(roots)  # mistakes in what was asked are reported before a model loads
         max_file_mb(self._settings())
         self._exclude = index_inside(self.path, roots)
+        self._shard = Shard.parse(shard) if isinstance(shard, str) else shard
+        if rebuild and self._shard is not None:
+            raise UsageError(f"--rebuild replaces the whole index, the other shards' files too, "
+                             f"not only shard {self._shard} — rebuild without --shard, then "
+                             "ingest the shards into it")
         if rebuild and (self._store is not None or Store.exists(self.path)):
             # (No store but a manifest: the folder holds a damaged index to replace.)
             return self._build_fresh(roots, follow_symlinks, batch_size, progress)
@@ -285,7 +298,8 @@ class Index:
     ) -> IngestReport:
         return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
                       document_prefix=self._prefixes()[1], batch_size=batch_size,
-                      parallel=self._parallel, follow_symlinks=follow, progress=progress,
+                      parallel=self._in_flight(self.embed_model), follow_symlinks=follow,
+                      progress=progress, shard=self._shard,
                       exclude=self._exclude, max_mb=self._settings().max_file_mb)
 
     def _first_build(
@@ -334,7 +348,7 @@ class Index:
             with replacement(self.path, manifest, self._swap_in) as new:
                 report = ingest(new, paths, self._embed_documents_with(model),
                                 chunker=chunker, document_prefix=embedding_prefixes(model)[1],
-                                batch_size=batch_size, parallel=self._parallel,
+                                batch_size=batch_size, parallel=self._in_flight(model),
                                 follow_symlinks=follow, progress=progress,
                                 exclude=self._exclude,
                                 max_mb=self._settings().max_file_mb)
@@ -382,6 +396,11 @@ class Index:
             )
 
     # -- embedding -----------------------------------------------------------------
+
+    def _in_flight(self, model: str) -> int:
+        """Embedding requests to keep in flight: the ingest's ``parallel`` for each host."""
+        per_host = self._parallel or self._settings().parallel
+        return in_flight(self._backends.for_model(model), per_host)
 
     def _embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
         return self._backends.for_model(model).embed(model, texts)

@@ -2,7 +2,8 @@
 
 :mod:`.base` is the :class:`Backend` protocol and its stream types;
 :mod:`.chooser` picks a backend.  The Ollama client is :mod:`.ollama`, over
-:mod:`.ollama_http` and :mod:`.transport`, with host parsing in :mod:`.host`.
+:mod:`.ollama_http` and :mod:`.transport`, with host parsing in :mod:`.host`;
+several Ollama hosts behind one backend are :mod:`.hosts`.
 The embedded engine is :mod:`.embedded`: its llama.cpp sampling is
 :mod:`.sampling`, its MiniLM -> GGUF conversion :mod:`.convert`.  The names
 below are imported lazily.
@@ -14,8 +15,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
-    "Backend", "BackendChooser", "EmbeddedBackend", "Message", "Metrics", "ModelInfo",
+    "Backend", "BackendChooser", "EmbeddedBackend", "HostPool", "Message", "Metrics", "ModelInfo",
     "OllamaClient", "Reply", "StreamChunk", "collect", "normalize_rows", "parse_host",
+    "parse_hosts",
 ]
 
 # name -> module that defines it
@@ -26,6 +28,7 @@ _EXPORTS = {
     "ModelInfo": "ollama", "OllamaClient": "ollama",
     "EmbeddedBackend": "embedded",
     "parse_host": "host",
+    "HostPool": "hosts", "parse_hosts": "hosts",
 }
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from .chooser import BackendChooser
     from .embedded import EmbeddedBackend
     from .host import parse_host
+    from .hosts import HostPool, parse_hosts
     from .ollama import ModelInfo, OllamaClient
 
 

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 from ..errors import ModelNotFoundError, UsageError
 from ..settings import Settings
 from .base import Backend
-from .host import parse_host, with_tag
+from .host import with_tag
 
 if TYPE_CHECKING:
     from .embedded import EmbeddedBackend
+    from .hosts import HostPool
     from .ollama import OllamaClient
 
 __all__ = ["CHOICES", "BackendChooser", "chooser"]
@@ -45,12 +46,15 @@ class BackendChooser:
             raise UsageError(f"unknown backend '{choice}' — use one of: {', '.join(CHOICES)}")
         if not timeout > 0:  # also refuses NaN (the Ollama client checks it the same way)
             raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
+        from .hosts import parse_hosts
+
         self.choice = choice
-        self.host = parse_host(host)
+        self.hosts = parse_hosts(host)  # several: ingest spreads over them (see .hosts)
+        self.host = self.hosts[0]  # the one queries use first, and serve's upstream
         self.timeout = timeout
         self._announce = announce
         self._announced: set[str] = set()
-        self._ollama: OllamaClient | None = None
+        self._ollama: OllamaClient | HostPool | None = None
         self._ollama_models: set[str] | None = None  # None: not probed yet
         self._ollama_up = False  # the probe found a server (perhaps with no models)
         self._embedded: EmbeddedBackend | None = None
@@ -84,12 +88,19 @@ class BackendChooser:
             f"start `ollama serve`, then `ollama pull {model}`",
         )
 
-    def ollama(self) -> OllamaClient:
-        """The Ollama client (created on first use)."""
+    def ollama(self) -> OllamaClient | HostPool:
+        """The Ollama client, or the pool of several hosts (created on first use)."""
         if self._ollama is None:
             from .ollama import OllamaClient
 
-            self._ollama = OllamaClient(self.host, timeout=self.timeout)
+            if len(self.hosts) == 1:
+                self._ollama = OllamaClient(self.host, timeout=self.timeout)
+            else:
+                from .hosts import HostPool
+
+                self._ollama = HostPool(self.hosts, timeout=self.timeout,
+                                        per_host=Settings.from_env().parallel,
+                                        warn=self._announce or _log_warning)
         return self._ollama
 
     def embedded(self) -> EmbeddedBackend:
@@ -123,6 +134,12 @@ class BackendChooser:
                     names = set()
             self._ollama_models = names
         return with_tag(model) in {with_tag(n) for n in self._ollama_models}
+
+
+def _log_warning(message: str) -> None:
+    import logging
+
+    logging.getLogger("ragkit").warning("%s", message)
 
 
 def chooser(

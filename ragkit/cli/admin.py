@@ -97,13 +97,17 @@ def _size(path: Path) -> str:
 
 @click.group()
 @click.option("--host", envvar="OLLAMA_HOST", default=None,
-              help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+              help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434]; with a "
+              "comma-separated list, pull acts on every host, the others on the first.")
 @click.pass_context
 def models(ctx: click.Context, host: str | None) -> None:
     """Manage models on the Ollama server (list also shows the embedded ones)."""
+    from ..backends.hosts import parse_hosts
     from ..backends.ollama import OllamaClient
 
-    ctx.obj = OllamaClient(host)
+    hosts = parse_hosts(host)
+    ctx.meta["ragkit.hosts"] = hosts  # pull goes to each: every host must have the model
+    ctx.obj = OllamaClient(hosts[0])
 
 
 @models.command("list")
@@ -127,7 +131,17 @@ def models_list(client: Any) -> None:
 @click.argument("name")
 @click.pass_obj
 def models_pull(client: Any, name: str) -> None:
-    """Download NAME into Ollama, showing progress."""
+    """Download NAME into Ollama (into each of several hosts), showing progress."""
+    from ..backends.ollama import OllamaClient
+
+    hosts = click.get_current_context().meta.get("ragkit.hosts") or (client.host,)
+    for host in hosts:
+        _pull(client if host == client.host else OllamaClient(host), name,
+              f" on {host}" if len(hosts) > 1 else "")
+
+
+def _pull(client: Any, name: str, where: str) -> None:
+    """Pull NAME through ``client``, with a progress line on a terminal."""
     last = ""
     for record in client.pull(name):
         status = one_line(str(record.get("status", "")))  # the server's words
@@ -136,7 +150,7 @@ def models_pull(client: Any, name: str) -> None:
         if line != last and sys.stderr.isatty():
             click.echo(f"\r{line[:70]:<70}", nl=False, err=True)
         last = line
-    click.echo(f"\npulled {name}" if sys.stderr.isatty() else f"pulled {name}")
+    click.echo(f"\npulled {name}{where}" if sys.stderr.isatty() else f"pulled {name}{where}")
 
 
 @models.command("show")

@@ -78,10 +78,14 @@ def cli() -> None:
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="Embedding requests in flight [default: $RAGKIT_PARALLEL, else "
               "$OLLAMA_NUM_PARALLEL + 1, else 2].")
+@click.option("--shard", metavar="I/N", default=None,
+              help="Index only shard I of N of the files (by a hash of their path below "
+              "PATHS), and delete only that shard's missing files: N runs, on N machines, "
+              "fill one index together.")
 @with_index_options
 def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_symlinks: bool,
            chunk_size: int | None, chunk_overlap: int | None, batch_size: int,
-           parallel: int | None) -> None:
+           parallel: int | None, shard: str | None) -> None:
     """Index the files under PATHS (re-runs only redo what changed).
 
     Reads text, markdown, reStructuredText, HTML, PDF and common source and
@@ -90,8 +94,10 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
     skipped.
     """
     from ..chunking.units import ChunkerSettings
+    from ..ingest.shards import Shard
     from .progress import ProgressLine
 
+    part = Shard.parse(shard) if shard is not None else None  # a bad value stops here, exit 2
     chunker = None
     if chunk_size is not None or chunk_overlap is not None:
         chunker = chunk_settings(chunk_size, chunk_overlap, ChunkerSettings)
@@ -101,7 +107,8 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
     ):
         try:
             report = index.ingest(paths, rebuild=rebuild, follow_symlinks=follow_symlinks,
-                                  batch_size=batch_size, progress=bar, parallel=parallel)
+                                  batch_size=batch_size, progress=bar, parallel=parallel,
+                                  shard=part)
         except NothingIndexedError as exc:
             _say_problems(exc.report)  # why nothing was indexed, before the error line
             raise

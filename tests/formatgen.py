@@ -247,7 +247,7 @@ def write_eml(path: Path, marker: str) -> tuple[str, str]:
     body = FILLER * 8 + f" The gate code changes to {marker} on Friday."
     message = email_message("Site visit", body, html=True, attachment="plan.pdf")
     path.write_bytes(bytes(message))
-    return path.name, "Site visit"
+    return path.name, "Site visit > Notes"  # the HTML body's h1 goes under the subject
 
 
 def write_mbox(path: Path, marker: str) -> tuple[str, str]:

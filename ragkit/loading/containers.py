@@ -33,11 +33,13 @@ _BLOCK = 1 << 20
 
 def need(module: str, package: str, path: Path) -> None:
     """Raise a :class:`LoadError` saying how to install ``package`` if ``module`` is missing."""
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec(module) is None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
         raise LoadError(str(path), f"{path.suffix.lower()} files need {package} — "
-                                   "pip install 'ragkit[formats]'")
+                                   "pip install 'ragkit[formats]'") from None
 
 
 def broken(path: Path, exc: BaseException) -> LoadError:

@@ -30,7 +30,7 @@ def escape(text: str) -> str:
 
 
 def heading(level: int, text: str) -> str:
-    """A markdown heading line of ``level`` (1–6) for ``text`` on one line.
+    r"""A markdown heading line of ``level`` (1–6) for ``text`` on one line.
 
     >>> heading(2, " Budget\n 2024 ")
     '## Budget 2024'
@@ -39,7 +39,7 @@ def heading(level: int, text: str) -> str:
 
 
 def table_row(cells: Iterable[str]) -> str:
-    """One table row as ``cell | cell``, each cell on one line; empty if no cell has text.
+    r"""One table row as ``cell | cell``, each cell on one line; empty if no cell has text.
 
     >>> table_row(["Pump", "", " 4\nunits", ""])
     'Pump |  | 4 units'

@@ -2,8 +2,8 @@
 
 A sheet's first row with text is its header; every row after it becomes
 ``header: value`` lines, one paragraph per row.  Rows are grouped into blocks
-of about a chunk each under a ``## rows A-B`` heading, below the sheet's
-``# name`` heading, so every chunk says which sheet and which rows it holds
+of about a chunk each under a ``# name > rows A-B`` heading (the heading path
+of a sheet's rows), so every chunk says which sheet and which rows it holds
 (cited as ``budget.xlsx:Inventory — rows 12-40``; a CSV file as
 ``data.csv:rows 12-40``).  A sheet is read up to :data:`MAX_ROWS` rows with
 text and :data:`MAX_COLUMNS` columns; the rest is left out and the sheet's last
@@ -41,17 +41,16 @@ def sheet_text(name: str, rows: Iterable[tuple[int, list[str]]]) -> str:
     ``name``: the sheet's heading ("" for a CSV file, whose blocks stand alone).
 
     >>> print(sheet_text("Stock", [(1, ["Item", "Qty"]), (2, ["Pump", "4"]), (3, ["Valve", ""])]))
-    # Stock
-    <BLANKLINE>
-    ## rows 2-3
+    # Stock > rows 2-3
     <BLANKLINE>
     Item: Pump
     Qty: 4
     <BLANKLINE>
     Item: Valve
     """
-    level = 2 if name else 1
-    blocks = [heading(1, name.replace(">", "›")) if name else ""]
+    # Each block heads itself "sheet > rows A-B": one level, so no chunk holds a lone sheet name.
+    sheet = name.replace(">", "›").strip()
+    blocks: list[str] = []
     header: list[str] | None = None
     group: list[str] = []
     first = last = 0
@@ -73,13 +72,13 @@ def sheet_text(name: str, rows: Iterable[tuple[int, list[str]]]) -> str:
         group.append(_record(header, cells))
         first, last = first or number, number
         if sum(map(len, group)) >= BLOCK_CHARS:
-            blocks.append(_block(level, first, last, group))
+            blocks.append(_block(sheet, first, last, group))
             group, first = [], 0
     if group:
-        blocks.append(_block(level, first or last, last, group))
-    if header is not None and len(blocks) == 1:  # a header row alone: index it as the data
-        blocks.append(_block(level, 1, 1, [" | ".join(header)]))
-    return join_blocks(blocks) if len(blocks) > 1 else ""
+        blocks.append(_block(sheet, first or last, last, group))
+    if header is not None and not blocks:  # a header row alone: index it as the data
+        blocks.append(_block(sheet, 1, 1, [escape(" | ".join(header))]))
+    return join_blocks(blocks)
 
 
 def _record(header: list[str], cells: list[str]) -> str:
@@ -92,9 +91,9 @@ def _record(header: list[str], cells: list[str]) -> str:
     return escape("\n".join(lines))
 
 
-def _block(level: int, first: int, last: int, records: list[str]) -> str:
+def _block(sheet: str, first: int, last: int, records: list[str]) -> str:
     rows = f"rows {first}-{last}" if last > first else f"row {first}"
-    return join_blocks([heading(level, rows), *records])
+    return join_blocks([heading(1, f"{sheet} > {rows}" if sheet else rows), *records])
 
 
 def _column(i: int) -> str:

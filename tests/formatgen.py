@@ -267,3 +267,38 @@ WRITERS = {
     ".odt": write_odt, ".odp": write_odp, ".ods": write_ods, ".epub": write_epub,
     ".ipynb": write_ipynb, ".eml": write_eml, ".mbox": write_mbox,
 }
+
+
+def _cfb_entry(name: str, kind: int, start: int, size: int, child: int = -1,
+               right: int = -1) -> bytes:
+    import struct
+
+    encoded = (name + "\0").encode("utf-16-le")
+    return struct.pack("<64sHBBIII16sIQQIQ", encoded, len(encoded), kind, 1, 0xFFFFFFFF,
+                       right & 0xFFFFFFFF, child & 0xFFFFFFFF, bytes(16), 0, 0, 0,
+                       start & 0xFFFFFFFF, size)
+
+
+def write_encrypted_office(path: Path) -> None:
+    """What Office saves for a password-protected .docx/.xlsx/.pptx: a compound (CFB) file.
+
+    A valid version-3 compound file, 512-byte sectors: the FAT, the directory, then
+    the ``EncryptionInfo`` and ``EncryptedPackage`` streams (random bytes here:
+    without the password, real ones read no better).
+    """
+    import os
+    import struct
+
+    end, free, fat_sector = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD
+    header = struct.pack("<8s16sHHHHH6sIIIIIIIII", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", bytes(16),
+                         0x3E, 3, 0xFFFE, 9, 6, bytes(6), 0, 1, 1, 0, 4096, end, 0, end, 0)
+    header += struct.pack("<I", 0) + b"\xff" * (4 * 108)  # DIFAT: the FAT is sector 0
+    chains = [fat_sector, end]
+    for first in (2, 10):  # two streams of 8 sectors each
+        chains += [*range(first + 1, first + 8), end]
+    fat = struct.pack(f"<{len(chains)}I", *chains) + b"\xff" * (512 - 4 * len(chains))
+    directory = (_cfb_entry("Root Entry", 5, end, 0, child=1)
+                 + _cfb_entry("EncryptionInfo", 2, 2, 4096, right=2)
+                 + _cfb_entry("EncryptedPackage", 2, 10, 4096)
+                 + b"\0" * 64 + struct.pack("<HBBIII", 0, 0, 0, free, free, free) + bytes(48))
+    path.write_bytes(header + fat + directory + os.urandom(8192))

@@ -82,7 +82,9 @@ class Hit:
 
     @property
     def location(self) -> str:
-        """``source:page`` for paged documents, else ``source``.
+        """Where the chunk is: ``source:page`` for a PDF, ``source:slide 3``, ``source:Sheet``...
+
+        (see :func:`ragkit.loading.formats.location`), else ``source``.
 
         >>> Hit(1, 0.5, 1, "/x/h.pdf", "h.pdf", 3, "", "t").location
         'h.pdf:3'

@@ -220,16 +220,19 @@ def load_file(path: Path, cap_mb: float | None = None) -> list[Document]:
         raise LoadError(str(path), _os_reason(exc)) from None
     check_size(path, size, cap_mb)
     if kind == "table":  # decoded a window at a time: a CSV file may be of any size
+        from .formats import documents
         from .sheets import read_csv
 
-        return _documents(path, read_csv(path, open_text(path)))
+        return documents(path, read_csv(path, open_text(path)))
     data = _read(path, max_file_bytes(kind, cap_mb) if kind in _WHOLE_KINDS else -1)
     if not data.strip():
         raise LoadError(str(path), "empty file")
     if kind == "pdf":
         return [Document(path, n, text, "pdf") for n, text in pdf_pages(path, data)]
     if kind in _WHOLE_KINDS - {"html"}:
-        return _structured(path, data, max_file_bytes(kind, cap_mb))
+        from .formats import read_structured
+
+        return read_structured(path, data, max_file_bytes(kind, cap_mb))
     if _by_content(path) and not looks_like_text(data[:_SNIFF], complete=len(data) <= _SNIFF):
         raise LoadError(str(path), "binary file")
     try:
@@ -242,24 +245,6 @@ def load_file(path: Path, cap_mb: float | None = None) -> list[Document]:
     if not text.strip():
         raise LoadError(str(path), "empty file" if kind != "html" else "no text in the HTML")
     return [Document(path, None, text, kind)]
-
-
-def _structured(path: Path, data: bytes, limit: int) -> list[Document]:
-    """Documents of a file in a format of :mod:`ragkit.loading.formats`."""
-    from .formats import reader_for
-
-    reader = reader_for(path.suffix.lower())
-    if reader is None:
-        raise LoadError(str(path), _unsupported(path))
-    return _documents(path, reader(path, data, limit))
-
-
-def _documents(path: Path, parts: list[tuple[int | None, str]]) -> list[Document]:
-    """A reader's parts as documents of markdown text (their headings make the heading path)."""
-    documents = [Document(path, n, text, "markdown") for n, text in parts if text.strip()]
-    if not documents:
-        raise LoadError(str(path), f"no text in the {path.suffix.lower()} file")
-    return documents
 
 
 def _unsupported(path: Path) -> str:

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from pathlib import PurePath
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
+from ..errors import LoadError
 from .markup import Part
 
-__all__ = ["READERS", "location", "reader_for"]
+if TYPE_CHECKING:
+    from .files import Document
+
+__all__ = ["READERS", "documents", "location", "read_structured", "reader_for"]
 
 #: Suffix -> "module:function" of its reader in this package.
 READERS: dict[str, str] = {
@@ -36,7 +41,7 @@ READERS: dict[str, str] = {
     ".mbox": "mail:read_mbox",
 }
 
-Reader = Callable[[PurePath, bytes, int], list[Part]]
+Reader = Callable[[Path, bytes, int], list[Part]]
 
 # How a part's number is shown, by suffix (others: the bare number, as a PDF page).
 _NUMBERED = {".pptx": "slide", ".odp": "slide", ".ipynb": "cell", ".mbox": "message"}
@@ -52,6 +57,27 @@ def reader_for(suffix: str) -> Reader | None:
     module, name = target.split(":")
     reader: Reader = getattr(importlib.import_module(f".{module}", __package__), name)
     return reader
+
+
+def read_structured(path: Path, data: bytes, limit: int) -> list[Document]:
+    """The documents of a file in one of the formats of :data:`READERS`.
+
+    ``limit``: the most its container may unpack to.
+    """
+    reader = reader_for(path.suffix.lower())
+    if reader is None:
+        raise LoadError(str(path), f"unsupported file type {path.suffix.lower()}")
+    return documents(path, reader(path, data, limit))
+
+
+def documents(path: Path, parts: list[Part]) -> list[Document]:
+    """A reader's parts as documents of markdown text (their headings make the heading path)."""
+    from .files import Document
+
+    found = [Document(path, n, text, "markdown") for n, text in parts if text.strip()]
+    if not found:
+        raise LoadError(str(path), f"no text in the {path.suffix.lower()} file")
+    return found
 
 
 def location(source: str, page: int | None, heading: str) -> tuple[str, str]:

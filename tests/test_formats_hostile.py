@@ -8,6 +8,7 @@ library: every one is reported with its reason while the good files are indexed.
 
 from __future__ import annotations
 
+import random
 import re
 import sys
 import zipfile
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from formatgen import (
+    WRITERS,
     write_docx,
     write_encrypted_office,
     write_epub,
@@ -188,3 +190,37 @@ def test_a_csv_with_nul_bytes_is_skipped_as_binary(run, tmp_path):
     result = run("ingest", str(tmp_path))
     assert re.search(r"skipped .*blob\.csv: binary file", result.stderr)
     assert "1 added" in result.stdout
+
+
+@pytest.mark.parametrize("suffix", sorted(WRITERS))
+def test_damaged_files_of_every_format_load_or_fail_with_a_reason(tmp_path, suffix):
+    """Bytes flipped, cut or repeated anywhere: a LoadError at worst, never another exception."""
+    path = tmp_path / f"f{suffix}"
+    WRITERS[suffix](path, "Zed")
+    good = path.read_bytes()
+    rng = random.Random(suffix)
+    for _ in range(40):
+        data = bytearray(good)
+        at = rng.randrange(len(data))
+        action = rng.choice(["flip", "cut", "splice"])
+        if action == "flip":
+            for i in range(at, min(at + rng.randint(1, 16), len(data))):
+                data[i] = rng.randrange(256)
+        elif action == "cut":
+            del data[at:]
+        else:
+            data[at:at] = data[rng.randrange(len(data)):][:200]
+        path.write_bytes(bytes(data))
+        try:
+            load_file(path)
+        except LoadError as exc:
+            assert exc.reason and "\n" not in exc.reason
+
+
+def test_odf_counts_that_are_not_numbers_count_as_one(tmp_path):
+    from formatgen import _odf
+
+    _odf(tmp_path / "n.odt", "application/vnd.oasis.opendocument.text",
+         '<office:text><text:h text:outline-level="top">Title</text:h>'
+         '<text:p>a<text:s text:c="-5"/>b<text:s text:c="many"/>c</text:p></office:text>')
+    assert load_file(tmp_path / "n.odt")[0].text == "# Title\n\na b c"

@@ -20,6 +20,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from ..errors import LoadError
+from .containers import broken
 from .markup import Part
 
 if TYPE_CHECKING:
@@ -67,7 +68,13 @@ def read_structured(path: Path, data: bytes, limit: int) -> list[Document]:
     reader = reader_for(path.suffix.lower())
     if reader is None:
         raise LoadError(str(path), f"unsupported file type {path.suffix.lower()}")
-    return documents(path, reader(path, data, limit))
+    try:
+        parts = reader(path, data, limit)
+    except LoadError:
+        raise
+    except (Exception, RecursionError) as exc:  # whatever a parser trips on: this file failed
+        raise broken(path, exc) from None
+    return documents(path, parts)
 
 
 def documents(path: Path, parts: list[Part]) -> list[Document]:

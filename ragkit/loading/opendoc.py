@@ -43,6 +43,12 @@ _INLINE = {_tag("text:s"): " ", _tag("text:tab"): "\t", _tag("text:line-break"):
 _SKIPPED = {_tag("text:note"), _tag("office:annotation"), _tag("text:tracked-changes")}
 
 
+def _number(element: Element, attribute: str) -> int:
+    """A count attribute (a level, a repeat); 1 if it is missing or not a positive number."""
+    value = element.get(_tag(attribute), "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
 def _content(path: Path, data: bytes, limit: int, body: str) -> Element:
     """The ``office:body`` child ``body`` (``office:text``, ...) of a checked file."""
     archive = open_zip(path, data, limit)
@@ -69,7 +75,7 @@ def _blocks(element: Element) -> Iterator[str]:
     """Headings, paragraphs, list items and tables under ``element``, in order."""
     for child in element:
         if child.tag == _H:
-            level = int(child.get(_tag("text:outline-level"), "1") or 1)
+            level = _number(child, "text:outline-level")
             yield heading(level, _inline(child)) if _inline(child).strip() else ""
         elif child.tag == _P:
             yield escape(_inline(child).strip())
@@ -93,7 +99,7 @@ def _inline(element: Element) -> str:
     out = [element.text or ""]
     for child in element:
         if child.tag in _INLINE:
-            count = int(child.get(_tag("text:c"), "1") or 1) if child.tag == _tag("text:s") else 1
+            count = _number(child, "text:c") if child.tag == _tag("text:s") else 1
             out.append(_INLINE[child.tag] * min(count, 100))
         elif child.tag not in _SKIPPED:
             out.append(_inline(child))
@@ -105,13 +111,13 @@ def _table_rows(table: Element) -> Iterator[tuple[int, list[str]]]:
     """(row number, cell texts) of a table; repeats expanded only where they hold text."""
     number = 0
     for row in table.iter(_ROW):
-        repeat = int(row.get(_tag("table:number-rows-repeated"), "1") or 1)
+        repeat = _number(row, "table:number-rows-repeated")
         cells: list[str] = []
         for cell in row:
             if cell.tag not in (_CELL, _COVERED):
                 continue
             text = "\n".join(_inline(p) for p in cell.iter(_P))
-            times = int(cell.get(_tag("table:number-columns-repeated"), "1") or 1)
+            times = _number(cell, "table:number-columns-repeated")
             # Files repeat empty cells to the sheet's edge (16384 columns): never expand those.
             cells.extend([text] * (min(times, MAX_COLUMNS - len(cells)) if text.strip() else 1))
             if len(cells) >= MAX_COLUMNS:

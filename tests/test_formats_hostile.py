@@ -224,3 +224,17 @@ def test_odf_counts_that_are_not_numbers_count_as_one(tmp_path):
          '<office:text><text:h text:outline-level="top">Title</text:h>'
          '<text:p>a<text:s text:c="-5"/>b<text:s text:c="many"/>c</text:p></office:text>')
     assert load_file(tmp_path / "n.odt")[0].text == "# Title\n\na b c"
+
+
+def test_an_entity_expansion_bomb_in_odf_xml_is_refused(tmp_path):
+    entities = '<!ENTITY a0 "lol">' + "".join(
+        f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
+    content = (f'<?xml version="1.0"?><!DOCTYPE r [{entities}]>'
+               '<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:'
+               'office:1.0"><office:body><office:text>&a9;</office:text></office:body>'
+               "</office:document-content>")
+    with zipfile.ZipFile(tmp_path / "laughs.odt", "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        archive.writestr("content.xml", content)
+    with pytest.raises(LoadError, match=r"broken \.odt file \(limit on input amplification"):
+        load_file(tmp_path / "laughs.odt")

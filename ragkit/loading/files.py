@@ -220,10 +220,9 @@ def load_file(path: Path, cap_mb: float | None = None) -> list[Document]:
         raise LoadError(str(path), _os_reason(exc)) from None
     check_size(path, size, cap_mb)
     if kind == "table":  # decoded a window at a time: a CSV file may be of any size
-        from .formats import documents
         from .sheets import read_csv
 
-        return documents(path, read_csv(path, open_text(path)))
+        return _documents(path, read_csv(path, open_text(path)))
     data = _read(path, max_file_bytes(kind, cap_mb) if kind in _WHOLE_KINDS else -1)
     if not data.strip():
         raise LoadError(str(path), "empty file")
@@ -232,7 +231,7 @@ def load_file(path: Path, cap_mb: float | None = None) -> list[Document]:
     if kind in _WHOLE_KINDS - {"html"}:
         from .formats import read_structured
 
-        return read_structured(path, data, max_file_bytes(kind, cap_mb))
+        return _documents(path, read_structured(path, data, max_file_bytes(kind, cap_mb)))
     if _by_content(path) and not looks_like_text(data[:_SNIFF], complete=len(data) <= _SNIFF):
         raise LoadError(str(path), "binary file")
     try:
@@ -245,6 +244,14 @@ def load_file(path: Path, cap_mb: float | None = None) -> list[Document]:
     if not text.strip():
         raise LoadError(str(path), "empty file" if kind != "html" else "no text in the HTML")
     return [Document(path, None, text, kind)]
+
+
+def _documents(path: Path, parts: list[tuple[int | None, str]]) -> list[Document]:
+    """A format reader's parts as documents of markdown text (headings make the heading path)."""
+    documents = [Document(path, n, text, "markdown") for n, text in parts if text.strip()]
+    if not documents:
+        raise LoadError(str(path), f"no text in the {path.suffix.lower()} file")
+    return documents
 
 
 def _unsupported(path: Path) -> str:

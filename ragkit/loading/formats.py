@@ -17,16 +17,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING
 
 from ..errors import LoadError
 from .containers import broken
 from .markup import Part
 
-if TYPE_CHECKING:
-    from .files import Document
-
-__all__ = ["READERS", "documents", "location", "read_structured", "reader_for"]
+__all__ = ["READERS", "location", "read_structured", "reader_for"]
 
 #: Suffix -> "module:function" of its reader in this package.
 READERS: dict[str, str] = {
@@ -60,31 +56,21 @@ def reader_for(suffix: str) -> Reader | None:
     return reader
 
 
-def read_structured(path: Path, data: bytes, limit: int) -> list[Document]:
-    """The documents of a file in one of the formats of :data:`READERS`.
+def read_structured(path: Path, data: bytes, limit: int) -> list[Part]:
+    """The parts of a file in one of the formats of :data:`READERS`.
 
-    ``limit``: the most its container may unpack to.
+    ``limit``: the most its container may unpack to.  Whatever else a parser
+    trips on fails this file, with a reason, not the ingest.
     """
     reader = reader_for(path.suffix.lower())
     if reader is None:
         raise LoadError(str(path), f"unsupported file type {path.suffix.lower()}")
     try:
-        parts = reader(path, data, limit)
+        return reader(path, data, limit)
     except LoadError:
         raise
-    except (Exception, RecursionError) as exc:  # whatever a parser trips on: this file failed
+    except (Exception, RecursionError) as exc:
         raise broken(path, exc) from None
-    return documents(path, parts)
-
-
-def documents(path: Path, parts: list[Part]) -> list[Document]:
-    """A reader's parts as documents of markdown text (their headings make the heading path)."""
-    from .files import Document
-
-    found = [Document(path, n, text, "markdown") for n, text in parts if text.strip()]
-    if not found:
-        raise LoadError(str(path), f"no text in the {path.suffix.lower()} file")
-    return found
 
 
 def location(source: str, page: int | None, heading: str) -> tuple[str, str]:

@@ -2,8 +2,9 @@
 
 Walks the folders given, applying the skip rules and the size policy
 (:mod:`.files`); decodes text (:mod:`.decoding`); reads the formats that need a
-reader, PDF and HTML (:mod:`.readers`); keys each file by its identity
-(:mod:`.paths`).  The names below are imported lazily.
+reader, PDF and HTML (:mod:`.readers`), office files, e-books, notebooks, mail
+and spreadsheets (:mod:`.formats` names their readers and shows their
+locations); keys each file by its identity (:mod:`.paths`).  The names below are imported lazily.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ _EXPORTS = {
     "Answer": "answers",
     "AnswerStream": "answers",
     "AnswerPlan": "answering",
+    "AskOptions": "queries",
     "Conversation": "conversation",
     "IngestReport": "ingest.pipeline",
     "IngestProgress": "ingest.pipeline",
@@ -98,6 +99,7 @@ if TYPE_CHECKING:
     from .index import Index
     from .ingest.pipeline import IngestProgress, IngestReport
     from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
+    from .queries import AskOptions
     from .retrieval import Hit
     from .settings import Settings
 

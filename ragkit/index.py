@@ -11,21 +11,17 @@ Typical use (needs a backend; see the README)::
 
 from __future__ import annotations
 
-import numbers
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .answering import (
-    ANSWER_MODES,
-    MODES,
     Answer,
     AnswerStream,
     answer_plan,
-    check_min_score,
     context_limits,
     options_for,
     relevance,
@@ -50,7 +46,7 @@ from .ingest.pipeline import IngestProgress, IngestReport, ingest
 from .loading.files import check_roots, max_file_mb
 from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, embedding_prefixes
 from .prompting import fit_context
-from .retrieval import MODES as RETRIEVAL_MODES
+from .queries import MAX_K, AskOptions, check_search
 from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
 from .settings import Settings
 from .store.building import (
@@ -73,9 +69,8 @@ from .store.folders import (
 )
 from .store.local import Store
 
-__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "resolve_index"]
-
-MAX_K = 1000
+__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "AskOptions", "Index",
+           "resolve_index"]
 
 
 def resolve_index(name_or_path: str | Path, home: Path | None) -> Path:
@@ -413,14 +408,7 @@ class Index:
         :func:`ragkit.retrieval.match_paths`).  ``diversity`` (0..1): re-rank by
         maximal marginal relevance so near-copies do not fill the top ``k``.
         """
-        _check_k(k)
-        if not query.strip():
-            raise UsageError("the query is empty — say what to search for")
-        if mode not in RETRIEVAL_MODES:
-            raise UsageError(
-                f"unknown retrieval mode '{mode}' — use one of: {', '.join(RETRIEVAL_MODES)}")
-        if not 0.0 <= diversity <= 1.0:
-            raise UsageError(f"diversity must be between 0 and 1, got {diversity}")
+        check_search(query, k, mode, diversity)
         if self._store is None or len(self) == 0:
             return []
         ids = self._chunks_under(paths) if paths else None
@@ -494,21 +482,17 @@ class Index:
     def ask_stream(
         self,
         question: str,
+        ask: AskOptions | None = None,
         *,
-        k: int = 4,
-        mode: str = "chat",
-        model: str | None = None,
-        options: Mapping[str, Any] | None = None,
         history: Sequence[dict[str, Any]] = (),
         search_query: str | None = None,
-        retrieval: str = "hybrid",
-        min_score: float | None = None,
-        force: bool = False,
-        paths: Sequence[str] | None = None,
-        diversity: float = 0.0,
-        answer: str = "auto",
+        **changes: Any,
     ) -> AnswerStream:
         """Retrieve for ``question`` and stream the answer (see :class:`AnswerStream`).
+
+        ``ask``: how to answer (:class:`~ragkit.queries.AskOptions`); keyword
+        ``changes`` override its fields (``index.ask(q, k=2)``).  ``history``:
+        earlier messages; ``search_query``: what to retrieve with, if not the question.
 
         ``answer``: ``extractive`` quotes the passages' best sentences,
         ``generate`` has the chat model write the answer, ``auto`` (the
@@ -521,33 +505,30 @@ class Index:
         passages, are left out until it fits, and the stream's ``note`` says
         so.  A UsageError when not even the best passage fits.
         """
+        ask = (ask or AskOptions()).with_(**changes)
         if not question.strip():
             raise UsageError("the question is empty — ask something")
-        if mode not in MODES:
-            raise UsageError(f"unknown mode '{mode}' — use one of: {', '.join(MODES)}")
-        if answer not in ANSWER_MODES:
-            raise UsageError(f"unknown answer mode '{answer}' — use one of: "
-                             f"{', '.join(ANSWER_MODES)}")
-        if min_score is not None:
-            check_min_score(min_score)
-        hits = self.search(search_query or question, k, mode=retrieval, paths=paths,
-                           diversity=diversity)
-        model = model or self.chat_model
-        relevant = force or self._relevant(search_query or question, hits, min_score)
+        ask.check()
+        query = search_query or question
+        hits = self.search(query, ask.k, mode=ask.retrieval, paths=ask.paths or None,
+                           diversity=ask.diversity)
+        model = ask.model or self.chat_model
+        relevant = ask.force or self._relevant(query, hits, ask.min_score)
         if not hits or not relevant:
-            planned = {"auto": None, "extractive": "extractive"}.get(answer, "generated")
-            return AnswerStream(question, hits, None, mode=mode, model=model,
+            planned = {"auto": None, "extractive": "extractive"}.get(ask.answer, "generated")
+            return AnswerStream(question, hits, None, mode=ask.mode, model=model,
                                 answer_mode=planned)
-        plan = answer_plan(answer, model, self._backends)
+        plan = answer_plan(ask.answer, model, self._backends)
         if plan.backend is None:
-            return AnswerStream(question, hits, None, mode=mode, model=None,
+            return AnswerStream(question, hits, None, mode=ask.mode, model=None,
                                 answer_mode="extractive", notice=plan.notice,
                                 excerpts=self._excerpts(question, hits))
-        opts = options_for(model, dict(options or {}))
+        opts = options_for(model, dict(ask.options))
         num_ctx, reserve = context_limits(opts)
-        fit = fit_context(question, hits, history, mode=mode, num_ctx=num_ctx, reserve=reserve)
-        chunks = stream_reply(plan.backend, model, mode, question, fit, opts)
-        return AnswerStream(question, fit.hits, chunks, mode=mode, model=model, fit=fit,
+        fit = fit_context(question, hits, history, mode=ask.mode, num_ctx=num_ctx,
+                          reserve=reserve)
+        chunks = stream_reply(plan.backend, model, ask.mode, question, fit, opts)
+        return AnswerStream(question, fit.hits, chunks, mode=ask.mode, model=model, fit=fit,
                             embed=self._embed_passages, notice=plan.notice)
 
     def _excerpts(self, question: str, hits: list[Hit]) -> list[Excerpt]:
@@ -573,13 +554,7 @@ class Index:
         score = relevance(question, hits)
         return threshold is None or score is None or score >= threshold
 
-    def ask(self, question: str, **kwargs: Any) -> Answer:
+    def ask(self, question: str, ask: AskOptions | None = None, **changes: Any) -> Answer:
         """Like :meth:`ask_stream`, but wait for the whole answer."""
-        return self.ask_stream(question, **kwargs).answer
+        return self.ask_stream(question, ask, **changes).answer
 
-
-def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise UsageError(f"-k must be a whole number between 1 and {MAX_K}, got {k!r}")
-    if not 1 <= k <= MAX_K:
-        raise UsageError(f"-k must be between 1 and {MAX_K}, got {k}")

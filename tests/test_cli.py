@@ -190,7 +190,7 @@ def test_indexes_list_info_delete(run, indexed):
 
 def test_models_commands_go_through_ollama(run, ollama):
     listed = run("models", "list").stdout
-    assert "all-minilm:latest\tollama" in listed and "smollm2:135m\tollama" in listed
+    assert "all-minilm:latest\tollama\t46 MB\n" in listed and "smollm2:135m\tollama" in listed
     shown = json.loads(run("models", "show", "all-minilm").stdout)
     assert shown["embedding_length"] == 384 and shown["context_length"] == 512
     assert run("models", "cp", "smollm2:135m", "mine").exit_code == 0

@@ -14,8 +14,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
-    "Backend", "BackendChooser", "EmbeddedBackend", "Message", "Metrics", "ModelInfo",
-    "OllamaClient", "Reply", "StreamChunk", "collect", "normalize_rows", "parse_host",
+    "Backend", "BackendChooser", "EmbeddedBackend", "GenerateOptions", "Message", "Metrics",
+    "ModelEntry", "ModelInfo", "OllamaClient", "PullProgress", "Reply", "StreamChunk", "collect",
+    "normalize_rows", "parse_host",
 ]
 
 # name -> module that defines it
@@ -23,7 +24,9 @@ _EXPORTS = {
     "Backend": "base", "Message": "base", "Metrics": "base", "Reply": "base", "StreamChunk":
     "base", "collect": "base", "normalize_rows": "base",
     "BackendChooser": "chooser",
-    "ModelInfo": "ollama", "OllamaClient": "ollama",
+    "OllamaClient": "ollama",
+    "GenerateOptions": "ollama_records", "ModelEntry": "ollama_records",
+    "ModelInfo": "ollama_records", "PullProgress": "ollama_records",
     "EmbeddedBackend": "embedded",
     "parse_host": "host",
 }
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
     from .chooser import BackendChooser
     from .embedded import EmbeddedBackend
     from .host import parse_host
-    from .ollama import ModelInfo, OllamaClient
+    from .ollama import OllamaClient
+    from .ollama_records import GenerateOptions, ModelEntry, ModelInfo, PullProgress
 
 
 def __getattr__(name: str) -> Any:

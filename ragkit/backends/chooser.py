@@ -117,7 +117,7 @@ class BackendChooser:
             names: set[str] = set()
             if client.is_alive(timeout=PROBE_TIMEOUT):
                 try:
-                    names = {m.get("name", "") for m in client.list_models()}
+                    names = {m.name for m in client.list_models()}
                     self._ollama_up = True
                 except Exception:  # not an Ollama we can use: as good as none
                     names = set()

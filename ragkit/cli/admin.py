@@ -114,7 +114,7 @@ def models_list(client: Any) -> None:
 
     if client.is_alive():
         for m in client.list_models():
-            click.echo(f"{one_line(str(m.get('name')))}\tollama\t{m.get('size', 0) / 1e6:.0f} MB")
+            click.echo(f"{one_line(m.name)}\tollama\t{m.size / 1e6:.0f} MB")
     else:
         say(f"no Ollama at {client.host}; showing the embedded engine's models only")
     engine = EmbeddedBackend()
@@ -129,10 +129,9 @@ def models_list(client: Any) -> None:
 def models_pull(client: Any, name: str) -> None:
     """Download NAME into Ollama, showing progress."""
     last = ""
-    for record in client.pull(name):
-        status = one_line(str(record.get("status", "")))  # the server's words
-        total, done = record.get("total"), record.get("completed")
-        line = f"{status} {done * 100 // total}%" if total and done else status
+    for progress in client.pull(name):
+        status = one_line(progress.status)  # the server's words
+        line = f"{status} {progress.percent}%" if progress.percent else status
         if line != last and sys.stderr.isatty():
             click.echo(f"\r{line[:70]:<70}", nl=False, err=True)
         last = line

@@ -8,6 +8,7 @@ turned into a one-line ``error: ...`` message and its exit status in
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from ..errors import (
     UsageError,
 )
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, relevance_threshold
+from ..queries import AskOptions
 from ..settings import debug_enabled
 from ..version import __version__
 from .admin import doctor, evaluate, indexes, models
@@ -216,28 +218,38 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return filter_options(func)
 
 
+def with_ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`ask_options`, collected into one :class:`~ragkit.queries.AskOptions` argument."""
+    keys = ("k", "model", "retrieval", "min_score", "force", "answer_mode", "option_pairs",
+            "paths", "diversity")
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {key: kwargs.pop(key) for key in keys}
+        given["options"] = parse_options(given.pop("option_pairs"))
+        given["answer"] = given.pop("answer_mode")
+        return func(ask=AskOptions(**given), **kwargs)
+
+    return ask_options(wrapper)
+
+
 @cli.command()
 @click.argument("question")
 @click.option("--mode", type=click.Choice(["chat", "generate"]), default="chat",
               show_default=True, help="Context in a /api/chat system message, or a "
               "hand-built /api/generate prompt.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
-@ask_options
+@with_ask_options
 @with_index_options
-def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, model: str,
-        retrieval: str, min_score: float | None, force: bool, answer_mode: str,
-        option_pairs: tuple[str, ...], paths: tuple[str, ...], diversity: float) -> None:
+def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, ask: AskOptions) -> None:
     """Answer QUESTION from the indexed documents, with [n] citations.
 
     The answer quotes the documents or is written by the chat model (--answer).
     When no chunk is relevant enough, says "The documents do not contain the
     answer." without asking the model, and exits with status 6.
     """
-    options = parse_options(option_pairs)
     with open_index(opts) as index:
-        stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
-                                  retrieval=retrieval, min_score=min_score, force=force,
-                                  paths=paths, diversity=diversity, answer=answer_mode)
+        stream = index.ask_stream(question, ask.with_(mode=mode))
         for line in (stream.notice, stream.note):  # how it answers; what was left out
             if line:
                 say(line)
@@ -297,19 +309,14 @@ def _sources_header(answer: Any) -> str:
 
 
 @cli.command()
-@ask_options
+@with_ask_options
 @with_index_options
-def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: float | None,
-         force: bool, answer_mode: str, option_pairs: tuple[str, ...], paths: tuple[str, ...],
-         diversity: float) -> None:
+def chat(opts: dict[str, Any], ask: AskOptions) -> None:
     """Ask questions in a loop; history is kept. Ctrl-D exits."""
     from ..conversation import Conversation
 
     with open_index(opts) as index:
-        session = Conversation(index, k=k, model=model, retrieval=retrieval,
-                               options=parse_options(option_pairs),
-                               min_score=min_score, force=force, paths=paths,
-                               diversity=diversity, answer=answer_mode)
+        session = Conversation(index, ask)
         told: set[str] = set()  # notices are said once a session
         click.echo(f"Chatting with index '{one_line(index.name)}'. Ctrl-D to quit.", err=True)
         while (question := _read_question()) is not None:

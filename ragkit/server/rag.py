@@ -23,6 +23,7 @@ from ..errors import IndexNotFoundError, UsageError
 from ..home import index_home
 from ..index import Index
 from ..models import DEFAULT_CHAT_MODEL
+from ..queries import AskOptions
 from .backend import Passthrough, ServerBackend, passthrough
 from .config import ServerSettings
 
@@ -57,6 +58,13 @@ class AnswerRequest:
     #: A front-end's side request: the messages (or prompt) go to the model unchanged.
     plain: bool = False
     messages: Sequence[dict[str, Any]] = ()
+
+    def ask_options(self, chat_model: str) -> AskOptions:
+        """How the index answers this request (``chat_model`` when it names none)."""
+        return AskOptions(k=self.k, mode=self.mode, model=self.model or chat_model,
+                          options=self.options, retrieval=self.retrieval,
+                          min_score=self.min_score, force=self.force, paths=self.paths,
+                          diversity=self.diversity)
 
 
 @dataclass(frozen=True)
@@ -204,12 +212,8 @@ class Catalog:
             conversation.history = history
             with self._locks[request.index]:  # retrieval and fitting; generation comes later
                 stream = index.ask_stream(
-                    request.question, k=request.k, mode=request.mode,
-                    model=request.model or self.chat_model, options=request.options,
-                    history=history, search_query=conversation.search_query(request.question),
-                    retrieval=request.retrieval, min_score=request.min_score,
-                    force=request.force, paths=list(request.paths) or None,
-                    diversity=request.diversity)
+                    request.question, request.ask_options(self.chat_model), history=history,
+                    search_query=conversation.search_query(request.question))
             for delta in stream:
                 emit("delta", delta)
             answer = stream.answer

@@ -43,6 +43,7 @@ from .errors import (
 from .extractive import Excerpt, extract
 from .home import index_home, not_found
 from .ingest.pipeline import IngestProgress, IngestReport, ingest
+from .inventory import folder_size
 from .loading.files import check_roots, max_file_mb
 from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, embedding_prefixes
 from .prompting import fit_context
@@ -180,6 +181,12 @@ class Index:
     def embed_model(self) -> str:
         """The embedding model this index uses."""
         return self.manifest.get("embed_model") or self._requested_model or DEFAULT_EMBED_MODEL
+
+    def info(self) -> dict[str, Any]:
+        """Name, path, chunk and file counts, size in bytes, then the manifest's fields."""
+        return {"name": self.name, "path": str(self.path), "chunks": len(self),
+                "files": len(self._store.files()) if self._store else 0,
+                "size": folder_size(self.path), **self.manifest}
 
     def __len__(self) -> int:
         return self._store.count() if self._store else 0

@@ -16,7 +16,7 @@ from typing import Any
 from .errors import UsageError
 
 __all__ = ["ANSWER_MODES", "MAX_K", "PROMPT_MODES", "RETRIEVAL_MODES", "AskOptions",
-           "check_k", "check_min_score", "check_search"]
+           "check_k", "check_min_score", "check_retrieval", "check_search"]
 
 #: How chunks are found (see :mod:`ragkit.retrieval`); the first is the default.
 RETRIEVAL_MODES = ("hybrid", "vector", "keyword")
@@ -101,13 +101,18 @@ def check_k(k: int) -> None:
         raise UsageError(f"-k must be between 1 and {MAX_K}, got {k}")
 
 
+def check_retrieval(mode: str) -> None:
+    """A UsageError unless ``mode`` is one of :data:`RETRIEVAL_MODES`."""
+    if mode not in RETRIEVAL_MODES:
+        raise UsageError(
+            f"unknown retrieval mode '{mode}' — use one of: {', '.join(RETRIEVAL_MODES)}")
+
+
 def check_search(query: str, k: int, mode: str, diversity: float) -> None:
     """The checks of a search, in the order a user would fix them."""
     check_k(k)
     if not query.strip():
         raise UsageError("the query is empty — say what to search for")
-    if mode not in RETRIEVAL_MODES:
-        raise UsageError(
-            f"unknown retrieval mode '{mode}' — use one of: {', '.join(RETRIEVAL_MODES)}")
+    check_retrieval(mode)
     if not 0.0 <= diversity <= 1.0:
         raise UsageError(f"diversity must be between 0 and 1, got {diversity}")

@@ -55,3 +55,49 @@ def test_generate_takes_an_options_object_or_keywords(ollama):
                     "stream": False}
     with pytest.raises(TypeError):
         client.generate("smollm2:135m", "hi", temperature=0)
+
+
+def test_the_retrieval_modes_are_written_once():
+    from ragkit.cli.admin import evaluate
+    from ragkit.cli.bench import bench
+    from ragkit.cli.main import cli
+    from ragkit.queries import ANSWER_MODES, PROMPT_MODES, RETRIEVAL_MODES
+    from ragkit.retrieval import MODES
+    from ragkit.server.native_api import AskBody, SearchBody
+
+    def choices(command, name):
+        return tuple(next(p for p in command.params if p.name == name).type.choices)
+
+    assert MODES == RETRIEVAL_MODES == ("hybrid", "vector", "keyword")
+    for command in (cli.commands["search"], cli.commands["ask"], cli.commands["chat"]):
+        assert choices(command, "retrieval") == RETRIEVAL_MODES
+    assert choices(bench.commands["search"], "mode") == RETRIEVAL_MODES
+    assert choices(cli.commands["ask"], "mode") == PROMPT_MODES
+    assert choices(cli.commands["ask"], "answer_mode") == ANSWER_MODES
+    assert choices(evaluate, "answer_mode") == ANSWER_MODES
+    for body in (SearchBody, AskBody):
+        assert tuple(body.model_json_schema()["properties"]["retrieval"]["enum"]) == MODES
+    assert tuple(AskBody.model_json_schema()["properties"]["mode"]["enum"]) == PROMPT_MODES
+
+
+def test_the_inventory_of_a_home(tmp_path, fake_backend):
+    from ragkit.inventory import IndexEntry, folder_size, list_indexes
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("Backups run nightly at 02:00.\n", encoding="utf-8")
+    home = tmp_path / "home"
+    with Index.open(home / "good", create=True, backend=fake_backend) as index:
+        index.ingest([docs])
+        info = index.info()
+    for name, manifest in (("newer", '{"format_version": 999}'), ("broken", "{")):
+        (home / name).mkdir()
+        (home / name / "manifest.json").write_text(manifest, encoding="utf-8")
+    (home / "not-an-index").mkdir()
+    found = list_indexes(home)
+    assert [(e.name, e.state) for e in found] == [
+        ("broken", "damaged"), ("good", "ok"), ("newer", "newer")]
+    assert found[1] == IndexEntry("good", home / "good", info["embed_model"], "ok",
+                                  folder_size(home / "good"))
+    assert (info["name"], info["files"]) == ("good", 1) and info["size"] > 0
+    assert info["chunks"] >= 1 and list_indexes(tmp_path / "nowhere") == []

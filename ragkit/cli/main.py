@@ -25,7 +25,7 @@ from ..errors import (
     UsageError,
 )
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, relevance_threshold
-from ..queries import AskOptions
+from ..queries import ANSWER_MODES, PROMPT_MODES, RETRIEVAL_MODES, AskOptions
 from ..settings import debug_enabled
 from ..version import __version__
 from .admin import doctor, evaluate, indexes, models
@@ -143,7 +143,7 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("query")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="How many chunks.")
 @click.option("--retrieval", "--mode", "retrieval", default="hybrid", show_default=True,
-              type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP)
+              type=click.Choice(RETRIEVAL_MODES), help=RETRIEVAL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with scores) for scripts.")
 @filter_options
 @with_index_options
@@ -199,7 +199,7 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=DEFAULT_CHAT_MODEL,
                      show_default=True, help="Chat model."),
         click.option("--retrieval", default="hybrid", show_default=True,
-                     type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP),
+                     type=click.Choice(RETRIEVAL_MODES), help=RETRIEVAL_HELP),
         click.option("--min-score", type=float, default=None, help="Answer only when the "
                      "retrieved chunks reach this relevance: best cosine + 0.3 x share of the "
                      "question's words in one chunk [default: calibrated per embedding model; "
@@ -207,7 +207,7 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--force", is_flag=True,
                      help="Answer even when no chunk looks relevant."),
         click.option("--answer", "answer_mode", envvar="RAGKIT_ANSWER", default="auto",
-                     show_default=True, type=click.Choice(["auto", "extractive", "generate"]),
+                     show_default=True, type=click.Choice(ANSWER_MODES),
                      help="Quote the passages' best sentences (extractive), have the chat "
                      "model write (generate), or auto: quote when the model is the embedded "
                      "135M demo model or none can be reached."),
@@ -235,7 +235,7 @@ def with_ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @cli.command()
 @click.argument("question")
-@click.option("--mode", type=click.Choice(["chat", "generate"]), default="chat",
+@click.option("--mode", type=click.Choice(PROMPT_MODES), default="chat",
               show_default=True, help="Context in a /api/chat system message, or a "
               "hand-built /api/generate prompt.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")

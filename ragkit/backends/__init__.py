@@ -10,8 +10,9 @@ below are imported lazily.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 __all__ = [
     "Backend", "BackendChooser", "EmbeddedBackend", "GenerateOptions", "Message", "Metrics",
@@ -40,10 +41,4 @@ if TYPE_CHECKING:
     from .ollama_records import GenerateOptions, ModelEntry, ModelInfo, PullProgress
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -30,59 +30,25 @@ from .answering import (
 )
 from .backends.base import Backend
 from .backends.chooser import BackendChooser, chooser
+from .builds import Build, check_model, open_store, resolve_index
 from .chunking.units import ChunkerSettings
-from .errors import (
-    BackendError,
-    EmbeddingMismatchError,
-    IndexCorruptError,
-    IndexFolderError,
-    IndexNotFoundError,
-    IndexVersionError,
-    UsageError,
-)
+from .errors import BackendError, EmbeddingMismatchError, IndexNotFoundError, UsageError
 from .extractive import Excerpt, extract
-from .home import index_home, not_found
-from .ingest.pipeline import IngestProgress, IngestReport, ingest
+from .home import index_home
+from .ingest.pipeline import IngestProgress, IngestReport
 from .inventory import folder_size
 from .loading.files import check_roots, max_file_mb
-from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, embedding_prefixes
+from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from .prompting import fit_context
 from .queries import MAX_K, AskOptions, check_search
 from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
 from .settings import Settings
-from .store.building import (
-    clean_stale_work,
-    delete_index,
-    first_build,
-    new_manifest,
-    nothing_indexed,
-    replacement,
-    swap_folders,
-)
-from .store.folders import (
-    check_new_folder,
-    check_new_name,
-    check_path_length,
-    expand_user,
-    index_inside,
-    lock_index,
-    real_folder,
-)
+from .store.building import delete_index
+from .store.folders import expand_user, index_inside
 from .store.local import Store
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "AskOptions", "Index",
            "resolve_index"]
-
-
-def resolve_index(name_or_path: str | Path, home: Path | None) -> Path:
-    """The folder of an index: a bare name is in ``home``; anything with a slash is a path."""
-    text = str(name_or_path)
-    if not text.strip():
-        raise UsageError("index name is empty — pass --index NAME")
-    path = expand_user(text) if os.sep in text or text.startswith(".") else (
-        (home or index_home()) / text)
-    check_path_length(path)
-    return path
 
 
 class Index:
@@ -104,8 +70,6 @@ class Index:
         self._backends = backends
         self._requested_model = embed_model
         self._requested_chunker = chunker
-        self._parallel: int | None = None  # embedding requests in flight, set per ingest
-        self._exclude: list[Path] = []  # folders the walk leaves out (the index's own)
         self._given_settings = settings
         # The last query embedded, so that an extractive answer need not embed it again.
         self._last_query: tuple[str, np.ndarray] | None = None
@@ -137,23 +101,9 @@ class Index:
         out (default: read from the environment when needed).
         """
         path = resolve_index(name_or_path, home or (settings.home if settings else None))
-        if path.exists() and not path.is_dir():
-            raise IndexFolderError(str(path), f"{path} is a file, not an index folder",
-                                   "pass --index a name, or the path of an index folder")
-        store = None
-        if Store.exists(path):
-            try:
-                store = Store.open(path)
-            except (IndexCorruptError, IndexVersionError) as exc:
-                repairable = create and rebuild and isinstance(exc, IndexCorruptError)
-                if not (damaged_ok or repairable):
-                    raise
-        elif create:
-            check_new_name(path)
-            check_new_folder(real_folder(path))
-        if store is None and not create and not (damaged_ok and Store.exists(path)):
-            from_home = home is None and path.parent == index_home()
-            raise not_found(str(name_or_path), path, from_home)
+        store = open_store(path, str(name_or_path), create=create, rebuild=rebuild,
+                           damaged_ok=damaged_ok,
+                           from_home=lambda: home is None and path.parent == index_home())
         if settings is not None:  # what the arguments leave out
             backend = backend or settings.backend
             host = settings.ollama_host if host is None else host
@@ -241,158 +191,26 @@ class Index:
         ``rebuild`` of an existing index builds next to it and swaps the result
         in, so the old index stays usable until the new one is complete.
         """
-        self._parallel = self._settings().parallel if parallel is None else parallel
+        settings = self._settings()
+        parallel = settings.parallel if parallel is None else parallel
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         roots = [expand_user(os.fspath(p)) for p in paths]
         if not roots:
             raise UsageError("nothing to ingest — give at least one file or folder")
         check_roots(roots)  # mistakes in what was asked are reported before a model loads
-        max_file_mb(self._settings())
-        self._exclude = index_inside(self.path, roots)
-        if rebuild and (self._store is not None or Store.exists(self.path)):
-            # (No store but a manifest: the folder holds a damaged index to replace.)
-            return self._build_fresh(roots, follow_symlinks, batch_size, progress)
-        if self._store is None:
-            return self._first_build(roots, follow_symlinks, batch_size, progress)
-        return self._update(self._store, roots, follow_symlinks, batch_size, progress)
-
-    def _update(
-        self,
-        store: Store,
-        paths: list[Path],
-        follow: bool,
-        batch_size: int,
-        progress: Callable[[IngestProgress], None] | None,
-    ) -> IngestReport:
-        """An incremental ingest into the existing index, under its write lock."""
-        self._check_settings()
-        store.lock()
+        build = Build(self.path, self._store, self._embed, self._requested_model,
+                      self._requested_chunker, parallel, max_file_mb(settings), follow_symlinks,
+                      batch_size, progress, index_inside(self.path, roots))
         try:
-            clean_stale_work(self.path)
-            report = self._ingest_into(store, paths, follow, batch_size, progress)
+            return build.run(roots, rebuild)
         finally:
-            store.unlock()
-        if not store.count():
-            raise nothing_indexed(report, paths, f"index '{self.name}' holds no files")
-        return report
-
-    def _ingest_into(
-        self,
-        store: Store,
-        paths: list[Path],
-        follow: bool,
-        batch_size: int,
-        progress: Callable[[IngestProgress], None] | None,
-    ) -> IngestReport:
-        return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
-                      document_prefix=self._prefixes()[1], batch_size=batch_size,
-                      parallel=self._parallel, follow_symlinks=follow, progress=progress,
-                      exclude=self._exclude, max_mb=self._settings().max_file_mb)
-
-    def _first_build(
-        self,
-        paths: list[Path],
-        follow: bool,
-        batch_size: int,
-        progress: Callable[[IngestProgress], None] | None,
-    ) -> IngestReport:
-        """Create the index, which appears at its first commit; then it fills in place.
-
-        See :func:`~ragkit.store.building.first_build`: a run that fails or is killed
-        before its first commit leaves nothing, nor does one that indexes nothing.
-        """
-        model, chunker, dimension = self._new_settings()  # fails before anything is created
-        manifest = new_manifest(model, dimension, chunker)
-        with first_build(self.path, manifest) as store:
-            if store is None:  # another process created it since we looked
-                self._store = Store.open(self.path)
-                return self._update(self._store, paths, follow, batch_size, progress)
-            self._store, self._requested_chunker = store, None
-            try:
-                report = self._ingest_into(store, paths, follow, batch_size, progress)
-                if not store.count():
-                    raise nothing_indexed(report, paths, "no index was created")
-                return report
-            finally:
-                if store.root != real_folder(self.path):  # never published: it is gone
-                    self._store = None
-
-    def _build_fresh(
-        self,
-        paths: list[Path],
-        follow: bool,
-        batch_size: int,
-        progress: Callable[[IngestProgress], None] | None,
-    ) -> IngestReport:
-        """Build into a work folder, then swap it in: the old index survives a failure.
-
-        See :mod:`ragkit.store.building` for the work folder and the swap.
-        """
-        with lock_index(self.path):  # the lock Store.lock() takes: one writer at a time
-            clean_stale_work(self.path)
-            model, chunker, dimension = self._new_settings()
-            manifest = new_manifest(model, dimension, chunker)
-            with replacement(self.path, manifest, self._swap_in) as new:
-                report = ingest(new, paths, self._embed_documents_with(model),
-                                chunker=chunker, document_prefix=embedding_prefixes(model)[1],
-                                batch_size=batch_size, parallel=self._parallel,
-                                follow_symlinks=follow, progress=progress,
-                                exclude=self._exclude,
-                                max_mb=self._settings().max_file_mb)
-                if not new.count():
-                    raise nothing_indexed(report, paths, "the old index is kept as it was")
-        return report
-
-    def _swap_in(self, building: Path) -> None:
-        """Replace the index folder with the freshly built one and open it."""
-        if self._store is not None:
-            self._store.close()
-        swap_folders(building, self.path)
-        self._store = Store.open(self.path)
-        self._requested_chunker = None
-
-    def _new_settings(self) -> tuple[str, ChunkerSettings, int]:
-        """Model, chunker and vector size of a new build (the model embeds a probe)."""
-        model = self._requested_model or self.embed_model
-        chunker = self._requested_chunker or ChunkerSettings()
-        return model, chunker, self._embed(model, ["dimension probe"]).shape[1]
-
-    def _chunker(self) -> ChunkerSettings:
-        settings = dict(self.manifest.get("chunker", {}))
-        return ChunkerSettings(size=int(settings["size"]), overlap=int(settings["overlap"]))
-
-    def _check_settings(self) -> None:
-        """Refuse an incremental ingest whose model or chunker differs from the index's."""
-        self._check_model()
-        wanted = self._requested_chunker
-        if wanted and wanted != self._chunker():
-            have = self._chunker()
-            raise UsageError(
-                f"index '{self.name}' is chunked with size={have.size} overlap={have.overlap}; "
-                "changing that needs a full re-index: add --rebuild"
-            )
-
-    def _check_model(self) -> None:
-        built = self.manifest.get("embed_model")
-        wanted = self._requested_model
-        if built and wanted and wanted != built:
-            raise EmbeddingMismatchError(
-                f"index '{self.name}' was built with embedding model '{built}' "
-                f"({self.manifest.get('dimension')} dims), not '{wanted}' — use "
-                f"--embed-model {built}, or re-index with --rebuild"
-            )
+            self._store, self._requested_chunker = build.store, build.chunker
 
     # -- embedding -----------------------------------------------------------------
 
     def _embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
         return self._backends.for_model(model).embed(model, texts)
-
-    def _embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embed(self.embed_model, texts)
-
-    def _embed_documents_with(self, model: str) -> Callable[[Sequence[str]], np.ndarray]:
-        return lambda texts: self._embed(model, texts)
 
     def _prefixes(self) -> tuple[str, str]:
         m = self.manifest
@@ -448,7 +266,7 @@ class Index:
     def _embed_query(self, query: str) -> np.ndarray:
         """The query's embedding, checked against the index's model and dimension."""
         assert self._store is not None
-        self._check_model()
+        check_model(self.name, self.manifest, self._requested_model)
         vector = self._embed(self.embed_model, [self._prefixes()[0] + query])
         if vector.shape[1] != self._store.dimension:
             raise EmbeddingMismatchError(

@@ -168,8 +168,8 @@ def models_cp(client: Any, source: str, destination: str) -> None:
 def doctor(opts: dict[str, Any], model: str) -> None:
     """Check the server, the models and the index, and say what to fix."""
     from ..backends.chooser import BackendChooser
+    from ..builds import resolve_index
     from ..doctor import run_checks
-    from ..index import resolve_index
 
     chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"])
     embed_model = opts["embed_model"] or DEFAULT_EMBED_MODEL

@@ -104,10 +104,11 @@ class Index:
         store = open_store(path, str(name_or_path), create=create, rebuild=rebuild,
                            damaged_ok=damaged_ok,
                            from_home=lambda: home is None and path.parent == index_home())
-        if settings is not None:  # what the arguments leave out
-            backend = backend or settings.backend
-            host = settings.ollama_host if host is None else host
-        backends = chooser(backend, host, timeout, announce)
+        # The facade is where a library caller's omissions are filled from the environment.
+        given = settings or Settings.from_env()
+        backends = chooser(backend or given.backend,
+                           given.ollama_host if host is None else host, timeout, announce,
+                           threads=given.threads)
         return cls(path, store, backends, embed_model=embed_model, chunker=chunker,
                    settings=settings)
 

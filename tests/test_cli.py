@@ -274,7 +274,7 @@ def test_a_bug_is_one_line_not_a_traceback(run, indexed, monkeypatch):
 
 
 def test_ingest_parallel_option_reaches_the_pipeline(run, docs, monkeypatch):
-    from ragkit import index as index_module
+    from ragkit import builds as index_module  # where Index.ingest runs the pipeline
 
     seen = []
     real = index_module.ingest

@@ -39,8 +39,10 @@ class BackendChooser:
         host: str | None = None,
         timeout: float = 300.0,
         announce: Callable[[str], None] | None = None,
+        threads: int | None = None,
     ) -> None:
-        choice = (choice or Settings.from_env().backend).lower()
+        # The callers fill these from their settings; a bare chooser takes ragkit's defaults.
+        choice = (choice or Settings().backend).lower()
         if choice not in CHOICES:
             raise UsageError(f"unknown backend '{choice}' — use one of: {', '.join(CHOICES)}")
         if not timeout > 0:  # also refuses NaN (the Ollama client checks it the same way)
@@ -49,6 +51,7 @@ class BackendChooser:
         self.host = parse_host(host)
         self.timeout = timeout
         self._announce = announce
+        self.threads = threads  # of the embedded engine (None: chosen per call)
         self._announced: set[str] = set()
         self._ollama: OllamaClient | None = None
         self._ollama_models: set[str] | None = None  # None: not probed yet
@@ -98,7 +101,7 @@ class BackendChooser:
             from .embedded import EmbeddedBackend
 
             say = self._announce
-            self._embedded = EmbeddedBackend(on_convert=(
+            self._embedded = EmbeddedBackend(n_threads=self.threads, on_convert=(
                 (lambda: say("converting all-minilm to GGUF (once; cached in RAGKIT_CACHE)…"))
                 if say else None))
         return self._embedded
@@ -130,10 +133,12 @@ def chooser(
     host: str | None,
     timeout: float,
     announce: Callable[[str], None] | None,
+    threads: int | None = None,
 ) -> BackendChooser:
     """Wrap a ready backend, or choose one by name (``auto`` by default)."""
     if backend is None or isinstance(backend, str):
-        return BackendChooser(backend, host=host, timeout=timeout, announce=announce)
+        return BackendChooser(backend, host=host, timeout=timeout, announce=announce,
+                              threads=threads)
     return _FixedChooser(backend)
 
 

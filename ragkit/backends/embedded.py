@@ -26,7 +26,6 @@ import numpy as np
 
 from ..errors import BackendError, ModelNotFoundError
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
-from ..settings import Settings
 from .base import Message, Metrics, StreamChunk, check_vectors
 from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
 from .sampling import DEFAULT_NUM_CTX, _chat_tokens, _complete, _Options, _special_texts
@@ -88,8 +87,8 @@ class EmbeddedBackend:
     def __init__(
         self, *, n_threads: int | None = None, on_convert: Callable[[], None] | None = None
     ) -> None:
-        # A fixed count for every call (argument or RAGKIT_THREADS); None: chosen per call.
-        self.n_threads = n_threads or _fixed_threads()
+        # A fixed count for every call (the CLI passes RAGKIT_THREADS); None: chosen per call.
+        self.n_threads = n_threads or None
         self.on_convert = on_convert  # told before the one-time GGUF conversion of all-minilm
 
     def describe(self) -> str:
@@ -301,11 +300,6 @@ def _file(name: str) -> Path | None:
     package, inside, _ = _FILES[name]
     folder = package_dir(package)
     return folder / inside if folder and (folder / inside).is_file() else None
-
-
-def _fixed_threads() -> int | None:
-    """``$RAGKIT_THREADS``; None lets :func:`.threads.choose` decide for each call."""
-    return Settings.from_env().threads or None
 
 
 def _set_threads(llm: Any, threads: Threads) -> None:

@@ -14,6 +14,7 @@ import click
 from ..errors import UsageError
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from ..queries import ANSWER_MODES, check_retrieval
+from ..settings import Settings
 from .options import chunk_settings, open_index, printable, say, with_index_options
 from .terminal import clean, one_line
 
@@ -171,7 +172,8 @@ def doctor(opts: dict[str, Any], model: str) -> None:
     from ..builds import resolve_index
     from ..doctor import run_checks
 
-    chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"])
+    chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"],
+                             threads=Settings.from_env().threads)
     embed_model = opts["embed_model"] or DEFAULT_EMBED_MODEL
     checks = run_checks(chooser, [embed_model, model], resolve_index(opts["index_name"], None),
                         index_named=opts["index_name"] != "default")

@@ -13,6 +13,7 @@ import click
 from ..errors import UsageError
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from ..queries import RETRIEVAL_MODES
+from ..settings import Settings
 from .options import parse_options, say
 
 
@@ -54,7 +55,8 @@ def _backend_options(func: Any) -> Any:
 def _chooser(backend: str, host: str | None, timeout: float) -> Any:
     from ..backends.chooser import BackendChooser
 
-    return BackendChooser(backend, host=host, timeout=timeout, announce=say)
+    return BackendChooser(backend, host=host, timeout=timeout, announce=say,
+                          threads=Settings.from_env().threads)
 
 
 class _Progress:

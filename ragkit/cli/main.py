@@ -26,7 +26,7 @@ from ..errors import (
 )
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, relevance_threshold
 from ..queries import ANSWER_MODES, PROMPT_MODES, RETRIEVAL_MODES, AskOptions
-from ..settings import debug_enabled
+from ..settings import Settings, debug_enabled
 from ..version import __version__
 from .admin import doctor, evaluate, indexes, models
 from .bench import bench
@@ -439,7 +439,8 @@ def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str
                           "run `pip install 'ragkit[serve]'` or `make setup`") from None
     settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,
                               insecure=insecure, backend=backend, host=host,
-                              embed_model=embed_model, timeout=timeout, mcp=not no_mcp)
+                              embed_model=embed_model, timeout=timeout, mcp=not no_mcp,
+                              threads=Settings.from_env().threads)
     run(settings, announce=say)
 
 

@@ -87,7 +87,8 @@ class Catalog:
         self.settings = settings
         self.home = settings.home or index_home()
         self.chat_model = settings.model or DEFAULT_CHAT_MODEL
-        chooser = BackendChooser(settings.backend, host=settings.host, timeout=settings.timeout)
+        chooser = BackendChooser(settings.backend, host=settings.host, timeout=settings.timeout,
+                                 threads=settings.threads)
         self.backend = ServerBackend(chooser, settings.timeout)
         self.upstream = chooser.host
         self._fixed = self._fixed_paths(settings.indexes)

@@ -537,3 +537,23 @@ def test_special_tokens_are_empty_when_the_server_cannot_say(client, ollama):
     ollama.fail("/api/show", 500)
     assert client.special_tokens("smollm2:135m") == ()
     assert client.special_tokens("nonexistent") == ()
+
+
+def test_the_test_server_holds_the_nth_request_until_released(ollama, tmp_path):
+    import threading
+
+    client = OllamaClient(ollama.url)
+    marker = tmp_path / "held"
+    hold = ollama.hold("/api/embed", 2, where=lambda body: body["input"] != ["skip"],
+                       marker=marker)
+    client.embed("all-minilm", ["skip"])  # not counted
+    client.embed("all-minilm", ["one"])  # the first counted: passes
+    done: list[object] = []
+    second = threading.Thread(target=lambda: done.append(client.embed("all-minilm", ["two"])))
+    second.start()
+    assert hold.wait(10) and marker.read_text(encoding="utf-8") == "/api/embed #2\n"
+    second.join(0.2)
+    assert second.is_alive() and done == []  # held at the server
+    hold.release()
+    second.join(10)
+    assert len(done) == 1 and client.embed("all-minilm", ["three"]).shape == (1, 384)

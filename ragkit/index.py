@@ -108,7 +108,7 @@ class Index:
         given = settings or Settings.from_env()
         backends = chooser(backend or given.backend,
                            given.ollama_host if host is None else host, timeout, announce,
-                           threads=given.threads)
+                           threads=given.threads, cache_dir=given.cache_dir)
         return cls(path, store, backends, embed_model=embed_model, chunker=chunker,
                    settings=settings)
 

@@ -104,3 +104,19 @@ def test_the_backend_and_engine_threads_come_from_the_settings_not_the_environme
     with Index.open(tmp_path / "y", create=True) as index:
         chooser = index._backends
     assert (chooser.choice, chooser.embedded().n_threads) == ("ollama", 3)
+
+
+def test_the_engine_cache_comes_from_the_settings(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragkit import Index
+    from ragkit.backends.chooser import BackendChooser
+    from ragkit.backends.convert import default_cache_dir
+
+    monkeypatch.setenv("RAGKIT_CACHE", str(tmp_path / "from-env"))
+    assert default_cache_dir() == Settings().cache_dir  # the library alone: ragkit's default
+    assert BackendChooser().embedded().cache_dir is None
+    given = Settings(home=tmp_path, backend="embedded", cache_dir=tmp_path / "given")
+    with Index.open("x", create=True, settings=given) as index:
+        assert index._backends.embedded().cache_dir == tmp_path / "given"
+    with Index.open(tmp_path / "y", create=True) as index:  # the facade's fallback
+        assert index._backends.embedded().cache_dir == tmp_path / "from-env"

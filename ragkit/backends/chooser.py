@@ -10,6 +10,7 @@ same vectors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError, UsageError
@@ -40,6 +41,7 @@ class BackendChooser:
         timeout: float = 300.0,
         announce: Callable[[str], None] | None = None,
         threads: int | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         # The callers fill these from their settings; a bare chooser takes ragkit's defaults.
         choice = (choice or Settings().backend).lower()
@@ -52,6 +54,7 @@ class BackendChooser:
         self.timeout = timeout
         self._announce = announce
         self.threads = threads  # of the embedded engine (None: chosen per call)
+        self.cache_dir = cache_dir  # of its converted model (None: ragkit's default)
         self._announced: set[str] = set()
         self._ollama: OllamaClient | None = None
         self._ollama_models: set[str] | None = None  # None: not probed yet
@@ -101,7 +104,8 @@ class BackendChooser:
             from .embedded import EmbeddedBackend
 
             say = self._announce
-            self._embedded = EmbeddedBackend(n_threads=self.threads, on_convert=(
+            self._embedded = EmbeddedBackend(n_threads=self.threads, cache_dir=self.cache_dir,
+                                             on_convert=(
                 (lambda: say("converting all-minilm to GGUF (once; cached in RAGKIT_CACHE)…"))
                 if say else None))
         return self._embedded
@@ -134,11 +138,12 @@ def chooser(
     timeout: float,
     announce: Callable[[str], None] | None,
     threads: int | None = None,
+    cache_dir: Path | None = None,
 ) -> BackendChooser:
     """Wrap a ready backend, or choose one by name (``auto`` by default)."""
     if backend is None or isinstance(backend, str):
         return BackendChooser(backend, host=host, timeout=timeout, announce=announce,
-                              threads=threads)
+                              threads=threads, cache_dir=cache_dir)
     return _FixedChooser(backend)
 
 

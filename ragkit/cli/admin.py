@@ -172,8 +172,9 @@ def doctor(opts: dict[str, Any], model: str) -> None:
     from ..builds import resolve_index
     from ..doctor import run_checks
 
+    env = Settings.from_env()
     chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"],
-                             threads=Settings.from_env().threads)
+                             threads=env.threads, cache_dir=env.cache_dir)
     embed_model = opts["embed_model"] or DEFAULT_EMBED_MODEL
     checks = run_checks(chooser, [embed_model, model], resolve_index(opts["index_name"], None),
                         index_named=opts["index_name"] != "default")

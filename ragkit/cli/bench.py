@@ -55,8 +55,9 @@ def _backend_options(func: Any) -> Any:
 def _chooser(backend: str, host: str | None, timeout: float) -> Any:
     from ..backends.chooser import BackendChooser
 
+    env = Settings.from_env()
     return BackendChooser(backend, host=host, timeout=timeout, announce=say,
-                          threads=Settings.from_env().threads)
+                          threads=env.threads, cache_dir=env.cache_dir)
 
 
 class _Progress:

@@ -437,10 +437,11 @@ def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str
             raise
         raise RagkitError(f"ragkit serve needs the 'serve' extra ({exc.name} is missing) — "
                           "run `pip install 'ragkit[serve]'` or `make setup`") from None
+    env = Settings.from_env()
     settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,
                               insecure=insecure, backend=backend, host=host,
                               embed_model=embed_model, timeout=timeout, mcp=not no_mcp,
-                              threads=Settings.from_env().threads)
+                              threads=env.threads, cache_dir=env.cache_dir)
     run(settings, announce=say)
 
 

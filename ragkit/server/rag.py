@@ -88,7 +88,7 @@ class Catalog:
         self.home = settings.home or index_home()
         self.chat_model = settings.model or DEFAULT_CHAT_MODEL
         chooser = BackendChooser(settings.backend, host=settings.host, timeout=settings.timeout,
-                                 threads=settings.threads)
+                                 threads=settings.threads, cache_dir=settings.cache_dir)
         self.backend = ServerBackend(chooser, settings.timeout)
         self.upstream = chooser.host
         self._fixed = self._fixed_paths(settings.indexes)

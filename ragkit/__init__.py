@@ -6,9 +6,9 @@ and ``import ragkit`` stay fast (FAISS and the model engine load only when used)
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .lazy import lazy_exports
 from .version import __version__
 
 # name -> module that defines it
@@ -22,6 +22,7 @@ _EXPORTS = {
     "Answer": "answers",
     "AnswerStream": "answers",
     "AnswerPlan": "answering",
+    "AskOptions": "queries",
     "Conversation": "conversation",
     "IngestReport": "ingest.pipeline",
     "IngestProgress": "ingest.pipeline",
@@ -102,17 +103,12 @@ if TYPE_CHECKING:
     from .ingest.pipeline import IngestProgress, IngestReport
     from .ingest.shards import Shard
     from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
+    from .queries import AskOptions
     from .retrieval import Hit
     from .settings import Settings
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -22,12 +22,13 @@ import numpy as np
 from . import models
 from .loading.formats import location
 from .loading.paths import shown
+from .queries import RETRIEVAL_MODES
 from .scripts import is_cjk as _is_cjk_char
 from .store.local import Store
 
 __all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "retrieve"]
 
-MODES = ("hybrid", "vector", "keyword")
+MODES = RETRIEVAL_MODES  # the one list, in ragkit.queries
 
 #: Share of the embedding side in hybrid scores; the keyword side has the rest.
 #: Equal shares, measured with all-minilm (nDCG@10, benchmarks/compare_fusion.py):

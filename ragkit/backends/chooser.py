@@ -10,6 +10,7 @@ same vectors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError, UsageError
@@ -40,8 +41,11 @@ class BackendChooser:
         host: str | None = None,
         timeout: float = 300.0,
         announce: Callable[[str], None] | None = None,
+        threads: int | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
-        choice = (choice or Settings.from_env().backend).lower()
+        # The callers fill these from their settings; a bare chooser takes ragkit's defaults.
+        choice = (choice or Settings().backend).lower()
         if choice not in CHOICES:
             raise UsageError(f"unknown backend '{choice}' — use one of: {', '.join(CHOICES)}")
         if not timeout > 0:  # also refuses NaN (the Ollama client checks it the same way)
@@ -53,6 +57,8 @@ class BackendChooser:
         self.host = self.hosts[0]  # the one queries use first, and serve's upstream
         self.timeout = timeout
         self._announce = announce
+        self.threads = threads  # of the embedded engine (None: chosen per call)
+        self.cache_dir = cache_dir  # of its converted model (None: ragkit's default)
         self._announced: set[str] = set()
         self._ollama: OllamaClient | HostPool | None = None
         self._ollama_models: set[str] | None = None  # None: not probed yet
@@ -109,7 +115,8 @@ class BackendChooser:
             from .embedded import EmbeddedBackend
 
             say = self._announce
-            self._embedded = EmbeddedBackend(on_convert=(
+            self._embedded = EmbeddedBackend(n_threads=self.threads, cache_dir=self.cache_dir,
+                                             on_convert=(
                 (lambda: say("converting all-minilm to GGUF (once; cached in RAGKIT_CACHE)…"))
                 if say else None))
         return self._embedded
@@ -128,7 +135,7 @@ class BackendChooser:
             names: set[str] = set()
             if client.is_alive(timeout=PROBE_TIMEOUT):
                 try:
-                    names = {m.get("name", "") for m in client.list_models()}
+                    names = {m.name for m in client.list_models()}
                     self._ollama_up = True
                 except Exception:  # not an Ollama we can use: as good as none
                     names = set()
@@ -147,10 +154,13 @@ def chooser(
     host: str | None,
     timeout: float,
     announce: Callable[[str], None] | None,
+    threads: int | None = None,
+    cache_dir: Path | None = None,
 ) -> BackendChooser:
     """Wrap a ready backend, or choose one by name (``auto`` by default)."""
     if backend is None or isinstance(backend, str):
-        return BackendChooser(backend, host=host, timeout=timeout, announce=announce)
+        return BackendChooser(backend, host=host, timeout=timeout, announce=announce,
+                              threads=threads, cache_dir=cache_dir)
     return _FixedChooser(backend)
 
 

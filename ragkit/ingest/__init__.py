@@ -8,8 +8,9 @@ whole to the store (:mod:`.pipeline`); ``--shard`` picks a share of the files
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 __all__ = ["IngestProgress", "IngestReport", "Problem", "Shard", "default_parallel", "in_flight",
            "ingest"]
@@ -29,10 +30,4 @@ if TYPE_CHECKING:
     from .shards import Shard
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

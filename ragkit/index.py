@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ class Index:
         self._requested_chunker = chunker
         self._parallel: int | None = None  # embedding requests in flight, set per ingest
         self._exclude: list[Path] = []  # folders the walk leaves out (the index's own)
+        self._holding_lock = False  # a watcher keeps the writer lock between its ingests
         self._given_settings = settings
         # The last query embedded, so that an extractive answer need not embed it again.
         self._last_query: tuple[str, np.ndarray] | None = None
@@ -193,6 +195,7 @@ class Index:
         """Release files and locks."""
         if self._store:
             self._store.close()
+        self._holding_lock = False
 
     def delete(self) -> list[str]:
         """Delete the index: the files ragkit wrote, never anything else in its folder.
@@ -255,6 +258,40 @@ class Index:
             return self._first_build(roots, follow_symlinks, batch_size, progress)
         return self._update(self._store, roots, follow_symlinks, batch_size, progress)
 
+    def watch(
+        self,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        stop_event: threading.Event,
+        **options: Any,
+    ) -> None:
+        """Keep the index in step with the files under ``paths`` until ``stop_event`` is set.
+
+        Catches up first (one incremental ingest), then follows file events;
+        ``options`` and the rules are in :func:`ragkit.ingest.watch.watch`.
+        """
+        from .ingest.watch import watch
+
+        watch(self, paths, stop_event, **options)
+
+    def hold_writer_lock(self, hold: bool = True) -> None:
+        """Keep the writer lock between ingests (``hold``), or let it go after each one.
+
+        A watcher holds it for its whole life, so a second writer is refused
+        (:class:`IndexBusyError`).  Needs an index that exists; :meth:`close` lets go too.
+        """
+        if hold and not self._holding_lock and self._store is not None:
+            self._store.lock()
+            self._holding_lock = True
+        elif not hold and self._holding_lock:
+            self._holding_lock = False
+            if self._store is not None:
+                self._store.unlock()
+
+    @property
+    def exists(self) -> bool:
+        """Whether the index has been created (its first ingest committed a file)."""
+        return self._store is not None
+
     def _update(
         self,
         store: Store,
@@ -265,12 +302,14 @@ class Index:
     ) -> IngestReport:
         """An incremental ingest into the existing index, under its write lock."""
         self._check_settings()
-        store.lock()
+        if not self._holding_lock:
+            store.lock()
         try:
             clean_stale_work(self.path)
             report = self._ingest_into(store, paths, follow, batch_size, progress)
         finally:
-            store.unlock()
+            if not self._holding_lock:
+                store.unlock()
         if not store.count():
             raise nothing_indexed(report, paths, f"index '{self.name}' holds no files")
         return report

@@ -39,6 +39,7 @@ from .options import (
     with_index_options,
 )
 from .terminal import Sanitizer, clean, one_line
+from .watching import watch
 
 if TYPE_CHECKING:
     pass
@@ -387,6 +388,7 @@ cli.add_command(indexes)
 cli.add_command(models)
 cli.add_command(doctor)
 cli.add_command(bench)
+cli.add_command(watch)
 
 
 @cli.command()

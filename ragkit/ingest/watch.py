@@ -260,9 +260,9 @@ def _target(path: Path, root: Path) -> Path | None:
         return root if os.path.lexists(root) else None
     target = path
     if target.is_symlink() or not (target.is_file() or target.is_dir()):
-        target = target.parent
-    while target != root and (target.is_symlink() or not target.is_dir()):
-        target = target.parent
+        target = target.parent  # gone, a link or not a file: its folder's walk decides
+        while target != root and (target.is_symlink() or not target.is_dir()):
+            target = target.parent
     if target != root and os.path.realpath(target) != os.path.join(
             os.path.realpath(root), target.relative_to(root)):
         return root  # reached through a link: keys come from the root's walk

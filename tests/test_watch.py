@@ -8,7 +8,10 @@ a condition with a deadline (:func:`wait_until`), never for a fixed time.
 from __future__ import annotations
 
 import io
+import os
 import random
+import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from ollama_server import FakeOllama
 from test_crash import (
@@ -52,7 +56,7 @@ def wait_until(condition, what: str, watcher: Watching | None = None,
 
 
 def indexed(root: Path) -> dict[str, int]:
-    """The files committed to the index at ``root`` with their chunk counts ({} before it exists)."""
+    """The files committed to the index at ``root``, with their chunk counts ({} if none)."""
     if not Store.exists(root):
         return {}
     db = sqlite3.connect(f"file:{root / 'chunks.sqlite'}?mode=ro", uri=True, timeout=30)
@@ -264,8 +268,8 @@ def test_kill_9_at_any_moment_then_a_restart_equals_a_clean_build(tmp_path, olla
     ollama.delay = 0.02  # slow embeddings, so that kills land mid-batch
     for round_ in range(3):
         proc, lines = start_watch(ollama, home, docs)
-        wait_until(lambda: any("watching" in ln for ln in lines) or proc.poll() is not None,
-                   "the watcher to catch up")
+        wait_until(lambda p=proc, ls=lines: any("watching" in ln for ln in ls) or
+                   p.poll() is not None, "the watcher to catch up")
         assert proc.poll() is None, "".join(lines)
         # A burst of new, changed and deleted files; the kill lands somewhere inside it.
         for i in range(25):
@@ -276,7 +280,7 @@ def test_kill_9_at_any_moment_then_a_restart_equals_a_clean_build(tmp_path, olla
             else:
                 write_doc(victim, f"changed{round_}", rng)
         target = len(indexed(home / "w")) + rng.randint(1, 10)
-        wait_until(lambda: len(indexed(home / "w")) >= target, "some commits before the kill")
+        wait_until(lambda n=target: len(indexed(home / "w")) >= n, "some commits before the kill")
         assert kill(proc), "the watcher ended by itself"
         assert proc.stdout is not None
         proc.stdout.close()
@@ -288,14 +292,52 @@ def test_kill_9_at_any_moment_then_a_restart_equals_a_clean_build(tmp_path, olla
         wait_until(lambda: any("watching" in ln for ln in lines), "the watcher to be ready")
         # Idle: the restarted watcher's own lock is the only thing between it and us.
     finally:
-        proc.terminate()
-        assert proc.wait(30) == 0, "".join(lines)
+        proc.terminate()  # SIGTERM: as Ctrl-C
+        assert proc.wait(30) == 130, "".join(lines)
         out = proc.stdout.read().decode() if proc.stdout else ""
         if proc.stdout:
             proc.stdout.close()
     assert check_consistent(home / "w") == clean_build(home, ollama, docs)
     assert " added " in out  # one line per committed change, when not a terminal
     assert "stopped watching" in "".join(lines)
+
+
+def test_serve_watch_serves_while_keeping_the_index_in_step(env, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "first.md").write_text("The aardvark lives in Africa.\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragkit", "serve", "--listen", "127.0.0.1:0", "--watch",
+         str(docs), "--index", "w"], env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        lines.extend(raw.decode(errors="replace") for raw in proc.stderr)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any(" on http://" in ln for ln in lines) or proc.poll() is not None,
+                   "the server to start")
+        url = re.search(r" on (http://\S+)", "".join(lines))
+        assert url, "".join(lines)  # the new index was built from the folder, then served
+
+        def hits(query: str) -> list[str]:
+            reply = httpx.post(url.group(1) + "/indexes/w/search",
+                               json={"query": query, "retrieval": "keyword"}, timeout=30)
+            return [h["source"] for h in reply.json()["hits"]]
+
+        assert hits("aardvark")
+        (docs / "later.md").write_text("A pangolin rolls into a ball.\n")
+        wait_until(lambda: hits("pangolin"), "a file written while serving to be found")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        reader.join(10)
+    assert "building index 'w'" in "".join(lines)
+    assert "Traceback" not in "".join(lines)
 
 
 def test_rescan_targets_walk_as_little_as_covers_every_change(tmp_path, monkeypatch):

@@ -414,9 +414,12 @@ cli.add_command(watch)
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               envvar="RAGKIT_TIMEOUT", help="Seconds to wait for a model reply.")
 @click.option("--no-mcp", is_flag=True, help="Do not offer the MCP tools at /mcp.")
+@click.option("--watch", "watch_paths", multiple=True, metavar="PATH",
+              help="Keep the served index (the one --index names, else 'default') in step "
+              "with PATH while serving, as `ragkit watch` does (repeatable).")
 def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str | None,
           insecure: bool, backend: str, host: str | None, embed_model: str | None,
-          timeout: float, no_mcp: bool) -> None:
+          timeout: float, no_mcp: bool, watch_paths: tuple[str, ...]) -> None:
     """Serve the indexes over HTTP, as Ollama and OpenAI models named rag/<index>.
 
     Point Ollama clients at it with OLLAMA_HOST=127.0.0.1:11435 and OpenAI
@@ -434,7 +437,8 @@ def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str
                           "run `pip install 'ragkit[serve]'` or `make setup`") from None
     settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,
                               insecure=insecure, backend=backend, host=host,
-                              embed_model=embed_model, timeout=timeout, mcp=not no_mcp)
+                              embed_model=embed_model, timeout=timeout, mcp=not no_mcp,
+                              watch=watch_paths)
     run(settings, announce=say)
 
 

@@ -51,7 +51,8 @@ def watch(opts: dict[str, Any], paths: tuple[str, ...], follow_symlinks: bool,
     second writer of the index is refused while it runs.
     """
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a service stop: as Ctrl-C
+    if threading.current_thread() is threading.main_thread():  # a service stop: as Ctrl-C
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     with open_index(opts, create=True) as index, WatchDisplay(index.name, paths) as display:
         try:
             index.watch(paths, stop, follow_symlinks=follow_symlinks, batch_size=batch_size,
@@ -59,6 +60,7 @@ def watch(opts: dict[str, Any], paths: tuple[str, ...], follow_symlinks: bool,
                         on_event=display.event, progress=display.progress)
         except KeyboardInterrupt:
             display.stopped()
+            sys.exit(130)  # as any interrupted ragkit command
 
 
 class WatchDisplay:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, BadRequestError, LoadError, NothingIndexedError
+from ..errors import BackendError, BadRequestError, LoadError, NothingIndexedError, RagkitError
 from ..loading.files import IGNORED_DIRS, check_roots
 from .pipeline import IngestProgress, IngestReport
 
@@ -89,6 +89,7 @@ def watch(
     second instead of OS events (network file systems).  Raises what an ingest
     raises, except backend failures, which are waited out.
     """
+    _need_watchdog()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     roots = [Path(os.path.abspath(os.path.expanduser(os.fspath(p)))) for p in paths]
@@ -114,6 +115,15 @@ def watch(
         observer.stop()
         observer.join()
         index.hold_writer_lock(False)
+
+
+def _need_watchdog() -> None:
+    """A one-line error, before anything is done, when the ``watch`` extra is missing."""
+    try:
+        import watchdog.observers  # noqa: F401
+    except ImportError:
+        raise RagkitError("watching needs the 'watch' extra (watchdog is missing) — run "
+                          "`pip install 'ragkit[watch]'` or `make setup`") from None
 
 
 class Changes:

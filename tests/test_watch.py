@@ -244,6 +244,25 @@ def test_a_second_watcher_or_ingest_is_refused_while_one_watches(index, run, tmp
     assert run("ingest", str(docs), "--index", "w").exit_code == 0  # the lock went with it
 
 
+def test_an_empty_folder_is_watched_until_its_first_file_makes_the_index(
+        index, run, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    w = Watching(index, docs)
+    try:
+        w.ready()
+        assert not Store.exists(index.path)  # nothing to index: no index yet, still watching
+        (docs / "sub").mkdir()
+        (docs / "sub" / "first.md").write_text("the first note\n")
+        wait_until(lambda: key(docs / "sub" / "first.md") in indexed(index.path),
+                   "the first file to create the index", w)
+        wait_until(lambda: w.kinds().count("synced") >= 2, "the commit to be reported", w)
+        result = run("watch", str(docs), "--index", "w")  # the new index is held too
+        assert result.exit_code == 4, result.output
+    finally:
+        w.close()
+
+
 def start_watch(server, home: Path, folder: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
     """``ragkit watch`` as a process; its stderr lines are collected as they come."""
     proc = subprocess.Popen(

@@ -96,24 +96,24 @@ def watch(
     check_roots(roots)
     tell = on_event or (lambda event: None)
     index.hold_writer_lock()  # an index that exists: a second watcher is refused now
-    changes = Changes()
-    observer = start_observer(roots, changes, index.path, polling, tell)
+    changes, observer = Changes(), None
     try:
+        observer = start_observer(roots, changes, index.path, polling, tell)
         sync = _Syncer(index, changes, stop_event, tell,
                        dict(follow_symlinks=follow_symlinks, batch_size=batch_size,
                             parallel=parallel, progress=progress))
         report = sync.run(roots, roots)
         if report is None:
             return
-        index.hold_writer_lock()  # a new index exists from its first commit on
         tell(WatchEvent("ready", report, pending=changes.count()))
         while not stop_event.is_set():
             changed = changes.take(stop_event, debounce, 10 * debounce)
             if changed and sync.run(changed, roots) is None:
                 return
     finally:
-        observer.stop()
-        observer.join()
+        if observer is not None:
+            observer.stop()
+            observer.join()
         index.hold_writer_lock(False)
 
 
@@ -207,6 +207,7 @@ class _Syncer:
                 delay = min(2 * delay, RETRY_MOST)
                 pile |= self.changes.drain()  # what changed meanwhile goes in the retry
                 continue
+            self.index.hold_writer_lock()  # a new index exists from its first commit on
             if self.waiting:
                 self.waiting = False
                 self.tell(WatchEvent("resumed"))

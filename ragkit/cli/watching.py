@@ -120,11 +120,11 @@ class WatchDisplay:
             if not self.live:
                 click.echo(f"{now} {what} {shown}", file=self.out)
         for problem in report.failed:
-            self._line(f"failed {printable(problem.path)}: {problem.reason}")
+            self._line(f"failed {one_line(display_path(problem.path))}: {problem.reason}")
         for problem in report.skipped:
             if (problem.path, problem.reason) not in self._told:
                 self._told.add((problem.path, problem.reason))
-                self._line(f"skipped {printable(problem.path)}: {problem.reason}")
+                self._line(f"skipped {one_line(display_path(problem.path))}: {problem.reason}")
         self._chunks = report.total_chunks or self._chunks
 
     def _line(self, message: str) -> None:

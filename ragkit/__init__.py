@@ -6,9 +6,9 @@ and ``import ragkit`` stay fast (FAISS and the model engine load only when used)
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .lazy import lazy_exports
 from .version import __version__
 
 # name -> module that defines it
@@ -22,9 +22,11 @@ _EXPORTS = {
     "Answer": "answers",
     "AnswerStream": "answers",
     "AnswerPlan": "answering",
+    "AskOptions": "queries",
     "Conversation": "conversation",
     "IngestReport": "ingest.pipeline",
     "IngestProgress": "ingest.pipeline",
+    "Shard": "ingest.shards",
     "ChunkerSettings": "chunking.units",
     "Backend": "backends.base",
     "Metrics": "backends.base",
@@ -32,6 +34,7 @@ _EXPORTS = {
     "StreamChunk": "backends.base",
     "BackendChooser": "backends.chooser",
     "OllamaClient": "backends.ollama",
+    "HostPool": "backends.hosts",
     "EmbeddedBackend": "backends.embedded",
     "RagkitError": "errors",
     "BackendError": "errors",
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend, Metrics, Reply, StreamChunk
     from .backends.chooser import BackendChooser
     from .backends.embedded import EmbeddedBackend
+    from .backends.hosts import HostPool
     from .backends.ollama import OllamaClient
     from .chunking.units import ChunkerSettings
     from .conversation import Conversation
@@ -97,18 +101,14 @@ if TYPE_CHECKING:
     from .home import index_home
     from .index import Index
     from .ingest.pipeline import IngestProgress, IngestReport
+    from .ingest.shards import Shard
     from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
+    from .queries import AskOptions
     from .retrieval import Hit
     from .settings import Settings
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -17,6 +17,8 @@ from .backends.chooser import BackendChooser
 from .errors import BackendError, UsageError
 from .grounding import cited_numbers
 from .prompting import ContextFit, build_generate_prompt, build_messages
+from .queries import ANSWER_MODES, check_min_score
+from .queries import PROMPT_MODES as MODES
 from .retrieval import Hit
 from .store.keywords import keyword_terms
 
@@ -40,9 +42,6 @@ __all__ = [
     "stream_reply",
 ]
 
-MODES = ("chat", "generate")
-#: How an answer is made: quoted excerpts, a model's prose, or auto (see :func:`demo_notice`).
-ANSWER_MODES = ("auto", "extractive", "generate")
 #: Models too small to trust for written answers: ``auto`` answers with excerpts instead
 #: when the embedded engine runs them, and their generated answers carry a notice.
 DEMO_MODELS = frozenset({"smollm2:135m"})
@@ -160,18 +159,6 @@ def relevance_threshold(embed_model: str, min_score: float | None = None) -> flo
     if min_score is not None:
         return check_min_score(min_score)
     return models.relevance_threshold(embed_model)
-
-
-def check_min_score(min_score: float) -> float:
-    """``min_score`` if it is a finite number, else a UsageError (NaN would refuse nothing).
-
-    >>> check_min_score(0.5)
-    0.5
-    """
-    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not (
-            math.isfinite(min_score)):
-        raise UsageError(f"--min-score must be a finite number, got {min_score} — e.g. 0.5")
-    return float(min_score)
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,14 @@ class TimedBackend:
     def describe(self) -> str:
         return "timed backend"
 
+    def share(self, per_host: int) -> int:
+        """Requests to keep in flight: ``per_host`` for each of several Ollama hosts."""
+        from .ingest.scheduler import in_flight
+
+        if len(getattr(self.chooser, "hosts", ())) > 1 and self.chooser.choice != "embedded":
+            return in_flight(self.chooser.ollama(), per_host)
+        return per_host
+
     def has_model(self, model: str) -> bool:
         return bool(self._for(model).has_model(model))
 

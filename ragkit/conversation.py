@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .answering import Answer
+from .queries import AskOptions
 
 if TYPE_CHECKING:
     from .index import Index
@@ -28,28 +29,11 @@ class Conversation:
     #: question's topic through the search query (:meth:`search_query`).
     NO_HISTORY_MODELS = frozenset({"smollm2:135m"})
 
-    def __init__(
-        self,
-        index: Index,
-        *,
-        k: int = 4,
-        model: str | None = None,
-        options: Mapping[str, Any] | None = None,
-        retrieval: str = "hybrid",
-        min_score: float | None = None,
-        force: bool = False,
-        paths: Sequence[str] | None = None,
-        diversity: float = 0.0,
-        answer: str = "auto",
-    ) -> None:
+    def __init__(self, index: Index, ask: AskOptions | None = None, **changes: Any) -> None:
+        """A session over ``index``; ``ask`` (and field ``changes``) say how each turn answers."""
         self.index = index
-        self.answer = answer  # extractive, generate or auto: see Index.ask_stream
-        self.k = k
-        self.retrieval = retrieval
-        self.min_score, self.force = min_score, force
-        self.paths, self.diversity = paths, diversity
-        self.model = model
-        self.options = dict(options or {})
+        # A conversation is chat-shaped: history goes in as messages.
+        self.ask = (ask or AskOptions()).with_(**changes).with_(mode="chat")
         self.history: list[dict[str, Any]] = []
         self.last: Answer | None = None
 
@@ -67,26 +51,13 @@ class Conversation:
 
     def model_history(self) -> list[dict[str, Any]]:
         """The earlier messages the model is sent with the next question."""
-        model = self.model or self.index.chat_model
+        model = self.ask.model or self.index.chat_model
         return [] if model in self.NO_HISTORY_MODELS else self.history[-self.HISTORY :]
 
     def ask_stream(self, question: str) -> Iterator[str]:
         """Stream the answer to the next question; afterwards :attr:`last` holds it."""
-        stream = self.index.ask_stream(
-            question,
-            k=self.k,
-            mode="chat",
-            model=self.model,
-            options=self.options,
-            history=self.model_history(),
-            search_query=self.search_query(question),
-            retrieval=self.retrieval,
-            min_score=self.min_score,
-            force=self.force,
-            paths=self.paths,
-            diversity=self.diversity,
-            answer=self.answer,
-        )
+        stream = self.index.ask_stream(question, self.ask, history=self.model_history(),
+                                       search_query=self.search_query(question))
         yield from stream
         self.last = stream.answer
         self.history += [

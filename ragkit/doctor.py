@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .backends.chooser import BackendChooser
 from .errors import BackendError, ModelNotFoundError, RagkitError
@@ -33,21 +34,32 @@ def run_checks(
     (the default index not existing yet is only a note).
     """
     return [
-        _check_ollama(chooser),
+        *_check_hosts(chooser),
         _check_embedded(chooser),
         *(_check_model(chooser, m) for m in models),
         _check_index(index_path, required=index_named),
     ]
 
 
-def _check_ollama(chooser: BackendChooser) -> Check:
-    client = chooser.ollama()
+def _check_hosts(chooser: BackendChooser) -> list[Check]:
+    """One check per Ollama host; with several, a host down is a note while another answers."""
+    pool = chooser.ollama()
+    clients = getattr(pool, "clients", [pool])
+    checks = [_check_ollama(chooser, client) for client in clients]
+    if len(checks) > 1 and any(c.ok for c in checks):
+        checks = [c if c.ok else Check(c.name, False, c.detail + " (the other hosts serve)",
+                                       c.fix, blocking=False) for c in checks]
+    return checks
+
+
+def _check_ollama(chooser: BackendChooser, client: Any) -> Check:
+    host = client.host
     if not client.is_alive(timeout=1.0):
         if chooser.choice == "ollama":  # asked for by name: nothing else will serve
-            return Check("ollama", False, f"no Ollama answers at {chooser.host}",
+            return Check("ollama", False, f"no Ollama answers at {host}",
                          "start it with `ollama serve`, or set OLLAMA_HOST (or --host) to "
                          "where it runs")
-        return Check("ollama", False, f"no Ollama answers at {chooser.host}",
+        return Check("ollama", False, f"no Ollama answers at {host}",
                      "start it with `ollama serve` (or set OLLAMA_HOST); until then the "
                      f"embedded engine serves {DEFAULT_EMBED_MODEL} and {DEFAULT_CHAT_MODEL}",
                      blocking=False)
@@ -55,9 +67,9 @@ def _check_ollama(chooser: BackendChooser) -> Check:
         version = client.version()
         count = len(client.list_models())
     except RagkitError as exc:
-        return Check("ollama", False, f"Ollama at {chooser.host} misbehaves: {exc}",
+        return Check("ollama", False, f"Ollama at {host} misbehaves: {exc}",
                      "restart `ollama serve`")
-    return Check("ollama", True, f"Ollama {version} at {chooser.host}, {count} models")
+    return Check("ollama", True, f"Ollama {version} at {host}, {count} models")
 
 
 def _check_embedded(chooser: BackendChooser) -> Check:

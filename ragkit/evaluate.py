@@ -30,11 +30,13 @@ from .retrieval import Hit
 
 __all__ = [
     "EVAL_INDEXES",
+    "WHOLE_DOCUMENT",
     "AnswerEvalResult",
     "BeirSet",
     "EvalResult",
     "HitRateResult",
     "contains_gold",
+    "eval_index_path",
     "evaluate_answers",
     "evaluate_beir",
     "evaluate_questions",
@@ -384,3 +386,26 @@ def evaluate_answers(
     return AnswerEvalResult(data.name, answer_mode, len(chosen), len(data.queries),
                             hits / total, answered / total, percentile(latencies, 50),
                             percentile(latencies, 95))
+
+
+#: A chunk size no document reaches: each document becomes one chunk, and the
+#: embedder cuts it at its window, as sentence-transformers does for MTEB.
+WHOLE_DOCUMENT = 1_000_000
+
+
+def eval_index_path(home: Path, dataset: str, embed_model: str,
+                    chunking: tuple[int, int] | None = None) -> Path:
+    """Where ``ragkit eval`` keeps a BEIR set's index: one per model and chunking, reused.
+
+    ``chunking``: ``(size, overlap)`` when not ingest's default.
+
+    >>> eval_index_path(Path("h"), "scifact", "all-minilm:l6", (128, 16)).as_posix()
+    'h/.eval-indexes/eval-scifact-all-minilm-l6-c128o16'
+    >>> eval_index_path(Path("h"), "scifact", "all-minilm", (WHOLE_DOCUMENT, 0)).name
+    'eval-scifact-all-minilm-whole'
+    """
+    name = f"eval-{dataset}-{embed_model.replace(':', '-')}"
+    if chunking is not None:
+        size, overlap = chunking
+        name += "-whole" if size == WHOLE_DOCUMENT else f"-c{size}o{overlap}"
+    return home / EVAL_INDEXES / name

@@ -165,9 +165,22 @@ def extract(
                       - RANK_PENALTY * (c.n - 1), c)
                      for c, cos in zip(shortlist, cosines, strict=True)),
                     key=lambda pair: -pair[0])
+    scored = _distinct(scored)
     best = scored[0][0]
     kept = [(s, c) for s, c in scored[:MAX_UNITS] if s >= best * KEEP_SHARE or c is scored[0][1]]
     return _excerpts(hits, units, kept)
+
+
+def _distinct(scored: list[tuple[float, _Candidate]]) -> list[tuple[float, _Candidate]]:
+    """``scored`` without the units whose text a better one already says (copies of a file)."""
+    seen: set[str] = set()
+    out = []
+    for score, c in scored:
+        key = " ".join(c.text.split()).casefold()
+        if key not in seen:
+            seen.add(key)
+            out.append((score, c))
+    return out
 
 
 def _sections(hit: Hit) -> list[tuple[Unit, str]]:

@@ -11,22 +11,18 @@ Typical use (needs a backend; see the README)::
 
 from __future__ import annotations
 
-import numbers
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .answering import (
-    ANSWER_MODES,
-    MODES,
     Answer,
     AnswerStream,
     answer_plan,
-    check_min_score,
     context_limits,
     options_for,
     relevance,
@@ -35,59 +31,27 @@ from .answering import (
 )
 from .backends.base import Backend
 from .backends.chooser import BackendChooser, chooser
+from .builds import Build, check_model, open_store, resolve_index
 from .chunking.units import ChunkerSettings
-from .errors import (
-    BackendError,
-    EmbeddingMismatchError,
-    IndexCorruptError,
-    IndexFolderError,
-    IndexNotFoundError,
-    IndexVersionError,
-    UsageError,
-)
+from .errors import BackendError, EmbeddingMismatchError, IndexNotFoundError, UsageError
 from .extractive import Excerpt, extract
-from .home import index_home, not_found
-from .ingest.pipeline import IngestProgress, IngestReport, ingest
+from .home import index_home
+from .ingest.pipeline import IngestProgress, IngestReport
+from .ingest.scheduler import in_flight
+from .ingest.shards import Shard
+from .inventory import folder_size
 from .loading.files import check_roots, max_file_mb
-from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, embedding_prefixes
+from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from .prompting import fit_context
-from .retrieval import MODES as RETRIEVAL_MODES
+from .queries import MAX_K, AskOptions, check_search
 from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
 from .settings import Settings
-from .store.building import (
-    clean_stale_work,
-    delete_index,
-    first_build,
-    new_manifest,
-    nothing_indexed,
-    replacement,
-    swap_folders,
-)
-from .store.folders import (
-    check_new_folder,
-    check_new_name,
-    check_path_length,
-    expand_user,
-    index_inside,
-    lock_index,
-    real_folder,
-)
+from .store.building import delete_index
+from .store.folders import expand_user, index_inside
 from .store.local import Store
 
-__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "resolve_index"]
-
-MAX_K = 1000
-
-
-def resolve_index(name_or_path: str | Path, home: Path | None) -> Path:
-    """The folder of an index: a bare name is in ``home``; anything with a slash is a path."""
-    text = str(name_or_path)
-    if not text.strip():
-        raise UsageError("index name is empty — pass --index NAME")
-    path = expand_user(text) if os.sep in text or text.startswith(".") else (
-        (home or index_home()) / text)
-    check_path_length(path)
-    return path
+__all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "AskOptions", "Index",
+           "resolve_index"]
 
 
 class Index:
@@ -109,8 +73,6 @@ class Index:
         self._backends = backends
         self._requested_model = embed_model
         self._requested_chunker = chunker
-        self._parallel: int | None = None  # embedding requests in flight, set per ingest
-        self._exclude: list[Path] = []  # folders the walk leaves out (the index's own)
         self._holding_lock = False  # a watcher keeps the writer lock between its ingests
         self._given_settings = settings
         # The last query embedded, so that an extractive answer need not embed it again.
@@ -143,27 +105,14 @@ class Index:
         out (default: read from the environment when needed).
         """
         path = resolve_index(name_or_path, home or (settings.home if settings else None))
-        if path.exists() and not path.is_dir():
-            raise IndexFolderError(str(path), f"{path} is a file, not an index folder",
-                                   "pass --index a name, or the path of an index folder")
-        store = None
-        if Store.exists(path):
-            try:
-                store = Store.open(path)
-            except (IndexCorruptError, IndexVersionError) as exc:
-                repairable = create and rebuild and isinstance(exc, IndexCorruptError)
-                if not (damaged_ok or repairable):
-                    raise
-        elif create:
-            check_new_name(path)
-            check_new_folder(real_folder(path))
-        if store is None and not create and not (damaged_ok and Store.exists(path)):
-            from_home = home is None and path.parent == index_home()
-            raise not_found(str(name_or_path), path, from_home)
-        if settings is not None:  # what the arguments leave out
-            backend = backend or settings.backend
-            host = settings.ollama_host if host is None else host
-        backends = chooser(backend, host, timeout, announce)
+        store = open_store(path, str(name_or_path), create=create, rebuild=rebuild,
+                           damaged_ok=damaged_ok,
+                           from_home=lambda: home is None and path.parent == index_home())
+        # The facade is where a library caller's omissions are filled from the environment.
+        given = settings or Settings.from_env()
+        backends = chooser(backend or given.backend,
+                           given.ollama_host if host is None else host, timeout, announce,
+                           threads=given.threads, cache_dir=given.cache_dir)
         return cls(path, store, backends, embed_model=embed_model, chunker=chunker,
                    settings=settings)
 
@@ -187,6 +136,12 @@ class Index:
     def embed_model(self) -> str:
         """The embedding model this index uses."""
         return self.manifest.get("embed_model") or self._requested_model or DEFAULT_EMBED_MODEL
+
+    def info(self) -> dict[str, Any]:
+        """Name, path, chunk and file counts, size in bytes, then the manifest's fields."""
+        return {"name": self.name, "path": str(self.path), "chunks": len(self),
+                "files": len(self._store.files()) if self._store else 0,
+                "size": folder_size(self.path), **self.manifest}
 
     def __len__(self) -> int:
         return self._store.count() if self._store else 0
@@ -227,6 +182,7 @@ class Index:
         batch_size: int = 64,
         progress: Callable[[IngestProgress], None] | None = None,
         parallel: int | None = None,
+        shard: str | Shard | None = None,
     ) -> IngestReport:
         """Index new and changed files under ``paths`` and drop deleted ones.
 
@@ -236,27 +192,34 @@ class Index:
 
         ``parallel``: embedding requests in flight (default: ``RAGKIT_PARALLEL``,
         else ``OLLAMA_NUM_PARALLEL`` + 1).
+        With several Ollama hosts, that many per host.
+
+        ``shard`` (``"i/n"``): only the files of shard i of n are indexed, updated or
+        removed, so n runs (on n machines) share one corpus; see :mod:`ragkit.ingest.shards`.
 
         A first build writes straight into the index folder, so whatever it
         committed survives Ctrl-C or a crash and the next run resumes.  A
         ``rebuild`` of an existing index builds next to it and swaps the result
         in, so the old index stays usable until the new one is complete.
         """
-        self._parallel = self._settings().parallel if parallel is None else parallel
+        settings = self._settings()
+        parallel = settings.parallel if parallel is None else parallel
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         roots = [expand_user(os.fspath(p)) for p in paths]
         if not roots:
             raise UsageError("nothing to ingest — give at least one file or folder")
         check_roots(roots)  # mistakes in what was asked are reported before a model loads
-        max_file_mb(self._settings())
-        self._exclude = index_inside(self.path, roots)
-        if rebuild and (self._store is not None or Store.exists(self.path)):
-            # (No store but a manifest: the folder holds a damaged index to replace.)
-            return self._build_fresh(roots, follow_symlinks, batch_size, progress)
-        if self._store is None:
-            return self._first_build(roots, follow_symlinks, batch_size, progress)
-        return self._update(self._store, roots, follow_symlinks, batch_size, progress)
+        build = Build(self.path, self._store, self._embed, self._requested_model,
+                      self._requested_chunker, lambda model: self._in_flight(model, parallel),
+                      max_file_mb(settings), follow_symlinks, batch_size, progress,
+                      index_inside(self.path, roots),
+                      Shard.parse(shard) if isinstance(shard, str) else shard,
+                      lock_held=self._holding_lock)
+        try:
+            return build.run(roots, rebuild)
+        finally:
+            self._store, self._requested_chunker = build.store, build.chunker
 
     def watch(
         self,
@@ -292,144 +255,14 @@ class Index:
         """Whether the index has been created (its first ingest committed a file)."""
         return self._store is not None
 
-    def _update(
-        self,
-        store: Store,
-        paths: list[Path],
-        follow: bool,
-        batch_size: int,
-        progress: Callable[[IngestProgress], None] | None,
-    ) -> IngestReport:
-        """An incremental ingest into the existing index, under its write lock."""
-        self._check_settings()
-        if not self._holding_lock:
-            store.lock()
-        try:
-            clean_stale_work(self.path)
-            report = self._ingest_into(store, paths, follow, batch_size, progress)
-        finally:
-            if not self._holding_lock:
-                store.unlock()
-        if not store.count():
-            raise nothing_indexed(report, paths, f"index '{self.name}' holds no files")
-        return report
-
-    def _ingest_into(
-        self,
-        store: Store,
-        paths: list[Path],
-        follow: bool,
-        batch_size: int,
-        progress: Callable[[IngestProgress], None] | None,
-    ) -> IngestReport:
-        return ingest(store, paths, self._embed_documents, chunker=self._chunker(),
-                      document_prefix=self._prefixes()[1], batch_size=batch_size,
-                      parallel=self._parallel, follow_symlinks=follow, progress=progress,
-                      exclude=self._exclude, max_mb=self._settings().max_file_mb)
-
-    def _first_build(
-        self,
-        paths: list[Path],
-        follow: bool,
-        batch_size: int,
-        progress: Callable[[IngestProgress], None] | None,
-    ) -> IngestReport:
-        """Create the index, which appears at its first commit; then it fills in place.
-
-        See :func:`~ragkit.store.building.first_build`: a run that fails or is killed
-        before its first commit leaves nothing, nor does one that indexes nothing.
-        """
-        model, chunker, dimension = self._new_settings()  # fails before anything is created
-        manifest = new_manifest(model, dimension, chunker)
-        with first_build(self.path, manifest) as store:
-            if store is None:  # another process created it since we looked
-                self._store = Store.open(self.path)
-                return self._update(self._store, paths, follow, batch_size, progress)
-            self._store, self._requested_chunker = store, None
-            try:
-                report = self._ingest_into(store, paths, follow, batch_size, progress)
-                if not store.count():
-                    raise nothing_indexed(report, paths, "no index was created")
-                return report
-            finally:
-                if store.root != real_folder(self.path):  # never published: it is gone
-                    self._store = None
-
-    def _build_fresh(
-        self,
-        paths: list[Path],
-        follow: bool,
-        batch_size: int,
-        progress: Callable[[IngestProgress], None] | None,
-    ) -> IngestReport:
-        """Build into a work folder, then swap it in: the old index survives a failure.
-
-        See :mod:`ragkit.store.building` for the work folder and the swap.
-        """
-        with lock_index(self.path):  # the lock Store.lock() takes: one writer at a time
-            clean_stale_work(self.path)
-            model, chunker, dimension = self._new_settings()
-            manifest = new_manifest(model, dimension, chunker)
-            with replacement(self.path, manifest, self._swap_in) as new:
-                report = ingest(new, paths, self._embed_documents_with(model),
-                                chunker=chunker, document_prefix=embedding_prefixes(model)[1],
-                                batch_size=batch_size, parallel=self._parallel,
-                                follow_symlinks=follow, progress=progress,
-                                exclude=self._exclude,
-                                max_mb=self._settings().max_file_mb)
-                if not new.count():
-                    raise nothing_indexed(report, paths, "the old index is kept as it was")
-        return report
-
-    def _swap_in(self, building: Path) -> None:
-        """Replace the index folder with the freshly built one and open it."""
-        if self._store is not None:
-            self._store.close()
-        swap_folders(building, self.path)
-        self._store = Store.open(self.path)
-        self._requested_chunker = None
-
-    def _new_settings(self) -> tuple[str, ChunkerSettings, int]:
-        """Model, chunker and vector size of a new build (the model embeds a probe)."""
-        model = self._requested_model or self.embed_model
-        chunker = self._requested_chunker or ChunkerSettings()
-        return model, chunker, self._embed(model, ["dimension probe"]).shape[1]
-
-    def _chunker(self) -> ChunkerSettings:
-        settings = dict(self.manifest.get("chunker", {}))
-        return ChunkerSettings(size=int(settings["size"]), overlap=int(settings["overlap"]))
-
-    def _check_settings(self) -> None:
-        """Refuse an incremental ingest whose model or chunker differs from the index's."""
-        self._check_model()
-        wanted = self._requested_chunker
-        if wanted and wanted != self._chunker():
-            have = self._chunker()
-            raise UsageError(
-                f"index '{self.name}' is chunked with size={have.size} overlap={have.overlap}; "
-                "changing that needs a full re-index: add --rebuild"
-            )
-
-    def _check_model(self) -> None:
-        built = self.manifest.get("embed_model")
-        wanted = self._requested_model
-        if built and wanted and wanted != built:
-            raise EmbeddingMismatchError(
-                f"index '{self.name}' was built with embedding model '{built}' "
-                f"({self.manifest.get('dimension')} dims), not '{wanted}' — use "
-                f"--embed-model {built}, or re-index with --rebuild"
-            )
-
     # -- embedding -----------------------------------------------------------------
+
+    def _in_flight(self, model: str, per_host: int) -> int:
+        """Embedding requests to keep in flight: ``per_host`` for each host serving ``model``."""
+        return in_flight(self._backends.for_model(model), per_host)
 
     def _embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
         return self._backends.for_model(model).embed(model, texts)
-
-    def _embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embed(self.embed_model, texts)
-
-    def _embed_documents_with(self, model: str) -> Callable[[Sequence[str]], np.ndarray]:
-        return lambda texts: self._embed(model, texts)
 
     def _prefixes(self) -> tuple[str, str]:
         m = self.manifest
@@ -452,14 +285,7 @@ class Index:
         :func:`ragkit.retrieval.match_paths`).  ``diversity`` (0..1): re-rank by
         maximal marginal relevance so near-copies do not fill the top ``k``.
         """
-        _check_k(k)
-        if not query.strip():
-            raise UsageError("the query is empty — say what to search for")
-        if mode not in RETRIEVAL_MODES:
-            raise UsageError(
-                f"unknown retrieval mode '{mode}' — use one of: {', '.join(RETRIEVAL_MODES)}")
-        if not 0.0 <= diversity <= 1.0:
-            raise UsageError(f"diversity must be between 0 and 1, got {diversity}")
+        check_search(query, k, mode, diversity)
         if self._store is None or len(self) == 0:
             return []
         ids = self._chunks_under(paths) if paths else None
@@ -492,7 +318,7 @@ class Index:
     def _embed_query(self, query: str) -> np.ndarray:
         """The query's embedding, checked against the index's model and dimension."""
         assert self._store is not None
-        self._check_model()
+        check_model(self.name, self.manifest, self._requested_model)
         vector = self._embed(self.embed_model, [self._prefixes()[0] + query])
         if vector.shape[1] != self._store.dimension:
             raise EmbeddingMismatchError(
@@ -533,21 +359,17 @@ class Index:
     def ask_stream(
         self,
         question: str,
+        ask: AskOptions | None = None,
         *,
-        k: int = 4,
-        mode: str = "chat",
-        model: str | None = None,
-        options: Mapping[str, Any] | None = None,
         history: Sequence[dict[str, Any]] = (),
         search_query: str | None = None,
-        retrieval: str = "hybrid",
-        min_score: float | None = None,
-        force: bool = False,
-        paths: Sequence[str] | None = None,
-        diversity: float = 0.0,
-        answer: str = "auto",
+        **changes: Any,
     ) -> AnswerStream:
         """Retrieve for ``question`` and stream the answer (see :class:`AnswerStream`).
+
+        ``ask``: how to answer (:class:`~ragkit.queries.AskOptions`); keyword
+        ``changes`` override its fields (``index.ask(q, k=2)``).  ``history``:
+        earlier messages; ``search_query``: what to retrieve with, if not the question.
 
         ``answer``: ``extractive`` quotes the passages' best sentences,
         ``generate`` has the chat model write the answer, ``auto`` (the
@@ -560,33 +382,30 @@ class Index:
         passages, are left out until it fits, and the stream's ``note`` says
         so.  A UsageError when not even the best passage fits.
         """
+        ask = (ask or AskOptions()).with_(**changes)
         if not question.strip():
             raise UsageError("the question is empty — ask something")
-        if mode not in MODES:
-            raise UsageError(f"unknown mode '{mode}' — use one of: {', '.join(MODES)}")
-        if answer not in ANSWER_MODES:
-            raise UsageError(f"unknown answer mode '{answer}' — use one of: "
-                             f"{', '.join(ANSWER_MODES)}")
-        if min_score is not None:
-            check_min_score(min_score)
-        hits = self.search(search_query or question, k, mode=retrieval, paths=paths,
-                           diversity=diversity)
-        model = model or self.chat_model
-        relevant = force or self._relevant(search_query or question, hits, min_score)
+        ask.check()
+        query = search_query or question
+        hits = self.search(query, ask.k, mode=ask.retrieval, paths=ask.paths or None,
+                           diversity=ask.diversity)
+        model = ask.model or self.chat_model
+        relevant = ask.force or self._relevant(query, hits, ask.min_score)
         if not hits or not relevant:
-            planned = {"auto": None, "extractive": "extractive"}.get(answer, "generated")
-            return AnswerStream(question, hits, None, mode=mode, model=model,
+            planned = {"auto": None, "extractive": "extractive"}.get(ask.answer, "generated")
+            return AnswerStream(question, hits, None, mode=ask.mode, model=model,
                                 answer_mode=planned)
-        plan = answer_plan(answer, model, self._backends)
+        plan = answer_plan(ask.answer, model, self._backends)
         if plan.backend is None:
-            return AnswerStream(question, hits, None, mode=mode, model=None,
+            return AnswerStream(question, hits, None, mode=ask.mode, model=None,
                                 answer_mode="extractive", notice=plan.notice,
                                 excerpts=self._excerpts(question, hits))
-        opts = options_for(model, dict(options or {}))
+        opts = options_for(model, dict(ask.options))
         num_ctx, reserve = context_limits(opts)
-        fit = fit_context(question, hits, history, mode=mode, num_ctx=num_ctx, reserve=reserve)
-        chunks = stream_reply(plan.backend, model, mode, question, fit, opts)
-        return AnswerStream(question, fit.hits, chunks, mode=mode, model=model, fit=fit,
+        fit = fit_context(question, hits, history, mode=ask.mode, num_ctx=num_ctx,
+                          reserve=reserve)
+        chunks = stream_reply(plan.backend, model, ask.mode, question, fit, opts)
+        return AnswerStream(question, fit.hits, chunks, mode=ask.mode, model=model, fit=fit,
                             embed=self._embed_passages, notice=plan.notice)
 
     def _excerpts(self, question: str, hits: list[Hit]) -> list[Excerpt]:
@@ -612,13 +431,7 @@ class Index:
         score = relevance(question, hits)
         return threshold is None or score is None or score >= threshold
 
-    def ask(self, question: str, **kwargs: Any) -> Answer:
+    def ask(self, question: str, ask: AskOptions | None = None, **changes: Any) -> Answer:
         """Like :meth:`ask_stream`, but wait for the whole answer."""
-        return self.ask_stream(question, **kwargs).answer
+        return self.ask_stream(question, ask, **changes).answer
 
-
-def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise UsageError(f"-k must be a whole number between 1 and {MAX_K}, got {k!r}")
-    if not 1 <= k <= MAX_K:
-        raise UsageError(f"-k must be between 1 and {MAX_K}, got {k}")

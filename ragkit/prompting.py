@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .chunking.units import approx_tokens
 from .errors import PromptTooLongError
+from .loading.formats import location
 from .prompt_guard import defuse, defuse_specials
 
 if TYPE_CHECKING:
@@ -83,11 +84,11 @@ def _passage(n: int, hit: Hit, specials: Iterable[str] = ()) -> str:
     Hi.
     """
     # hit.source, not hit.path: its undecodable name bytes are escaped (no tokenizer takes them).
-    name = os.path.basename(hit.source) + (f":{hit.page}" if hit.page is not None else "")
+    name, heading = location(os.path.basename(hit.source), hit.page, hit.heading)
     # The name and the heading are document text too; one line, so that a newline
     # in a file name cannot start a label of its own.
     specials = tuple(specials)
-    label = " ".join(defuse(f"{name} — {hit.heading}" if hit.heading else name, specials).split())
+    label = " ".join(defuse(f"{name} — {heading}" if heading else name, specials).split())
     return f"[{n}] {label}\n{defuse(hit.text.strip(), specials)}"
 
 

@@ -20,13 +20,15 @@ from typing import Any
 import numpy as np
 
 from . import models
+from .loading.formats import location
 from .loading.paths import shown
+from .queries import RETRIEVAL_MODES
 from .scripts import is_cjk as _is_cjk_char
 from .store.local import Store
 
 __all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "retrieve"]
 
-MODES = ("hybrid", "vector", "keyword")
+MODES = RETRIEVAL_MODES  # the one list, in ragkit.queries
 
 #: Share of the embedding side in hybrid scores; the keyword side has the rest.
 #: Equal shares, measured with all-minilm (nDCG@10, benchmarks/compare_fusion.py):
@@ -81,17 +83,24 @@ class Hit:
 
     @property
     def location(self) -> str:
-        """``source:page`` for paged documents, else ``source``.
+        """Where the chunk is: ``source:page`` for a PDF, ``source:slide 3``, ``source:Sheet``...
+
+        (see :func:`ragkit.loading.formats.location`), else ``source``.
 
         >>> Hit(1, 0.5, 1, "/x/h.pdf", "h.pdf", 3, "", "t").location
         'h.pdf:3'
         """
-        return f"{self.source}:{self.page}" if self.page is not None else self.source
+        return location(self.source, self.page, self.heading)[0]
 
     @property
     def citation(self) -> str:
-        """Location plus heading path, as shown next to a passage."""
-        return f"{self.location} — {self.heading}" if self.heading else self.location
+        """Location plus heading path, as shown next to a passage.
+
+        >>> Hit(1, 0.5, 1, "/x/d.pptx", "d.pptx", 3, "Plan", "t").citation
+        'd.pptx:slide 3 — Plan'
+        """
+        where, heading = location(self.source, self.page, self.heading)
+        return f"{where} — {heading}" if heading else where
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as ``ragkit search --json`` prints it (file names escaped).
@@ -99,7 +108,7 @@ class Hit:
         A score that is not a finite number (from vectors a broken model left in
         an older index) becomes null: ``NaN`` is not JSON.
         """
-        fields = {**asdict(self), "path": shown(self.path)}
+        fields = {**asdict(self), "path": shown(self.path), "location": self.location}
         for name in ("score", "cosine"):
             if fields[name] is not None and not math.isfinite(fields[name]):
                 fields[name] = None

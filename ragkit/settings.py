@@ -16,7 +16,8 @@ from pathlib import Path
 from .errors import UsageError
 from .models import DEFAULT_CHAT_MODEL
 
-__all__ = ["DEFAULT_MAX_FILE_MB", "DEFAULT_PARALLEL", "Settings", "debug_enabled", "dumb_terminal"]
+__all__ = ["DEFAULT_MAX_FILE_MB", "DEFAULT_PARALLEL", "Settings", "debug_enabled", "dumb_terminal",
+           "split_hosts"]
 
 DEFAULT_MAX_FILE_MB = 32  # HTML files; PDFs may be PDF_SIZE_FACTOR times bigger
 #: Embedding requests in flight when neither RAGKIT_PARALLEL nor OLLAMA_NUM_PARALLEL says.
@@ -37,7 +38,8 @@ class Settings:
     cache_dir: Path = Path.home() / ".cache" / "ragkit"
     #: auto, ollama or embedded (RAGKIT_BACKEND).
     backend: str = "auto"
-    #: The Ollama server, as written (OLLAMA_HOST; empty: the default address).
+    #: The Ollama server, as written (OLLAMA_HOST; empty: the default address).  A
+    #: comma-separated list names several servers (:attr:`ollama_hosts`).
     ollama_host: str = ""
     #: The chat model (RAGKIT_CHAT_MODEL).
     chat_model: str = DEFAULT_CHAT_MODEL
@@ -56,6 +58,11 @@ class Settings:
     debug: bool = False
     #: The terminal cannot redraw a progress line (TERM=dumb).
     dumb_terminal: bool = False
+
+    @property
+    def ollama_hosts(self) -> list[str]:
+        """The Ollama servers OLLAMA_HOST names, as written (empty: the default address)."""
+        return split_hosts(self.ollama_host)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -81,6 +88,15 @@ class Settings:
             debug=debug_enabled(environ),
             dumb_terminal=dumb_terminal(environ),
         )
+
+
+def split_hosts(value: str) -> list[str]:
+    """The entries of a comma-separated host list, as written (empty ones dropped).
+
+    >>> split_hosts("gpu1:11434, gpu2"), split_hosts("")
+    (['gpu1:11434', 'gpu2'], [])
+    """
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def dumb_terminal(environ: Mapping[str, str] = os.environ) -> bool:

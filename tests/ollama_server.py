@@ -12,6 +12,9 @@
   of float32's range, strings, null, nested, zeros, ragged, one short or of
   another size; a huge reply, one endless stream line, a never-ending stream,
   a reply trickled a byte at a time, or a redirect (see :data:`FAULTS`).
+* **Holds**: :meth:`FakeOllama.hold` stops the Nth request to a path until the test
+  releases it, so a crash test kills its client at a known point instead of
+  sleeping and hoping the client is still running.
 
 Other test modules start one with ``with FakeOllama() as server:`` (or the ``ollama``
 fixture) and point ragkit at ``server.url``, e.g. through ``OLLAMA_HOST``.
@@ -28,10 +31,11 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["BUSY", "DIM", "REGISTRY", "RUNNER_STOPPED", "FakeOllama", "fake_embedding",
+__all__ = ["BUSY", "DIM", "REGISTRY", "RUNNER_STOPPED", "FakeOllama", "Hold", "fake_embedding",
            "free_port"]
 
 DIM = 384
@@ -124,6 +128,49 @@ def _profile(name: str) -> dict[str, Any]:
             "quantization_level": "Q8_0"}
 
 
+class Hold:
+    """The Nth matching request to a path, held until :meth:`release` (see :meth:`FakeOllama.hold`).
+
+    ``reached`` is set (and ``marker``, a file, written) when that request
+    arrives; until then, and after the release, requests pass as usual.
+    """
+
+    #: A hold nobody releases lets go after this long, so a failed test cannot hang the suite.
+    LIMIT = 60.0
+
+    def __init__(self, path: str, n: int, where: Callable[[Any], bool] | None,
+                 marker: Path | None) -> None:
+        self.path, self.n, self.where, self.marker = path, n, where, marker
+        self.seen = 0
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def wait(self, timeout: float = 30.0, *, unless: Callable[[], bool] = lambda: False) -> bool:
+        """Whether the request arrived within ``timeout``; stops early once ``unless()``."""
+        deadline = time.monotonic() + timeout
+        while not self.reached.wait(0.005):
+            if unless() or time.monotonic() > deadline:
+                return self.reached.is_set()
+        return True
+
+    def release(self) -> None:
+        """Let the held request (and any later one) through."""
+        self._released.set()
+
+    def _matches(self, path: str, body: Any) -> bool:
+        """Count a request; True for the one to hold."""
+        if path != self.path or self.reached.is_set() or not (self.where or bool)(body):
+            return False
+        self.seen += 1
+        return self.seen == self.n
+
+    def _stop_here(self) -> None:
+        if self.marker is not None:  # first: a waiter on ``reached`` may read it at once
+            self.marker.write_text(f"{self.path} #{self.n}\n", encoding="utf-8")
+        self.reached.set()
+        self._released.wait(self.LIMIT)
+
+
 class FakeOllama:
     """An Ollama-compatible server on an ephemeral loopback port; use it as a context manager."""
 
@@ -145,6 +192,7 @@ class FakeOllama:
         self.hangups = 0  # streams the client closed before their end (a cancelled generation)
         self.templates: dict[str, str] = {}  # model -> the template /api/show gives for it
         self._faults: dict[str, list[tuple[Any, str | None]]] = {}
+        self._holds: list[Hold] = []
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -165,7 +213,9 @@ class FakeOllama:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and free the port."""
+        """Stop serving and free the port (held requests are let go)."""
+        for held in self._holds:
+            held.release()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
@@ -179,6 +229,19 @@ class FakeOllama:
             raise ValueError(f"unknown fault {kind!r}")
         with self._lock:
             self._faults.setdefault(path, []).extend([(kind, error)] * times)
+
+    def hold(self, path: str, n: int = 1, *, where: Callable[[Any], bool] | None = None,
+             marker: Path | None = None) -> Hold:
+        """Hold the ``n``-th request to ``path`` from now on (counting those whose JSON body
+        passes ``where``) until the returned :class:`Hold` is released."""
+        held = Hold(path, n, where, marker)
+        with self._lock:
+            self._holds.append(held)
+        return held
+
+    def _held(self, path: str, body: Any) -> Hold | None:
+        with self._lock:
+            return next((h for h in self._holds if h._matches(path, body)), None)
 
     def clear_faults(self) -> None:
         """Forget every pending fault."""
@@ -236,6 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         self.fake._log(method, path, body if raw.strip() or method in ("POST", "DELETE") else None)
+        if (held := self.fake._held(path, body)) is not None:
+            held._stop_here()  # the test kills the client, or releases the request
         kind, error = self.fake._take_fault(path)
         name, _, arg = str(kind).partition(":")
         if name == "slow":

@@ -150,6 +150,15 @@ def test_extract_keeps_reading_order_and_at_most_three_units():
     assert render([Excerpt(2, "a\n b", 0, 4, 1.0, "item")]) == "From the documents:\n> a b [2]"
 
 
+def test_extract_quotes_a_line_once_when_two_files_hold_it():
+    licence = "Files: *\nLicense: Apache-2.0\nUpstream-Contact: security@openssl.org\n"
+    passages = [hit(1, licence), hit(2, licence), hit(3, "Source: https://www.openssl.org\n")]
+    got = extract("Which license does OpenSSL use?", passages, None)
+    said = [" ".join(e.text.split()) for e in got]
+    assert len(said) == len(set(said))
+    assert sum("License: Apache-2.0" in s for s in said) == 1
+
+
 @pytest.fixture
 def tiny_set(tmp_path):
     """A three-paragraph BEIR set with gold answers."""

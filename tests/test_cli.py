@@ -190,7 +190,7 @@ def test_indexes_list_info_delete(run, indexed):
 
 def test_models_commands_go_through_ollama(run, ollama):
     listed = run("models", "list").stdout
-    assert "all-minilm:latest\tollama" in listed and "smollm2:135m\tollama" in listed
+    assert "all-minilm:latest\tollama\t46 MB\n" in listed and "smollm2:135m\tollama" in listed
     shown = json.loads(run("models", "show", "all-minilm").stdout)
     assert shown["embedding_length"] == 384 and shown["context_length"] == 512
     assert run("models", "cp", "smollm2:135m", "mine").exit_code == 0
@@ -274,7 +274,7 @@ def test_a_bug_is_one_line_not_a_traceback(run, indexed, monkeypatch):
 
 
 def test_ingest_parallel_option_reaches_the_pipeline(run, docs, monkeypatch):
-    from ragkit import index as index_module
+    from ragkit import builds as index_module  # where Index.ingest runs the pipeline
 
     seen = []
     real = index_module.ingest

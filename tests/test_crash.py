@@ -1,10 +1,11 @@
 """Crashes and concurrency: ``kill -9`` an ingest anywhere, run two at once, search meanwhile.
 
 The ingests run as real ``python -m ragkit ingest`` subprocesses against the
-Ollama-protocol test server in this process (its ``delay`` slows every
-embedding reply so that kills land mid-ingest).  After every kill the index
-must open, search, and hold exactly one vector per chunk; a re-run must end
-in the state a clean build gives.
+Ollama-protocol test server in this process.  A kill is gated on an event: the
+server holds the Nth embedding request of the ingest (:meth:`FakeOllama.hold`),
+so the ingest is known to be running, blocked at that point, when it is
+killed.  After every kill the index must open, search, and hold exactly one
+vector per chunk; a re-run must end in the state a clean build gives.
 """
 
 from __future__ import annotations
@@ -51,11 +52,6 @@ def write_doc(path: Path, tag: str, rng: random.Random) -> None:
     path.write_text("\n\n".join(" ".join(sentences[i:i + 3]) for i in range(0, 22, 3)) + "\n")
 
 
-def batch_requests(server) -> int:
-    """Embedding requests for document batches (not the dimension probe) seen so far."""
-    return sum(1 for body in server.bodies("/api/embed") if body.get("input") != PROBE)
-
-
 def child_env(server, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGKIT_", "OLLAMA_"))}
     env.update(OLLAMA_HOST=server.url, RAGKIT_HOME=str(home), RAGKIT_BACKEND="ollama",
@@ -70,12 +66,19 @@ def start_ingest(server, home: Path, *args: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def wait_for_batches(server, proc: subprocess.Popen[bytes], start: int, count: int) -> None:
-    """Wait until ``count`` more batch requests arrived (or the process ended)."""
-    deadline = time.monotonic() + 30
-    while proc.poll() is None and batch_requests(server) - start < count:
-        assert time.monotonic() < deadline, "the ingest made no progress"
-        time.sleep(0.002)
+def is_batch(body) -> bool:
+    """An embedding request for documents, not the dimension probe."""
+    return isinstance(body, dict) and body.get("input") != PROBE
+
+
+def hold_batch(server, n: int):
+    """Hold the ``n``-th document batch the server receives from now on."""
+    return server.hold("/api/embed", n, where=is_batch)
+
+
+def held(hold, proc: subprocess.Popen[bytes]) -> bool:
+    """Wait until ``proc`` sends the held request; False if it ended first."""
+    return hold.wait(60, unless=lambda: proc.poll() is not None)
 
 
 def committed_files(root: Path) -> int:
@@ -163,7 +166,6 @@ def test_kill_9_at_random_points_never_loses_or_duplicates(tmp_path, ollama):
     corpus = write_corpus(tmp_path / "corpus", 200)
     home = tmp_path / "home"
     root = home / "crash"
-    ollama.delay = 0.01
     kills = 0
     for round_ in range(6):
         if round_ >= 2:  # the corpus changes between runs: updates and removals get killed too
@@ -173,15 +175,21 @@ def test_kill_9_at_random_points_never_loses_or_duplicates(tmp_path, ollama):
                     write_doc(path, f"doc{n}-r{round_}", rng)
             (corpus / f"doc{rng.randrange(200):03d}.txt").unlink(missing_ok=True)
             write_doc(corpus / f"new{round_}.txt", f"new{round_}", rng)
-        start = batch_requests(ollama)
+        # Where it stops: a document batch (about 4 files each), held until the kill.
+        # Later rounds re-index a dozen files, some 4 batches: they stop within those.
+        n = rng.randint(20, 40) if round_ == 0 else rng.randint(0, 12 if round_ == 1 else 3)
+        hold = hold_batch(ollama, n) if n else None
         proc = start_ingest(ollama, home, str(corpus), "--index", "crash")
         if round_ == 0:  # the first build: kill it once it has committed some files
             wanted = rng.randint(3, 40)
             wait_for_commits(proc, root, wanted)
-        else:
-            wait_for_batches(ollama, proc, start, rng.randint(0, 12))
+        if hold is not None:
+            held(hold, proc)
+        # Other threads of the ingest go on meanwhile (reading, committing earlier batches).
         time.sleep(rng.uniform(0, 0.03))
         was_running = kill(proc)
+        if hold is not None:
+            hold.release()
         kills += was_running
         if round_ == 0:
             assert was_running, f"seed {seed}: the first build finished before the kill"
@@ -193,7 +201,6 @@ def test_kill_9_at_random_points_never_loses_or_duplicates(tmp_path, ollama):
         assert listed_indexes(home) in ([], ["crash"])
     assert kills >= 3, f"seed {seed}: only {kills} kills landed mid-ingest"
 
-    ollama.delay = 0
     final = subprocess.run(
         [sys.executable, "-m", "ragkit", "ingest", str(corpus), "--index", "crash"],
         env=child_env(ollama, home), cwd=str(ROOT), capture_output=True, text=True, timeout=120)
@@ -207,19 +214,17 @@ def test_a_killed_rebuild_keeps_the_old_index_and_is_cleaned_up(tmp_path, ollama
     corpus = write_corpus(tmp_path / "corpus", 40)
     home = tmp_path / "home"
     before = clean_build(home, ollama, corpus, name="idx")
-    ollama.delay = 0.02
-    start = batch_requests(ollama)
+    hold = hold_batch(ollama, 3)
     proc = start_ingest(ollama, home, str(corpus), "--index", "idx", "--rebuild")
-    wait_for_batches(ollama, proc, start, 3)
-    time.sleep(0.05)
+    assert held(hold, proc), "the rebuild ended before its third batch"
     assert kill(proc)
+    hold.release()
     # The old index is untouched and still answers; the half-built one is out of sight.
     assert check_consistent(home / "idx") == before
     check_searchable(home / "idx", ollama)
     assert [p.name for p in (home / WORK_DIR).iterdir()] == [f"idx.building-{proc.pid}"]
     assert listed_indexes(home) == ["idx"]
     # The next ingest removes the dead work folder; a completed rebuild swaps in atomically.
-    ollama.delay = 0
     with Index.open("idx", home=home, backend="ollama", host=ollama.url) as index:
         index.ingest([corpus], rebuild=True, batch_size=8)
     assert not (home / WORK_DIR).exists()
@@ -231,11 +236,12 @@ def test_second_ingest_stops_with_a_clear_message_and_readers_see_commits(tmp_pa
     first = write_corpus(tmp_path / "a", 10, seed=1)
     more = write_corpus(tmp_path / "b", 60, seed=2)
     clean_build(home, ollama, first, name="idx")
-    ollama.delay = 0.03
-    start = batch_requests(ollama)
+    ollama.delay = 0.03  # commits land one by one while the readers below look
+    hold = hold_batch(ollama, 1)
     proc = start_ingest(ollama, home, str(first), str(more), "--index", "idx")
     try:
-        wait_for_batches(ollama, proc, start, 1)
+        assert held(hold, proc), "the ingest ended before its first batch"
+        # The first writer holds the lock, waiting for its first batch.
         # A second writer, through the CLI: one line, exit status 4.
         result = CliRunner().invoke(
             cli, ["ingest", str(first), "--index", "idx"], catch_exceptions=False,
@@ -249,6 +255,7 @@ def test_second_ingest_stops_with_a_clear_message_and_readers_see_commits(tmp_pa
         with Index.open("idx", home=home, backend="ollama", host=ollama.url) as other:
             with pytest.raises(IndexBusyError):
                 other.ingest([first])
+            hold.release()
             # Readers see whole committed files only, and more of them as commits land.
             # (The last look is taken after the writer exited, so it sees the final commit.)
             seen = []
@@ -265,6 +272,7 @@ def test_second_ingest_stops_with_a_clear_message_and_readers_see_commits(tmp_pa
         assert proc.wait(timeout=60) == 0
         assert seen == sorted(seen) and seen[-1] == 70
     finally:
+        hold.release()
         kill(proc)
 
 
@@ -272,36 +280,42 @@ def test_two_first_builds_at_once_the_second_is_refused(tmp_path, ollama):
     home = tmp_path / "home"
     corpus = write_corpus(tmp_path / "c", 30)
     late = Index.open("new", home=home, create=True, backend="ollama", host=ollama.url)
-    ollama.delay = 0.03
-    start = batch_requests(ollama)
+    hold = hold_batch(ollama, 1)
     proc = start_ingest(ollama, home, str(corpus), "--index", "new")
     try:
-        wait_for_batches(ollama, proc, start, 1)
+        assert held(hold, proc), "the first build ended before its first batch"
         with pytest.raises(IndexBusyError):
             late.ingest([corpus])
+        hold.release()
         assert proc.wait(timeout=60) == 0
     finally:
+        hold.release()
         kill(proc)
         late.close()
-    ollama.delay = 0
     assert check_consistent(home / "new") == clean_build(home, ollama, corpus)
 
 
 def test_ctrl_c_keeps_what_was_committed_and_says_so(tmp_path, ollama):
-    files = 120  # with the delay, ~3 s of work: Ctrl-C lands long before the end
+    files = 120  # some 30 batches
     corpus = write_corpus(tmp_path / "corpus", files)
     home = tmp_path / "home"
-    ollama.delay = 0.2
+    hold = hold_batch(ollama, 8)  # the files of the batches before it get committed
     proc = start_ingest(ollama, home, str(corpus), "--index", "idx")
     try:
+        assert held(hold, proc), "the ingest ended before its eighth batch"
         wait_for_commits(proc, home / "idx", 5)
         kept = committed_files(home / "idx")
         proc.send_signal(signal.SIGINT)
+        # The ingest is still blocked on the held batch: the signal interrupts it there.
+        # (Let the request go, so the process's threads can finish once it stops.)
+        ollama.delay = 0.2  # what is left takes seconds: the signal lands long before
+        hold.release()
         assert proc.wait(timeout=30) == 130
         assert proc.stderr is not None
         assert proc.stderr.read().decode().splitlines()[-1] == (
             "ragkit: interrupted — whatever was committed is kept")
     finally:
+        hold.release()
         kill(proc)
     assert committed_files(home / "idx") >= kept
     check_consistent(home / "idx")
@@ -326,16 +340,15 @@ def test_kill_9_inside_a_streamed_big_file_keeps_the_files_before_it_and_nothing
             n += 1
     home = tmp_path / "home"
     root = home / "idx"
-    ollama.delay = 0.01
-    start = batch_requests(ollama)
+    hold = hold_batch(ollama, 40)  # the small files take ~5 batches: this is the big one's
     proc = start_ingest(ollama, home, str(corpus), "--index", "idx")
-    wait_for_batches(ollama, proc, start, 40)  # the small files take ~5 batches
-    assert kill(proc), "the ingest finished before the kill"
+    assert held(hold, proc), "the ingest ended before its 40th batch"
+    assert kill(proc)
+    hold.release()
     # The small files were committed before the big one began; of the big one, nothing.
     pairs = check_consistent(root)
     assert {path for path, _ in pairs} == {str(p) for p in corpus.glob("doc*.txt")}
     check_searchable(root, ollama)
-    ollama.delay = 0
     with Index.open("idx", home=home, backend="ollama", host=ollama.url) as index:
         report = index.ingest([corpus], batch_size=8)
     assert report.unchanged == 10 and report.added == [str(big)]

@@ -52,7 +52,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def engine(cache: Path) -> EmbeddedBackend:
-    return EmbeddedBackend()
+    return EmbeddedBackend(cache_dir=cache)
 
 
 @pytest.fixture(scope="module")

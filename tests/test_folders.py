@@ -10,12 +10,11 @@ import ctypes
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_crash import batch_requests, child_env, kill, start_ingest, write_corpus
+from test_crash import child_env, held, hold_batch, kill, start_ingest, write_corpus
 
 from ragkit import Index
 from ragkit.cli.main import cli
@@ -210,20 +209,16 @@ def test_a_linked_index_stays_a_link_through_rebuild_and_delete(run, docs, env, 
 def test_a_first_build_killed_before_its_first_commit_leaves_nothing(tmp_path, ollama):
     corpus = write_corpus(tmp_path / "corpus", 10)
     home = tmp_path / "home"
-    ollama.delay = 1.5  # the first batch is still being embedded when the kill lands
-    start = batch_requests(ollama)
+    hold = hold_batch(ollama, 1)  # the first batch is still being embedded when the kill lands
     proc = start_ingest(ollama, home, str(corpus), "--index", "idx")
-    deadline = time.monotonic() + 30
-    while batch_requests(ollama) == start:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
+    assert held(hold, proc), "the ingest ended before its first batch"
     assert kill(proc)
+    hold.release()
     listed = CliRunner().invoke(cli, ["indexes", "list"], env={"RAGKIT_HOME": str(home)})
     assert listed.stdout.startswith("no indexes in ")
     assert [p.name for p in home.iterdir()] == [WORK_DIR]  # hidden, and removed next time
     with pytest.raises(IndexNotFoundError):
         Index.open("idx", home=home, backend="ollama", host=ollama.url)
-    ollama.delay = 0
     rerun = subprocess.run([sys.executable, "-m", "ragkit", "ingest", str(corpus), "--index",
                             "idx"], env=child_env(ollama, home), cwd=str(ROOT),
                            capture_output=True, text=True, timeout=120)

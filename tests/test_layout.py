@@ -18,7 +18,7 @@ import ragkit
 
 ROOT = Path(ragkit.__file__).parent
 #: The modules users import from: the facade and what it hands back.
-API_MODULES = ("index", "answering", "retrieval", "conversation", "errors")
+API_MODULES = ("index", "queries", "answering", "retrieval", "conversation", "errors")
 
 
 def module_name(path: Path) -> str:

@@ -93,7 +93,6 @@ def test_nul_after_the_first_8_kib_is_not_sniffed() -> None:
         ("a.rst", "rst"),
         ("a.py", "code"),
         ("a.yaml", "code"),
-        ("a.csv", "text"),
     ],
 )
 def test_load_text_kinds(tmp_path: Path, name: str, kind: str) -> None:

@@ -8,7 +8,7 @@ import requests
 from ollama_server import BUSY, RUNNER_STOPPED, FakeOllama, fake_embedding, features, free_port
 
 from ragkit.backends.base import Backend, Metrics, Reply, StreamChunk, collect
-from ragkit.backends.ollama import ModelInfo, OllamaClient
+from ragkit.backends.ollama import ModelInfo, OllamaClient, PullProgress
 from ragkit.errors import (
     BadRequestError,
     ConnectError,
@@ -412,7 +412,9 @@ def test_a_server_that_is_not_ollama(client, ollama):
 
 
 def test_list_and_has_model(client):
-    assert [m["name"] for m in client.list_models()] == ["all-minilm:latest", "smollm2:135m"]
+    models = client.list_models()
+    assert [m.name for m in models] == ["all-minilm:latest", "smollm2:135m"]
+    assert models[0].size == 45_960_996 and models[0].details["family"] == "bert"
     assert client.has_model("all-minilm") and client.has_model("all-minilm:latest")
     assert client.has_model("smollm2:135m")
     assert not client.has_model("smollm2")  # that is smollm2:latest, which is absent
@@ -440,12 +442,13 @@ def test_model_info_without_architecture_facts():
 
 def test_pull_streams_progress_and_adds_the_model(client, ollama):
     progress = list(client.pull("qwen2.5:0.5b"))
-    assert [p["status"] for p in progress] == [
+    assert all(isinstance(p, PullProgress) for p in progress)
+    assert [p.status for p in progress] == [
         "pulling manifest", "pulling abababababab", "pulling abababababab",
         "pulling abababababab", "verifying sha256 digest", "writing manifest", "success"]
-    assert [(p.get("completed"), p.get("total")) for p in progress[1:4]] == [
-        (0, 1000), (500, 1000), (1000, 1000)]
-    assert progress[1]["digest"] == "sha256:" + "ab" * 32
+    assert [(p.completed, p.total, p.percent) for p in progress[1:4]] == [
+        (0, 1000, 0), (500, 1000, 50), (1000, 1000, 100)]
+    assert progress[0].percent is None and progress[1].digest == "sha256:" + "ab" * 32
     assert ollama.bodies("/api/pull") == [{"model": "qwen2.5:0.5b", "stream": True}]
     assert client.has_model("qwen2.5:0.5b")
 
@@ -483,8 +486,8 @@ def test_ps_and_version(client):
     assert client.ps() == [] and client.version() == "0.12.6"
     client.embed("all-minilm", ["x"])
     loaded = client.ps()
-    assert [m["name"] for m in loaded] == ["all-minilm:latest"]
-    assert loaded[0]["context_length"] == 512 and "expires_at" in loaded[0]
+    assert [m.name for m in loaded] == ["all-minilm:latest"]
+    assert loaded[0].context_length == 512 and loaded[0].expires_at
     client.embed("all-minilm", ["x"], keep_alive=0)  # keep_alive 0 unloads, as in Ollama
     assert client.ps() == []
 
@@ -534,3 +537,23 @@ def test_special_tokens_are_empty_when_the_server_cannot_say(client, ollama):
     ollama.fail("/api/show", 500)
     assert client.special_tokens("smollm2:135m") == ()
     assert client.special_tokens("nonexistent") == ()
+
+
+def test_the_test_server_holds_the_nth_request_until_released(ollama, tmp_path):
+    import threading
+
+    client = OllamaClient(ollama.url)
+    marker = tmp_path / "held"
+    hold = ollama.hold("/api/embed", 2, where=lambda body: body["input"] != ["skip"],
+                       marker=marker)
+    client.embed("all-minilm", ["skip"])  # not counted
+    client.embed("all-minilm", ["one"])  # the first counted: passes
+    done: list[object] = []
+    second = threading.Thread(target=lambda: done.append(client.embed("all-minilm", ["two"])))
+    second.start()
+    assert hold.wait(10) and marker.read_text(encoding="utf-8") == "/api/embed #2\n"
+    second.join(0.2)
+    assert second.is_alive() and done == []  # held at the server
+    hold.release()
+    second.join(10)
+    assert len(done) == 1 and client.embed("all-minilm", ["three"]).shape == (1, 384)

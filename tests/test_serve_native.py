@@ -45,7 +45,7 @@ def test_search_returns_the_fields_of_search_json(server):
     hits = reply.json()["hits"]
     assert len(hits) == 2 and hits[0]["source"].endswith("backups.md")
     assert set(hits[0]) == {"rank", "score", "id", "path", "source", "page", "heading", "text",
-                            "start", "end", "cosine"}
+                            "start", "end", "cosine", "location"}
 
 
 def test_ask_streams_deltas_then_the_ask_json_object(server, ollama):

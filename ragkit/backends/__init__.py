@@ -2,7 +2,8 @@
 
 :mod:`.base` is the :class:`Backend` protocol and its stream types;
 :mod:`.chooser` picks a backend.  The Ollama client is :mod:`.ollama`, over
-:mod:`.ollama_http` and :mod:`.transport`, with host parsing in :mod:`.host`.
+:mod:`.ollama_http` and :mod:`.transport`, with host parsing in :mod:`.host`;
+several Ollama hosts behind one backend are :mod:`.hosts`.
 The embedded engine is :mod:`.embedded`: its llama.cpp sampling is
 :mod:`.sampling`, its MiniLM -> GGUF conversion :mod:`.convert`.  The names
 below are imported lazily.
@@ -10,12 +11,14 @@ below are imported lazily.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 __all__ = [
-    "Backend", "BackendChooser", "EmbeddedBackend", "Message", "Metrics", "ModelInfo",
-    "OllamaClient", "Reply", "StreamChunk", "collect", "normalize_rows", "parse_host",
+    "Backend", "BackendChooser", "EmbeddedBackend", "GenerateOptions", "HostPool", "Message",
+    "Metrics", "ModelEntry", "ModelInfo", "OllamaClient", "PullProgress", "Reply", "StreamChunk",
+    "collect", "normalize_rows", "parse_host", "parse_hosts",
 ]
 
 # name -> module that defines it
@@ -23,9 +26,12 @@ _EXPORTS = {
     "Backend": "base", "Message": "base", "Metrics": "base", "Reply": "base", "StreamChunk":
     "base", "collect": "base", "normalize_rows": "base",
     "BackendChooser": "chooser",
-    "ModelInfo": "ollama", "OllamaClient": "ollama",
+    "OllamaClient": "ollama",
+    "GenerateOptions": "ollama_records", "ModelEntry": "ollama_records",
+    "ModelInfo": "ollama_records", "PullProgress": "ollama_records",
     "EmbeddedBackend": "embedded",
     "parse_host": "host",
+    "HostPool": "hosts", "parse_hosts": "hosts",
 }
 
 if TYPE_CHECKING:
@@ -33,13 +39,9 @@ if TYPE_CHECKING:
     from .chooser import BackendChooser
     from .embedded import EmbeddedBackend
     from .host import parse_host
-    from .ollama import ModelInfo, OllamaClient
+    from .hosts import HostPool, parse_hosts
+    from .ollama import OllamaClient
+    from .ollama_records import GenerateOptions, ModelEntry, ModelInfo, PullProgress
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -10,15 +10,17 @@ same vectors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError, UsageError
 from ..settings import Settings
 from .base import Backend
-from .host import parse_host, with_tag
+from .host import with_tag
 
 if TYPE_CHECKING:
     from .embedded import EmbeddedBackend
+    from .hosts import HostPool
     from .ollama import OllamaClient
 
 __all__ = ["CHOICES", "BackendChooser", "chooser"]
@@ -39,18 +41,26 @@ class BackendChooser:
         host: str | None = None,
         timeout: float = 300.0,
         announce: Callable[[str], None] | None = None,
+        threads: int | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
-        choice = (choice or Settings.from_env().backend).lower()
+        # The callers fill these from their settings; a bare chooser takes ragkit's defaults.
+        choice = (choice or Settings().backend).lower()
         if choice not in CHOICES:
             raise UsageError(f"unknown backend '{choice}' — use one of: {', '.join(CHOICES)}")
         if not timeout > 0:  # also refuses NaN (the Ollama client checks it the same way)
             raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
+        from .hosts import parse_hosts
+
         self.choice = choice
-        self.host = parse_host(host)
+        self.hosts = parse_hosts(host)  # several: ingest spreads over them (see .hosts)
+        self.host = self.hosts[0]  # the one queries use first, and serve's upstream
         self.timeout = timeout
         self._announce = announce
+        self.threads = threads  # of the embedded engine (None: chosen per call)
+        self.cache_dir = cache_dir  # of its converted model (None: ragkit's default)
         self._announced: set[str] = set()
-        self._ollama: OllamaClient | None = None
+        self._ollama: OllamaClient | HostPool | None = None
         self._ollama_models: set[str] | None = None  # None: not probed yet
         self._ollama_up = False  # the probe found a server (perhaps with no models)
         self._embedded: EmbeddedBackend | None = None
@@ -84,12 +94,19 @@ class BackendChooser:
             f"start `ollama serve`, then `ollama pull {model}`",
         )
 
-    def ollama(self) -> OllamaClient:
-        """The Ollama client (created on first use)."""
+    def ollama(self) -> OllamaClient | HostPool:
+        """The Ollama client, or the pool of several hosts (created on first use)."""
         if self._ollama is None:
             from .ollama import OllamaClient
 
-            self._ollama = OllamaClient(self.host, timeout=self.timeout)
+            if len(self.hosts) == 1:
+                self._ollama = OllamaClient(self.host, timeout=self.timeout)
+            else:
+                from .hosts import HostPool
+
+                self._ollama = HostPool(self.hosts, timeout=self.timeout,
+                                        per_host=Settings.from_env().parallel,
+                                        warn=self._announce or _log_warning)
         return self._ollama
 
     def embedded(self) -> EmbeddedBackend:
@@ -98,7 +115,8 @@ class BackendChooser:
             from .embedded import EmbeddedBackend
 
             say = self._announce
-            self._embedded = EmbeddedBackend(on_convert=(
+            self._embedded = EmbeddedBackend(n_threads=self.threads, cache_dir=self.cache_dir,
+                                             on_convert=(
                 (lambda: say("converting all-minilm to GGUF (once; cached in RAGKIT_CACHE)…"))
                 if say else None))
         return self._embedded
@@ -117,7 +135,7 @@ class BackendChooser:
             names: set[str] = set()
             if client.is_alive(timeout=PROBE_TIMEOUT):
                 try:
-                    names = {m.get("name", "") for m in client.list_models()}
+                    names = {m.name for m in client.list_models()}
                     self._ollama_up = True
                 except Exception:  # not an Ollama we can use: as good as none
                     names = set()
@@ -125,15 +143,24 @@ class BackendChooser:
         return with_tag(model) in {with_tag(n) for n in self._ollama_models}
 
 
+def _log_warning(message: str) -> None:
+    import logging
+
+    logging.getLogger("ragkit").warning("%s", message)
+
+
 def chooser(
     backend: str | Backend | None,
     host: str | None,
     timeout: float,
     announce: Callable[[str], None] | None,
+    threads: int | None = None,
+    cache_dir: Path | None = None,
 ) -> BackendChooser:
     """Wrap a ready backend, or choose one by name (``auto`` by default)."""
     if backend is None or isinstance(backend, str):
-        return BackendChooser(backend, host=host, timeout=timeout, announce=announce)
+        return BackendChooser(backend, host=host, timeout=timeout, announce=announce,
+                              threads=threads, cache_dir=cache_dir)
     return _FixedChooser(backend)
 
 

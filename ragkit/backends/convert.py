@@ -81,8 +81,8 @@ def minilm_model_dir() -> Path:
 
 
 def default_cache_dir() -> Path:
-    """``$RAGKIT_CACHE``, else ``$XDG_CACHE_HOME/ragkit``, else ``~/.cache/ragkit``."""
-    return Settings.from_env().cache_dir
+    """``~/.cache/ragkit``; the CLI passes ``$RAGKIT_CACHE`` or ``$XDG_CACHE_HOME/ragkit``."""
+    return Settings().cache_dir
 
 
 def minilm_gguf_path(cache_dir: Path | None = None) -> Path:

@@ -26,7 +26,6 @@ import numpy as np
 
 from ..errors import BackendError, ModelNotFoundError
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
-from ..settings import Settings
 from .base import Message, Metrics, StreamChunk, check_vectors
 from .convert import MINILM_PACKAGE, MINILM_WHEEL, ensure_minilm_gguf, package_dir
 from .sampling import DEFAULT_NUM_CTX, _chat_tokens, _complete, _Options, _special_texts
@@ -86,11 +85,13 @@ class EmbeddedBackend:
     name = "embedded"
 
     def __init__(
-        self, *, n_threads: int | None = None, on_convert: Callable[[], None] | None = None
+        self, *, n_threads: int | None = None, on_convert: Callable[[], None] | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
-        # A fixed count for every call (argument or RAGKIT_THREADS); None: chosen per call.
-        self.n_threads = n_threads or _fixed_threads()
+        # A fixed count for every call (the CLI passes RAGKIT_THREADS); None: chosen per call.
+        self.n_threads = n_threads or None
         self.on_convert = on_convert  # told before the one-time GGUF conversion of all-minilm
+        self.cache_dir = cache_dir  # of that conversion (None: ragkit's default folder)
 
     def describe(self) -> str:
         """One line saying what this backend is."""
@@ -141,7 +142,8 @@ class EmbeddedBackend:
             return np.zeros((0, EMBED_DIM), dtype=np.float32)
         with _EMBEDDER.lock:
             if _EMBEDDER.llm is None:
-                _EMBEDDER.llm = _load_embedder(self.n_threads or cores(), self.on_convert)
+                _EMBEDDER.llm = _load_embedder(self.n_threads or cores(), self.on_convert,
+                                                self.cache_dir)
                 _EMBEDDER.loads += 1
             # ~4 characters a word-piece: a query is small, a batch of chunks is not.
             tokens = sum(min(len(t) // 4 + 2, MAX_EMBED_TOKENS) for t in texts)
@@ -251,7 +253,8 @@ def _ensure_generator(num_ctx: int, n_threads: int) -> int:
     return time.perf_counter_ns() - started
 
 
-def _load_embedder(n_threads: int, on_convert: Callable[[], None] | None) -> Any:
+def _load_embedder(n_threads: int, on_convert: Callable[[], None] | None,
+                   cache_dir: Path | None) -> Any:
     """all-minilm on llama.cpp: mean pooling, and truncation like sentence-transformers."""
     import llama_cpp
 
@@ -264,7 +267,7 @@ def _load_embedder(n_threads: int, on_convert: Callable[[], None] | None) -> Any
                 tokens = tokens[: MAX_EMBED_TOKENS - 1] + tokens[-1:]
             return tokens
 
-    path = ensure_minilm_gguf(on_convert=on_convert)
+    path = ensure_minilm_gguf(cache_dir, on_convert=on_convert)
     # Non-causal models need a whole sequence in one micro-batch, so n_ubatch = n_batch;
     # n_ctx is per sequence (the model's 512 positions), which keeps llama.cpp quiet.
     # Flash attention: 1.5x the chunks/s here, same vectors (cosine 0.999998 either way).
@@ -301,11 +304,6 @@ def _file(name: str) -> Path | None:
     package, inside, _ = _FILES[name]
     folder = package_dir(package)
     return folder / inside if folder and (folder / inside).is_file() else None
-
-
-def _fixed_threads() -> int | None:
-    """``$RAGKIT_THREADS``; None lets :func:`.threads.choose` decide for each call."""
-    return Settings.from_env().threads or None
 
 
 def _set_threads(llm: Any, threads: Threads) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -31,43 +30,12 @@ from . import transport
 from .base import Message, Metrics, Reply, StreamChunk, check_vectors
 from .host import parse_host, with_tag
 from .ollama_http import STREAM_FACTOR, NoRoute, OllamaHTTP, Transient, embed_cap
+from .ollama_records import GenerateOptions, ModelEntry, ModelInfo, PullProgress
 
-__all__ = ["ModelInfo", "OllamaClient"]
+__all__ = ["GenerateOptions", "ModelEntry", "ModelInfo", "OllamaClient", "PullProgress"]
 
 _T = TypeVar("_T")
 _Format = str | Mapping[str, Any] | None
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What ``/api/show`` says about a model."""
-
-    name: str
-    details: Mapping[str, Any] = field(default_factory=dict)
-    capabilities: tuple[str, ...] = ()
-    model_info: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_record(cls, name: str, record: Mapping[str, Any]) -> ModelInfo:
-        """Build from an ``/api/show`` reply (fields missing on old servers default to empty)."""
-        return cls(name, dict(record.get("details") or {}),
-                   tuple(record.get("capabilities") or ()), dict(record.get("model_info") or {}))
-
-    @property
-    def embedding_length(self) -> int | None:
-        """Vector size (``<arch>.embedding_length``), None if the server does not say."""
-        return self._arch_int("embedding_length")
-
-    @property
-    def context_length(self) -> int | None:
-        """Trained context window (``<arch>.context_length``), None if the server does not say."""
-        return self._arch_int("context_length")
-
-    def _arch_int(self, key: str) -> int | None:
-        # Keys are namespaced by architecture: bert.embedding_length, llama.context_length, ...
-        arch = self.model_info.get("general.architecture")
-        value = self.model_info.get(f"{arch}.{key}") if arch else None
-        return int(value) if isinstance(value, (int, float)) else None
 
 
 class OllamaClient:
@@ -147,29 +115,23 @@ class OllamaClient:
     # -- generation ----------------------------------------------------------------
 
     def generate(
-        self, model: str, prompt: str, *, system: str | None = None,
-        options: Mapping[str, Any] | None = None, raw: bool = False,
-        keep_alive: str | float | None = None, format: _Format = None,
-        images: Sequence[str] | None = None, template: str | None = None,
-        context: Sequence[int] | None = None, suffix: str | None = None,
+        self, model: str, prompt: str, request: GenerateOptions | None = None, *,
+        options: Mapping[str, Any] | None = None, **fields: Any,
     ) -> Iterator[StreamChunk]:
-        """Stream a completion from ``/api/generate``: text deltas, then a final chunk."""
-        body = _generate_body(model, prompt, system=system, options=options, raw=raw,
-                              keep_alive=keep_alive, format=format, images=images,
-                              template=template, context=context, suffix=suffix)
+        """Stream a completion from ``/api/generate``: text deltas, then a final chunk.
+
+        ``request``: the request's other fields (system, raw, format...); keyword
+        ``fields`` override it (``generate(m, p, system="be brief")``).
+        """
+        body = _generate_body(model, prompt, options, request, fields)
         return self._chunks("/api/generate", body, _generate_text)
 
     def generate_full(
-        self, model: str, prompt: str, *, system: str | None = None,
-        options: Mapping[str, Any] | None = None, raw: bool = False,
-        keep_alive: str | float | None = None, format: _Format = None,
-        images: Sequence[str] | None = None, template: str | None = None,
-        context: Sequence[int] | None = None, suffix: str | None = None,
+        self, model: str, prompt: str, request: GenerateOptions | None = None, *,
+        options: Mapping[str, Any] | None = None, **fields: Any,
     ) -> Reply:
         """The whole completion from ``/api/generate`` with ``stream: false``."""
-        body = _generate_body(model, prompt, system=system, options=options, raw=raw,
-                              keep_alive=keep_alive, format=format, images=images,
-                              template=template, context=context, suffix=suffix)
+        body = _generate_body(model, prompt, options, request, fields)
         return self._reply("/api/generate", body, _generate_text)
 
     def chat(
@@ -212,15 +174,14 @@ class OllamaClient:
 
     # -- models --------------------------------------------------------------------
 
-    def list_models(self) -> list[dict[str, Any]]:
+    def list_models(self) -> list[ModelEntry]:
         """The models the server has (``GET /api/tags``)."""
-        return list(self._json("GET", "/api/tags").get("models") or [])
+        return _entries(self._json("GET", "/api/tags"))
 
     def has_model(self, model: str) -> bool:
         """Whether the server has ``model``; a bare name means its ``:latest`` tag."""
         wanted = with_tag(model)
-        return any(with_tag(m.get("name") or m.get("model") or "") == wanted
-                   for m in self.list_models())
+        return any(with_tag(m.name) == wanted for m in self.list_models())
 
     def show(self, model: str) -> ModelInfo:
         """Details, capabilities and architecture facts of one model (``/api/show``)."""
@@ -234,21 +195,22 @@ class OllamaClient:
         """
         if model not in self._specials:
             try:
-                template = self._json("POST", "/api/show", {"model": model}).get("template")
+                template = self.show(model).template
             except RagkitError:
                 return ()
-            self._specials[model] = template_tokens(template) if isinstance(template, str) else ()
+            self._specials[model] = template_tokens(template) if template else ()
         return self._specials[model]
 
-    def pull(self, model: str) -> Iterator[dict[str, Any]]:
-        """Download ``model``, yielding progress records ``{status, digest, total, completed}``."""
+    def pull(self, model: str) -> Iterator[PullProgress]:
+        """Download ``model``, yielding its progress records."""
         status = None
         records = self._http.records("/api/pull", {"model": model, "stream": True}, total=None)
         with contextlib.closing(records):
             try:
                 for record in records:
-                    status = record.get("status")
-                    yield record
+                    progress = PullProgress.from_record(record)
+                    status = progress.status
+                    yield progress
             except StreamError as exc:  # the registry's refusal arrives as a stream error
                 raise ModelNotFoundError(model, (
                     f"cannot pull '{model}': {exc.error} — check the name and tag in "
@@ -267,9 +229,9 @@ class OllamaClient:
         with _absent(model, "to delete"):
             self._json("DELETE", "/api/delete", {"model": model})
 
-    def ps(self) -> list[dict[str, Any]]:
+    def ps(self) -> list[ModelEntry]:
         """The models loaded in memory right now (``/api/ps``)."""
-        return list(self._json("GET", "/api/ps").get("models") or [])
+        return _entries(self._json("GET", "/api/ps"))
 
     def version(self) -> str:
         """The server's version string (``/api/version``)."""
@@ -321,6 +283,14 @@ def _matrix(rows: Any, count: int, path: str, dimensions: int | None) -> np.ndar
                                 "`ollama serve` log, or pull the model again")
 
 
+def _entries(reply: Mapping[str, Any]) -> list[ModelEntry]:
+    """The ``models`` list of a ``/api/tags`` or ``/api/ps`` reply, typed."""
+    records = reply.get("models")
+    if not isinstance(records, list):
+        return []
+    return [ModelEntry.from_record(r) for r in records if isinstance(r, Mapping)]
+
+
 def _generate_text(record: Mapping[str, Any]) -> str:
     return str(record.get("response") or "")
 
@@ -330,9 +300,11 @@ def _chat_text(record: Mapping[str, Any]) -> str:
     return str(message.get("content") or "") if isinstance(message, Mapping) else ""
 
 
-def _generate_body(model: str, prompt: str, *, raw: bool, **fields: Any) -> dict[str, Any]:
+def _generate_body(model: str, prompt: str, options: Mapping[str, Any] | None,
+                   request: GenerateOptions | None, changes: dict[str, Any]) -> dict[str, Any]:
     """An ``/api/generate`` request with only the fields that are set."""
-    return _only_set(model=model, prompt=prompt, raw=True if raw else None, **fields)
+    fields = (request or GenerateOptions()).with_(**changes).fields()
+    return _only_set(model=model, prompt=prompt, options=options, **fields)
 
 
 def _chat_body(model: str, messages: Sequence[Message], options: Mapping[str, Any] | None,

@@ -8,8 +8,9 @@ units are packed into overlapping chunks (:mod:`.packing`), over a whole text
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 __all__ = ["ChunkerSettings", "Span", "approx_tokens", "chunk_stream", "chunk_text"]
 
@@ -28,10 +29,4 @@ if TYPE_CHECKING:
     from .units import ChunkerSettings, approx_tokens
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

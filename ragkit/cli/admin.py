@@ -13,6 +13,8 @@ import click
 
 from ..errors import UsageError
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
+from ..queries import ANSWER_MODES, check_retrieval
+from ..settings import Settings
 from .options import chunk_settings, open_index, printable, say, with_index_options
 from .terminal import clean, one_line
 
@@ -22,31 +24,24 @@ def indexes() -> None:
     """List, inspect and delete indexes."""
 
 
-def _home() -> Path:
-    from ..home import index_home
-
-    return index_home()
-
-
 @indexes.command("list")
 def indexes_list() -> None:
     """List the indexes in the index home (RAGKIT_HOME; see README, Configuration)."""
-    from ..errors import IndexCorruptError, IndexVersionError
-    from ..store.local import Store, read_manifest
+    from ..home import index_home
+    from ..inventory import list_indexes
 
-    found = sorted(p for p in _home().glob("*") if Store.exists(p))
+    home = index_home()
+    found = list_indexes(home)
     if not found:
-        click.echo(f"no indexes in {one_line(str(_home()))} — create one with "
+        click.echo(f"no indexes in {one_line(str(home))} — create one with "
                    "`ragkit ingest PATH`")
-    for path in found:
-        name = printable(path.name)  # a name with a newline must not look like two indexes
-        try:
-            model = printable(read_manifest(path)["embed_model"])
-        except IndexVersionError:
-            model = "made by a newer ragkit — upgrade ragkit to use it"
-        except IndexCorruptError:
-            model = f"damaged — rebuild with `ragkit ingest PATH --index {name} --rebuild`"
-        click.echo(f"{name}\t{model}\t{_size(path)}")
+    for entry in found:
+        name = printable(entry.name)  # a name with a newline must not look like two indexes
+        model = {
+            "newer": "made by a newer ragkit — upgrade ragkit to use it",
+            "damaged": f"damaged — rebuild with `ragkit ingest PATH --index {name} --rebuild`",
+        }.get(entry.state) or printable(entry.embed_model or "")
+        click.echo(f"{name}\t{model}\t{_megabytes(entry.size)}")
 
 
 @indexes.command("info")
@@ -62,9 +57,8 @@ def indexes_info(ctx: click.Context, opts: dict[str, Any], name: str | None) -> 
                              f"'{opts['index_name']}' — give one")
         opts = {**opts, "index_name": name}
     with open_index(opts) as index:
-        info = {"name": index.name, "path": str(index.path), "chunks": len(index),
-                "files": len(index._store.files()) if index._store else 0,
-                "size": _size(index.path), **index.manifest}
+        info = index.info()
+    info["size"] = _megabytes(info["size"])
     click.echo(json.dumps(info, indent=2, ensure_ascii=False))
 
 
@@ -90,20 +84,23 @@ def indexes_delete(name: str, yes: bool) -> None:
                    + ", ".join(printable(k) for k in kept))
 
 
-def _size(path: Path) -> str:
-    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return f"{total / 1e6:.1f} MB"
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 @click.group()
 @click.option("--host", envvar="OLLAMA_HOST", default=None,
-              help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434].")
+              help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434]; with a "
+              "comma-separated list, pull acts on every host, the others on the first.")
 @click.pass_context
 def models(ctx: click.Context, host: str | None) -> None:
     """Manage models on the Ollama server (list also shows the embedded ones)."""
+    from ..backends.hosts import parse_hosts
     from ..backends.ollama import OllamaClient
 
-    ctx.obj = OllamaClient(host)
+    hosts = parse_hosts(host)
+    ctx.meta["ragkit.hosts"] = hosts  # pull goes to each: every host must have the model
+    ctx.obj = OllamaClient(hosts[0])
 
 
 @models.command("list")
@@ -114,7 +111,7 @@ def models_list(client: Any) -> None:
 
     if client.is_alive():
         for m in client.list_models():
-            click.echo(f"{one_line(str(m.get('name')))}\tollama\t{m.get('size', 0) / 1e6:.0f} MB")
+            click.echo(f"{one_line(m.name)}\tollama\t{m.size / 1e6:.0f} MB")
     else:
         say(f"no Ollama at {client.host}; showing the embedded engine's models only")
     engine = EmbeddedBackend()
@@ -127,16 +124,25 @@ def models_list(client: Any) -> None:
 @click.argument("name")
 @click.pass_obj
 def models_pull(client: Any, name: str) -> None:
-    """Download NAME into Ollama, showing progress."""
+    """Download NAME into Ollama (into each of several hosts), showing progress."""
+    from ..backends.ollama import OllamaClient
+
+    hosts = click.get_current_context().meta.get("ragkit.hosts") or (client.host,)
+    for host in hosts:
+        _pull(client if host == client.host else OllamaClient(host), name,
+              f" on {host}" if len(hosts) > 1 else "")
+
+
+def _pull(client: Any, name: str, where: str) -> None:
+    """Pull NAME through ``client``, with a progress line on a terminal."""
     last = ""
-    for record in client.pull(name):
-        status = one_line(str(record.get("status", "")))  # the server's words
-        total, done = record.get("total"), record.get("completed")
-        line = f"{status} {done * 100 // total}%" if total and done else status
+    for progress in client.pull(name):
+        status = one_line(progress.status)  # the server's words
+        line = f"{status} {progress.percent}%" if progress.percent else status
         if line != last and sys.stderr.isatty():
             click.echo(f"\r{line[:70]:<70}", nl=False, err=True)
         last = line
-    click.echo(f"\npulled {name}" if sys.stderr.isatty() else f"pulled {name}")
+    click.echo(f"\npulled {name}{where}" if sys.stderr.isatty() else f"pulled {name}{where}")
 
 
 @models.command("show")
@@ -177,10 +183,12 @@ def models_cp(client: Any, source: str, destination: str) -> None:
 def doctor(opts: dict[str, Any], model: str) -> None:
     """Check the server, the models and the index, and say what to fix."""
     from ..backends.chooser import BackendChooser
+    from ..builds import resolve_index
     from ..doctor import run_checks
-    from ..index import resolve_index
 
-    chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"])
+    env = Settings.from_env()
+    chooser = BackendChooser(opts["backend"], host=opts["host"], timeout=opts["timeout"],
+                             threads=env.threads, cache_dir=env.cache_dir)
     embed_model = opts["embed_model"] or DEFAULT_EMBED_MODEL
     checks = run_checks(chooser, [embed_model, model], resolve_index(opts["index_name"], None),
                         index_named=opts["index_name"] != "default")
@@ -210,7 +218,7 @@ def doctor(opts: dict[str, Any], model: str) -> None:
               help="Score answers, not retrieval: the share of `ask` answers that contain a "
               "gold span of DATASET/answers.jsonl (white space normalized).")
 @click.option("--answer", "answer_mode", default="extractive", show_default=True,
-              type=click.Choice(["auto", "extractive", "generate"]),
+              type=click.Choice(ANSWER_MODES),
               help="With --answers: how `ask` answers (see `ragkit ask --help`).")
 @click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=DEFAULT_CHAT_MODEL,
               show_default=True, help="With --answers: the chat model.")
@@ -239,8 +247,7 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     for mode in chosen:
-        if mode not in ("vector", "keyword", "hybrid"):
-            raise UsageError(f"unknown retrieval mode '{mode}' — use vector, keyword or hybrid")
+        check_retrieval(mode)
     if answers and not dataset.is_dir():
         raise UsageError("--answers needs a BEIR folder with answers.jsonl, not a file")
     asking = AnswerSettings(answer_mode, model, limit, seed, details) if answers else None
@@ -263,13 +270,9 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-#: A chunk size no document reaches: each document becomes one chunk, and the
-#: embedder cuts it at its window, as sentence-transformers does for MTEB.
-WHOLE_DOCUMENT = 1_000_000
-
-
 def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
     from ..chunking.units import ChunkerSettings
+    from ..evaluate import WHOLE_DOCUMENT
 
     if whole:
         if size is not None or overlap is not None:
@@ -284,7 +287,7 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
 
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
                chunker: Any, asking: AnswerSettings | None = None) -> list[dict]:
-    from ..evaluate import EVAL_INDEXES, BeirSet, evaluate_beir, load_gold_answers
+    from ..evaluate import BeirSet, eval_index_path, evaluate_beir, load_gold_answers
     from ..home import index_home
     from ..models import DEFAULT_EMBED_MODEL
 
@@ -292,11 +295,9 @@ def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: An
     gold = load_gold_answers(folder) if asking else {}  # a missing file fails before indexing
     model = opts["embed_model"] or DEFAULT_EMBED_MODEL
     if opts["index_name"] == "default":
-        name = f"eval-{data.name}-{model.replace(':', '-')}"
-        if chunker is not None:
-            name += ("-whole" if chunker.size == WHOLE_DOCUMENT
-                     else f"-c{chunker.size}o{chunker.overlap}")
-        opts = {**opts, "index_name": str(index_home() / EVAL_INDEXES / name)}
+        chunking = (chunker.size, chunker.overlap) if chunker is not None else None
+        path = eval_index_path(index_home(), data.name, model, chunking)
+        opts = {**opts, "index_name": str(path)}
     docs = data.write_documents(index_home() / ".eval-docs" / data.name)
     with open_index(opts, create=True, chunker=chunker) as index:
         report = index.ingest([docs], progress=counter.ingest)

@@ -12,6 +12,8 @@ import click
 
 from ..errors import UsageError
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
+from ..queries import RETRIEVAL_MODES
+from ..settings import Settings
 from .options import parse_options, say
 
 
@@ -53,7 +55,9 @@ def _backend_options(func: Any) -> Any:
 def _chooser(backend: str, host: str | None, timeout: float) -> Any:
     from ..backends.chooser import BackendChooser
 
-    return BackendChooser(backend, host=host, timeout=timeout, announce=say)
+    env = Settings.from_env()
+    return BackendChooser(backend, host=host, timeout=timeout, announce=say,
+                          threads=env.threads, cache_dir=env.cache_dir)
 
 
 class _Progress:
@@ -200,7 +204,7 @@ def bench_ingest_cmd(paths: tuple[str, ...], embed_model: str | None, batch_size
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Hits per search.")
 @click.option("--retrieval", "--mode", "mode", default="hybrid", show_default=True,
-              type=click.Choice(["hybrid", "vector", "keyword"]), help="Retrieval mode.")
+              type=click.Choice(RETRIEVAL_MODES), help="Retrieval mode.")
 @_backend_options
 def bench_search_cmd(index_name: str, queries_file: Path | None, count: int, runs: int, k: int,
                      mode: str, backend: str, host: str | None, timeout: float,

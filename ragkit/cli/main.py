@@ -8,6 +8,7 @@ turned into a one-line ``error: ...`` message and its exit status in
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -24,7 +25,8 @@ from ..errors import (
     UsageError,
 )
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL, relevance_threshold
-from ..settings import debug_enabled
+from ..queries import ANSWER_MODES, PROMPT_MODES, RETRIEVAL_MODES, AskOptions
+from ..settings import Settings, debug_enabled
 from ..version import __version__
 from .admin import doctor, evaluate, indexes, models
 from .bench import bench
@@ -79,10 +81,14 @@ def cli() -> None:
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="Embedding requests in flight [default: $RAGKIT_PARALLEL, else "
               "$OLLAMA_NUM_PARALLEL + 1, else 2].")
+@click.option("--shard", metavar="I/N", default=None,
+              help="Index only shard I of N of the files (by a hash of their path below "
+              "PATHS), and delete only that shard's missing files: N runs, on N machines, "
+              "fill one index together.")
 @with_index_options
 def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_symlinks: bool,
            chunk_size: int | None, chunk_overlap: int | None, batch_size: int,
-           parallel: int | None) -> None:
+           parallel: int | None, shard: str | None) -> None:
     """Index the files under PATHS (re-runs only redo what changed).
 
     Reads text, markdown, reStructuredText, HTML, PDF and common source and
@@ -91,8 +97,10 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
     skipped.
     """
     from ..chunking.units import ChunkerSettings
+    from ..ingest.shards import Shard
     from .progress import ProgressLine
 
+    part = Shard.parse(shard) if shard is not None else None  # a bad value stops here, exit 2
     chunker = None
     if chunk_size is not None or chunk_overlap is not None:
         chunker = chunk_settings(chunk_size, chunk_overlap, ChunkerSettings)
@@ -102,7 +110,8 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
     ):
         try:
             report = index.ingest(paths, rebuild=rebuild, follow_symlinks=follow_symlinks,
-                                  batch_size=batch_size, progress=bar, parallel=parallel)
+                                  batch_size=batch_size, progress=bar, parallel=parallel,
+                                  shard=part)
         except NothingIndexedError as exc:
             _say_problems(exc.report)  # why nothing was indexed, before the error line
             raise
@@ -142,7 +151,7 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("query")
 @click.option("-k", "k", type=int, default=5, show_default=True, help="How many chunks.")
 @click.option("--retrieval", "--mode", "retrieval", default="hybrid", show_default=True,
-              type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP)
+              type=click.Choice(RETRIEVAL_MODES), help=RETRIEVAL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with scores) for scripts.")
 @filter_options
 @with_index_options
@@ -198,7 +207,7 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", "-m", envvar="RAGKIT_CHAT_MODEL", default=DEFAULT_CHAT_MODEL,
                      show_default=True, help="Chat model."),
         click.option("--retrieval", default="hybrid", show_default=True,
-                     type=click.Choice(["hybrid", "vector", "keyword"]), help=RETRIEVAL_HELP),
+                     type=click.Choice(RETRIEVAL_MODES), help=RETRIEVAL_HELP),
         click.option("--min-score", type=float, default=None, help="Answer only when the "
                      "retrieved chunks reach this relevance: best cosine + 0.3 x share of the "
                      "question's words in one chunk [default: calibrated per embedding model; "
@@ -206,7 +215,7 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--force", is_flag=True,
                      help="Answer even when no chunk looks relevant."),
         click.option("--answer", "answer_mode", envvar="RAGKIT_ANSWER", default="auto",
-                     show_default=True, type=click.Choice(["auto", "extractive", "generate"]),
+                     show_default=True, type=click.Choice(ANSWER_MODES),
                      help="Quote the passages' best sentences (extractive), have the chat "
                      "model write (generate), or auto: quote when the model is the embedded "
                      "135M demo model or none can be reached."),
@@ -217,28 +226,38 @@ def ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return filter_options(func)
 
 
+def with_ask_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`ask_options`, collected into one :class:`~ragkit.queries.AskOptions` argument."""
+    keys = ("k", "model", "retrieval", "min_score", "force", "answer_mode", "option_pairs",
+            "paths", "diversity")
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {key: kwargs.pop(key) for key in keys}
+        given["options"] = parse_options(given.pop("option_pairs"))
+        given["answer"] = given.pop("answer_mode")
+        return func(ask=AskOptions(**given), **kwargs)
+
+    return ask_options(wrapper)
+
+
 @cli.command()
 @click.argument("question")
-@click.option("--mode", type=click.Choice(["chat", "generate"]), default="chat",
+@click.option("--mode", type=click.Choice(PROMPT_MODES), default="chat",
               show_default=True, help="Context in a /api/chat system message, or a "
               "hand-built /api/generate prompt.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
-@ask_options
+@with_ask_options
 @with_index_options
-def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, k: int, model: str,
-        retrieval: str, min_score: float | None, force: bool, answer_mode: str,
-        option_pairs: tuple[str, ...], paths: tuple[str, ...], diversity: float) -> None:
+def ask(opts: dict[str, Any], question: str, mode: str, as_json: bool, ask: AskOptions) -> None:
     """Answer QUESTION from the indexed documents, with [n] citations.
 
     The answer quotes the documents or is written by the chat model (--answer).
     When no chunk is relevant enough, says "The documents do not contain the
     answer." without asking the model, and exits with status 6.
     """
-    options = parse_options(option_pairs)
     with open_index(opts) as index:
-        stream = index.ask_stream(question, k=k, mode=mode, model=model, options=options,
-                                  retrieval=retrieval, min_score=min_score, force=force,
-                                  paths=paths, diversity=diversity, answer=answer_mode)
+        stream = index.ask_stream(question, ask.with_(mode=mode))
         for line in (stream.notice, stream.note):  # how it answers; what was left out
             if line:
                 say(line)
@@ -298,19 +317,14 @@ def _sources_header(answer: Any) -> str:
 
 
 @cli.command()
-@ask_options
+@with_ask_options
 @with_index_options
-def chat(opts: dict[str, Any], k: int, model: str, retrieval: str, min_score: float | None,
-         force: bool, answer_mode: str, option_pairs: tuple[str, ...], paths: tuple[str, ...],
-         diversity: float) -> None:
+def chat(opts: dict[str, Any], ask: AskOptions) -> None:
     """Ask questions in a loop; history is kept. Ctrl-D exits."""
     from ..conversation import Conversation
 
     with open_index(opts) as index:
-        session = Conversation(index, k=k, model=model, retrieval=retrieval,
-                               options=parse_options(option_pairs),
-                               min_score=min_score, force=force, paths=paths,
-                               diversity=diversity, answer=answer_mode)
+        session = Conversation(index, ask)
         told: set[str] = set()  # notices are said once a session
         click.echo(f"Chatting with index '{one_line(index.name)}'. Ctrl-D to quit.", err=True)
         while (question := _read_question()) is not None:
@@ -435,9 +449,11 @@ def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str
             raise
         raise RagkitError(f"ragkit serve needs the 'serve' extra ({exc.name} is missing) — "
                           "run `pip install 'ragkit[serve]'` or `make setup`") from None
+    env = Settings.from_env()
     settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,
                               insecure=insecure, backend=backend, host=host,
                               embed_model=embed_model, timeout=timeout, mcp=not no_mcp,
+                              threads=env.threads, cache_dir=env.cache_dir,
                               watch=watch_paths)
     run(settings, announce=say)
 

@@ -89,8 +89,10 @@ def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      default="auto", show_default=True, envvar="RAGKIT_BACKEND",
                      help="Who runs the models: Ollama, the embedded engine, or auto "
                      "(Ollama when it has the model, else embedded)."),
-        click.option("--host", envvar="OLLAMA_HOST", default=None,
-                     help="Ollama server [default: $OLLAMA_HOST or http://127.0.0.1:11434]."),
+        click.option("--host", envvar="OLLAMA_HOST", multiple=True, callback=_host_list,
+                     help="Ollama server; repeat it (or give a comma-separated list) to "
+                     "spread an ingest over several; queries use the first that answers "
+                     "[default: $OLLAMA_HOST or http://127.0.0.1:11434]."),
         click.option("--embed-model", envvar="RAGKIT_EMBED_MODEL", default=None,
                      help=f"Embedding model [default: the index's, or {DEFAULT_EMBED_MODEL}]."),
         click.option("--timeout", type=float, default=300.0, show_default=True,
@@ -99,6 +101,11 @@ def backend_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for decorate in reversed(decorators):
         func = decorate(func)
     return func
+
+
+def _host_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    """Repeated --host values as one comma-separated list, the form OLLAMA_HOST takes."""
+    return ",".join(value) or None
 
 
 def open_index(opts: dict[str, Any], *, create: bool = False, **extra: Any) -> Index:

@@ -42,6 +42,7 @@ from ..store.local import Store, owned_file
 from ..store.tables import FileRecord
 from .prepare import Problem, _prepare_in_background, _Prepared, _Unchanged
 from .scheduler import EmbedFn, _embed_ahead, default_parallel
+from .shards import Shard, ShardView
 
 if TYPE_CHECKING:
     from ..store.tables import Writer
@@ -117,6 +118,7 @@ def ingest(
     parallel: int | None = None,
     exclude: Sequence[Path] = (),
     max_mb: float | None = None,
+    shard: Shard | None = None,
 ) -> IngestReport:
     """Bring ``store`` up to date with the files under ``paths``.
 
@@ -124,15 +126,16 @@ def ingest(
     ``exclude``: folders (real paths) whose files are left out silently, such as
     the index's own folder when it lies inside one of ``paths``.  ``max_mb``: the
     size cap of HTML files (default: :func:`~ragkit.loading.files.max_file_mb`).
+    ``shard``: only this shard's files are indexed, updated or removed (:mod:`.shards`).
     """
     started = time.monotonic()
     cap_mb = max_mb or max_file_mb()  # a bad RAGKIT_MAX_FILE_MB stops the run before any work
     report = IngestReport()
     roots = [Path(p) for p in paths]
     _remove_dead_temp_files(store.root)
-    keys = Keys(roots)
-    found = _walk(roots, keys, follow_symlinks, report, exclude)
-    known = _rename_old_keys(store, {f.key for f in found})
+    keys, view = Keys(roots), ShardView(shard, roots)
+    found = _walk(roots, keys, follow_symlinks, report, exclude, view)
+    known = view.keep(_rename_old_keys(store, {f.key for f in found}))
     todo = _plan(found, known, report)
     tracker = _Tracker(len(todo) + report.unchanged, report.unchanged, started, progress)
     in_flight = default_parallel() if parallel is None else max(1, parallel)
@@ -209,17 +212,22 @@ def _walk(
     follow: bool,
     report: IngestReport,
     exclude: Sequence[Path] = (),
+    view: ShardView | None = None,
 ) -> list[Found]:
-    """The files under ``roots`` with their keys; what is left out goes in ``report``."""
+    """The files under ``roots`` (of ``view``'s shard) with their keys; what is left out
+    goes in ``report``."""
     found: list[Found] = []
     for item in iter_files(roots, follow_symlinks=follow):
         if exclude and _excluded(item.path if isinstance(item, Skipped) else item, exclude):
             continue
+        key = keys.key(item.path if isinstance(item, Skipped) else item)
+        if view is not None and not view.owns(key):
+            continue  # another shard's file: not indexed, reported or removed here
         if isinstance(item, Skipped):  # an unreadable file is a failure, not a choice
             problems = report.failed if item.unreadable else report.skipped
-            problems.append(Problem(str(item.path), item.reason, keys.key(item.path)))
+            problems.append(Problem(str(item.path), item.reason, key))
         else:
-            found.append(Found(item, keys.key(item)))
+            found.append(Found(item, key))
     return found
 
 

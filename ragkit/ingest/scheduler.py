@@ -5,6 +5,10 @@ of many texts, and up to ``parallel`` requests are in flight at once
 (``RAGKIT_PARALLEL``; by default ``OLLAMA_NUM_PARALLEL`` + 1, so the server
 always has the next request queued while ragkit decodes, writes and chunks).
 Batches come back in order, each as soon as its vectors have arrived.
+
+With several Ollama hosts (:class:`~ragkit.backends.hosts.HostPool`), ``parallel``
+is each host's own limit and the pipeline keeps ``parallel × hosts`` requests in
+flight (:func:`in_flight`); the pool sends each to the least busy host.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
 from ..settings import Settings
 from .prepare import _Prepared
 
-__all__ = ["EmbedFn", "default_parallel"]
+__all__ = ["EmbedFn", "default_parallel", "in_flight"]
 
 #: Embeds a batch of document texts into normalized float32 rows.
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
@@ -31,6 +36,16 @@ def default_parallel(settings: Settings | None = None) -> int:
     server while ragkit handles the last reply (see :class:`~ragkit.settings.Settings`).
     """
     return (settings or Settings.from_env()).parallel
+
+
+def in_flight(backend: Any, per_host: int) -> int:
+    """Requests to keep in flight on ``backend``: ``per_host`` for each host it spreads over.
+
+    A backend that spreads requests over several servers has ``share(per_host)``,
+    which sets each server's limit and returns the total; any other serves ``per_host``.
+    """
+    share = getattr(backend, "share", None)
+    return int(share(per_host)) if callable(share) else per_host
 
 
 def _embed_batch(embed: EmbedFn, texts: list[str], size: int) -> np.ndarray:

@@ -2,14 +2,16 @@
 
 Walks the folders given, applying the skip rules and the size policy
 (:mod:`.files`); decodes text (:mod:`.decoding`); reads the formats that need a
-reader, PDF and HTML (:mod:`.readers`); keys each file by its identity
-(:mod:`.paths`).  The names below are imported lazily.
+reader, PDF and HTML (:mod:`.readers`), office files, e-books, notebooks, mail
+and spreadsheets (:mod:`.formats` names their readers and shows their
+locations); keys each file by its identity (:mod:`.paths`).  The names below are imported lazily.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -57,10 +59,4 @@ if TYPE_CHECKING:
     from .readers import html_to_text, pdf_pages
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -59,10 +59,16 @@ __all__ = [
 
 _KINDS = {
     "markdown": ".md .markdown",
-    "text": ".txt .text .csv .tsv .log .tex .org .adoc",
+    "text": ".txt .text .log .tex .org .adoc",
     "rst": ".rst",
     "html": ".html .htm .xhtml",
     "pdf": ".pdf",
+    # Read by the readers of ragkit.loading.formats, into markdown text.
+    "office": ".docx .pptx .xlsx .odt .odp .ods",
+    "ebook": ".epub",
+    "notebook": ".ipynb",
+    "mail": ".eml .mbox",
+    "table": ".csv .tsv",
     "code": (
         ".py .pyi .js .jsx .mjs .ts .tsx .go .rs .java .kt .scala .c .h .cc .cpp .hpp .cs "
         ".rb .php .swift .lua .r .sql .sh .bash .zsh .ps1 .css .scss .xml .proto "
@@ -81,7 +87,7 @@ _NEVER_TEXT = (  # images, archives and packages, compiled code, media, fonts, o
     ".mp3 .m4a .aac .flac .ogg .oga .opus .wav .aiff .mid .mp4 .m4v .mkv .mov .avi .webm .wmv "
     ".flv .mpg .mpeg "
     ".ttf .otf .woff .woff2 .eot "
-    ".doc .docx .xls .xlsx .ppt .pptx .odt .ods .odp .epub .mobi "
+    ".doc .xls .ppt .mobi "
     ".sqlite .sqlite3 .db .mdb .npy .npz .pkl .pickle .pt .pth .onnx .gguf .safetensors .h5 "
     ".parquet .faiss .bin"
 )
@@ -93,7 +99,9 @@ IGNORED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv"})
 
 
 PDF_SIZE_FACTOR = 8
-_WHOLE_KINDS = frozenset({"html", "pdf"})  # read whole, so capped; other kinds can be streamed
+_WHOLE_KINDS = frozenset({"html", "pdf", "office", "ebook", "notebook", "mail"})  # read whole,
+# so capped; other kinds can be streamed.  Zip containers are binary like PDFs.
+_BINARY_KINDS = frozenset({"pdf", "office", "ebook"})
 #: Text-like files bigger than this are decoded and chunked in windows (:func:`open_text`).
 STREAM_ABOVE = 4_000_000
 WINDOW_BYTES = 1 << 20
@@ -101,7 +109,12 @@ WINDOW_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Document:
-    """Text of one file, or of one page of a PDF (``page`` is 1-based; None otherwise)."""
+    """Text of one file, or of one page of a PDF (``page`` is 1-based; None otherwise).
+
+    Structured formats (:mod:`ragkit.loading.formats`) give documents of kind
+    ``"markdown"``: their headings become ``#`` lines, so chunks carry the
+    heading path; ``page`` is a slide, cell or message number.
+    """
 
     path: Path
     page: int | None
@@ -148,7 +161,7 @@ def _by_content(path: Path) -> bool:
 def streams(path: Path, size: int) -> bool:
     """Whether a file of ``size`` bytes is read in windows (:func:`open_text`), not whole."""
     kind = kind_of(path)
-    return kind is not None and kind not in _WHOLE_KINDS and size > STREAM_ABOVE
+    return kind is not None and kind not in _WHOLE_KINDS | {"table"} and size > STREAM_ABOVE
 
 
 def max_file_mb(settings: Settings | None = None) -> float:
@@ -160,18 +173,22 @@ def max_file_mb(settings: Settings | None = None) -> float:
 
 
 def max_file_bytes(kind: str, cap_mb: float | None = None) -> int:
-    """The size above which a PDF or HTML file is refused unread (see the module doc).
+    """The size above which a file read whole is refused unread (see the module doc).
 
-    ``cap_mb``: the cap of HTML files (default: :func:`max_file_mb`).
+    Every kind but HTML gets :data:`PDF_SIZE_FACTOR` times the cap: images swell
+    PDFs, office files, e-books, notebooks and mail.  It is also the most a zip
+    container may unpack to.  ``cap_mb``: the cap of HTML files (default:
+    :func:`max_file_mb`).
     """
-    factor = PDF_SIZE_FACTOR if kind == "pdf" else 1
+    factor = 1 if kind == "html" else PDF_SIZE_FACTOR
     return int((cap_mb or max_file_mb()) * factor * 1_000_000)
 
 
 def check_size(path: Path, size: int, cap_mb: float | None = None) -> None:
     """Raise :class:`LoadError` if a file of ``size`` bytes is over the cap for its kind.
 
-    Only PDF and HTML files are capped: text-like files of any size can be streamed.
+    Only the files read whole are capped (PDF, HTML, office files, e-books,
+    notebooks, mail): text-like files of any size can be streamed.
     """
     kind = SUFFIX_KIND.get(Path(path).suffix.lower(), "text")
     if kind not in _WHOLE_KINDS:
@@ -202,11 +219,19 @@ def load_file(path: Path, cap_mb: float | None = None) -> list[Document]:
     except OSError as exc:
         raise LoadError(str(path), _os_reason(exc)) from None
     check_size(path, size, cap_mb)
+    if kind == "table":  # decoded a window at a time: a CSV file may be of any size
+        from .sheets import read_csv
+
+        return _documents(path, read_csv(path, open_text(path)))
     data = _read(path, max_file_bytes(kind, cap_mb) if kind in _WHOLE_KINDS else -1)
     if not data.strip():
         raise LoadError(str(path), "empty file")
     if kind == "pdf":
         return [Document(path, n, text, "pdf") for n, text in pdf_pages(path, data)]
+    if kind in _WHOLE_KINDS - {"html"}:
+        from .formats import read_structured
+
+        return _documents(path, read_structured(path, data, max_file_bytes(kind, cap_mb)))
     if _by_content(path) and not looks_like_text(data[:_SNIFF], complete=len(data) <= _SNIFF):
         raise LoadError(str(path), "binary file")
     try:
@@ -219,6 +244,14 @@ def load_file(path: Path, cap_mb: float | None = None) -> list[Document]:
     if not text.strip():
         raise LoadError(str(path), "empty file" if kind != "html" else "no text in the HTML")
     return [Document(path, None, text, kind)]
+
+
+def _documents(path: Path, parts: list[tuple[int | None, str]]) -> list[Document]:
+    """A format reader's parts as documents of markdown text (headings make the heading path)."""
+    documents = [Document(path, n, text, "markdown") for n, text in parts if text.strip()]
+    if not documents:
+        raise LoadError(str(path), f"no text in the {path.suffix.lower()} file")
+    return documents
 
 
 def _unsupported(path: Path) -> str:
@@ -414,7 +447,7 @@ def _check_file(path: Path) -> Path | Skipped:
         return Skipped(path, _unsupported(path))
     if not path.is_file():
         return Skipped(path, "not a regular file")
-    if kind == "pdf":
+    if kind in _BINARY_KINDS:
         return path  # binary by nature; load_file checks it
     try:
         with open(path, "rb") as fh:

@@ -7,8 +7,9 @@ defaults without loading the web framework.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 __all__ = ["DEFAULT_LISTEN", "ServerSettings", "create_app", "serve"]
 
@@ -20,8 +21,4 @@ if TYPE_CHECKING:
     from .config import DEFAULT_LISTEN, ServerSettings
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit.server' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -41,6 +41,10 @@ class ServerSettings:
     host: str | None = None
     embed_model: str | None = None
     timeout: float = 300.0
+    #: Threads of the embedded engine (None: chosen per call; the CLI passes RAGKIT_THREADS).
+    threads: int | None = None
+    #: Where the embedded engine caches its converted model (None: ragkit's default).
+    cache_dir: Path | None = None
     max_body: int = MAX_BODY
     #: One line per request on stderr.
     access_log: bool = True

@@ -11,12 +11,13 @@ Bodies are validated by their models below; a bad one gets 422 with
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from ..queries import PROMPT_MODES, RETRIEVAL_MODES
 from .backend import Passthrough
 from .rag import AnswerRequest, Catalog
 from .streams import blocking, ndjson, opened
@@ -27,7 +28,11 @@ router = APIRouter(prefix="/indexes", tags=["Native: retrieval and answers"])
 
 #: The most hits one request may ask for.
 MAX_K = 100
-Retrieval = Literal["hybrid", "vector", "keyword"]
+if TYPE_CHECKING:
+    Retrieval: TypeAlias = str
+    Prompt: TypeAlias = str
+else:  # pydantic reads these at run time: the one lists of ragkit.queries
+    Retrieval, Prompt = Literal[RETRIEVAL_MODES], Literal[PROMPT_MODES]
 
 
 class SearchBody(BaseModel):
@@ -57,7 +62,7 @@ class AskBody(BaseModel):
 
     question: str = Field(min_length=1)
     k: int = Field(4, ge=1, le=MAX_K)
-    mode: Literal["chat", "generate"] = "chat"
+    mode: Prompt = "chat"
     model: str | None = Field(None, description="Chat model [default: the server's].")
     options: dict[str, Any] = Field(default_factory=dict, description="Model options.")
     retrieval: Retrieval = "hybrid"

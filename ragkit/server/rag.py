@@ -23,6 +23,7 @@ from ..errors import IndexNotFoundError, UsageError
 from ..home import index_home
 from ..index import Index
 from ..models import DEFAULT_CHAT_MODEL
+from ..queries import AskOptions
 from .backend import Passthrough, ServerBackend, passthrough
 from .config import ServerSettings
 
@@ -58,6 +59,13 @@ class AnswerRequest:
     plain: bool = False
     messages: Sequence[dict[str, Any]] = ()
 
+    def ask_options(self, chat_model: str) -> AskOptions:
+        """How the index answers this request (``chat_model`` when it names none)."""
+        return AskOptions(k=self.k, mode=self.mode, model=self.model or chat_model,
+                          options=self.options, retrieval=self.retrieval,
+                          min_score=self.min_score, force=self.force, paths=self.paths,
+                          diversity=self.diversity)
+
 
 @dataclass(frozen=True)
 class Final:
@@ -79,7 +87,8 @@ class Catalog:
         self.settings = settings
         self.home = settings.home or index_home()
         self.chat_model = settings.model or DEFAULT_CHAT_MODEL
-        chooser = BackendChooser(settings.backend, host=settings.host, timeout=settings.timeout)
+        chooser = BackendChooser(settings.backend, host=settings.host, timeout=settings.timeout,
+                                 threads=settings.threads, cache_dir=settings.cache_dir)
         self.backend = ServerBackend(chooser, settings.timeout)
         self.upstream = chooser.host
         self._fixed = self._fixed_paths(settings.indexes)
@@ -204,12 +213,8 @@ class Catalog:
             conversation.history = history
             with self._locks[request.index]:  # retrieval and fitting; generation comes later
                 stream = index.ask_stream(
-                    request.question, k=request.k, mode=request.mode,
-                    model=request.model or self.chat_model, options=request.options,
-                    history=history, search_query=conversation.search_query(request.question),
-                    retrieval=request.retrieval, min_score=request.min_score,
-                    force=request.force, paths=list(request.paths) or None,
-                    diversity=request.diversity)
+                    request.question, request.ask_options(self.chat_model), history=history,
+                    search_query=conversation.search_query(request.question))
             for delta in stream:
                 emit("delta", delta)
             answer = stream.answer

@@ -125,6 +125,8 @@ class Build:
     exclude: list[Path] = field(default_factory=list)
     #: The part of the files this ingest owns (None: all).
     shard: Shard | None = None
+    #: The caller holds the writer lock already (a watcher, between its ingests).
+    lock_held: bool = False
 
     def run(self, roots: list[Path], rebuild: bool) -> IngestReport:
         """Ingest ``roots``: rebuild beside the index, build it first, or update it."""
@@ -142,12 +144,14 @@ class Build:
     def _update(self, store: Store, paths: list[Path]) -> IngestReport:
         """An incremental ingest into the existing index, under its write lock."""
         self._check_settings(store)
-        store.lock()
+        if not self.lock_held:
+            store.lock()
         try:
             clean_stale_work(self.path)
             report = self._ingest_into(store, paths, _chunker(store))
         finally:
-            store.unlock()
+            if not self.lock_held:
+                store.unlock()
         if not store.count():
             raise nothing_indexed(report, paths, f"index '{self.path.name}' holds no files")
         return report

@@ -12,6 +12,7 @@ Typical use (needs a backend; see the README)::
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class Index:
         self._backends = backends
         self._requested_model = embed_model
         self._requested_chunker = chunker
+        self._holding_lock = False  # a watcher keeps the writer lock between its ingests
         self._given_settings = settings
         # The last query embedded, so that an extractive answer need not embed it again.
         self._last_query: tuple[str, np.ndarray] | None = None
@@ -148,6 +150,7 @@ class Index:
         """Release files and locks."""
         if self._store:
             self._store.close()
+        self._holding_lock = False
 
     def delete(self) -> list[str]:
         """Delete the index: the files ragkit wrote, never anything else in its folder.
@@ -211,11 +214,46 @@ class Index:
                       self._requested_chunker, lambda model: self._in_flight(model, parallel),
                       max_file_mb(settings), follow_symlinks, batch_size, progress,
                       index_inside(self.path, roots),
-                      Shard.parse(shard) if isinstance(shard, str) else shard)
+                      Shard.parse(shard) if isinstance(shard, str) else shard,
+                      lock_held=self._holding_lock)
         try:
             return build.run(roots, rebuild)
         finally:
             self._store, self._requested_chunker = build.store, build.chunker
+
+    def watch(
+        self,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        stop_event: threading.Event,
+        **options: Any,
+    ) -> None:
+        """Keep the index in step with the files under ``paths`` until ``stop_event`` is set.
+
+        Catches up first (one incremental ingest), then follows file events;
+        ``options`` and the rules are in :func:`ragkit.ingest.watch.watch`.
+        """
+        from .ingest.watch import watch
+
+        watch(self, paths, stop_event, **options)
+
+    def hold_writer_lock(self, hold: bool = True) -> None:
+        """Keep the writer lock between ingests (``hold``), or let it go after each one.
+
+        A watcher holds it for its whole life, so a second writer is refused
+        (:class:`IndexBusyError`).  Needs an index that exists; :meth:`close` lets go too.
+        """
+        if hold and not self._holding_lock and self._store is not None:
+            self._store.lock()
+            self._holding_lock = True
+        elif not hold and self._holding_lock:
+            self._holding_lock = False
+            if self._store is not None:
+                self._store.unlock()
+
+    @property
+    def exists(self) -> bool:
+        """Whether the index has been created (its first ingest committed a file)."""
+        return self._store is not None
 
     # -- embedding -----------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from .options import (
     with_index_options,
 )
 from .terminal import Sanitizer, clean, one_line
+from .watching import watch
 
 if TYPE_CHECKING:
     pass
@@ -401,6 +402,7 @@ cli.add_command(indexes)
 cli.add_command(models)
 cli.add_command(doctor)
 cli.add_command(bench)
+cli.add_command(watch)
 
 
 @cli.command()
@@ -426,9 +428,12 @@ cli.add_command(bench)
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               envvar="RAGKIT_TIMEOUT", help="Seconds to wait for a model reply.")
 @click.option("--no-mcp", is_flag=True, help="Do not offer the MCP tools at /mcp.")
+@click.option("--watch", "watch_paths", multiple=True, metavar="PATH",
+              help="Keep the served index (the one --index names, else 'default') in step "
+              "with PATH while serving, as `ragkit watch` does (repeatable).")
 def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str | None,
           insecure: bool, backend: str, host: str | None, embed_model: str | None,
-          timeout: float, no_mcp: bool) -> None:
+          timeout: float, no_mcp: bool, watch_paths: tuple[str, ...]) -> None:
     """Serve the indexes over HTTP, as Ollama and OpenAI models named rag/<index>.
 
     Point Ollama clients at it with OLLAMA_HOST=127.0.0.1:11435 and OpenAI
@@ -448,7 +453,8 @@ def serve(indexes: tuple[str, ...], listen: str, model: str | None, api_key: str
     settings = ServerSettings(listen=listen, indexes=indexes, model=model, api_key=api_key,
                               insecure=insecure, backend=backend, host=host,
                               embed_model=embed_model, timeout=timeout, mcp=not no_mcp,
-                              threads=env.threads, cache_dir=env.cache_dir)
+                              threads=env.threads, cache_dir=env.cache_dir,
+                              watch=watch_paths)
     run(settings, announce=say)
 
 

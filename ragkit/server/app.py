@@ -183,9 +183,20 @@ def _one_thread_per_search() -> None:
 
 def serve(settings: ServerSettings, *, announce: Callable[[str], None] | None = None) -> None:
     """Run the server until Ctrl-C (or SIGTERM), then stop cleanly."""
-    import uvicorn
+    from .watching import watching
 
     sock = bind(settings)  # refuses before anything is loaded
+    with contextlib.ExitStack() as held:
+        held.callback(sock.close)
+        held.enter_context(watching(settings, announce or (lambda line: None)))
+        _serve(settings, sock, announce)
+
+
+def _serve(settings: ServerSettings, sock: socket.socket,
+           announce: Callable[[str], None] | None) -> None:
+    """Run the app on ``sock`` until Ctrl-C (or SIGTERM)."""
+    import uvicorn
+
     _one_thread_per_search()
     host, port = sock.getsockname()[:2]
     app = create_app(settings)
@@ -197,8 +208,4 @@ def serve(settings: ServerSettings, *, announce: Callable[[str], None] | None = 
                  f"Ollama API at /api, OpenAI at /v1{mcp}, docs at /docs; Ctrl-C stops")
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=3, lifespan="on")
-    server = uvicorn.Server(config)
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
+    uvicorn.Server(config).run(sockets=[sock])

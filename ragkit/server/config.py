@@ -50,6 +50,8 @@ class ServerSettings:
     access_log: bool = True
     #: Offer the MCP tools at ``/mcp`` (when the ``mcp`` extra is installed).
     mcp: bool = True
+    #: Folders kept in step with the served index while serving (``--watch``).
+    watch: tuple[str, ...] = ()
 
     def address(self) -> tuple[str, int]:
         """``(host, port)`` to bind, checked against the loopback rule."""

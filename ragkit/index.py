@@ -53,6 +53,7 @@ from .prompting import fit_context
 from .retrieval import MODES as RETRIEVAL_MODES
 from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
 from .settings import Settings
+from .store.base import IndexStore
 from .store.building import (
     clean_stale_work,
     delete_index,
@@ -71,7 +72,15 @@ from .store.folders import (
     lock_index,
     real_folder,
 )
-from .store.local import Store
+from .store.opening import (
+    check_store,
+    create_remote,
+    drop_remote,
+    is_remote,
+    open_store,
+    store_exists,
+    store_of,
+)
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "Index", "resolve_index"]
 
@@ -95,12 +104,13 @@ class Index:
     def __init__(
         self,
         path: Path,
-        store: Store | None,
+        store: IndexStore | None,
         backends: BackendChooser,
         *,
         embed_model: str | None = None,
         chunker: ChunkerSettings | None = None,
         settings: Settings | None = None,
+        store_uri: str | None = None,
     ) -> None:
         self.path = path
         self.name = path.name
@@ -108,6 +118,7 @@ class Index:
         self._backends = backends
         self._requested_model = embed_model
         self._requested_chunker = chunker
+        self._store_uri = store_uri  # where a new index goes (--store; None: local)
         self._parallel: int | None = None  # embedding requests in flight, set per ingest
         self._exclude: list[Path] = []  # folders the walk leaves out (the index's own)
         self._given_settings = settings
@@ -130,6 +141,7 @@ class Index:
         announce: Callable[[str], None] | None = None,
         damaged_ok: bool = False,
         settings: Settings | None = None,
+        store: str | None = None,
     ) -> Index:
         """Open an index by name (in ``home``) or path; ``create=True`` allows a new one.
 
@@ -138,16 +150,19 @@ class Index:
         opens a damaged or newer-format one that way too, for :meth:`delete`.
         A new index needs a name without control characters, and a folder that is
         new, empty or a link to such a folder.  ``settings``: what the arguments leave
-        out (default: read from the environment when needed).
+        out (default: read from the environment when needed).  ``store``: where a
+        new index is kept (``--store``: ``local``, ``milvus://HOST:PORT[/DB]`` or a
+        Milvus Lite ``.db`` file); an existing index must be in that store.
         """
         path = resolve_index(name_or_path, home or (settings.home if settings else None))
         if path.exists() and not path.is_dir():
             raise IndexFolderError(str(path), f"{path} is a file, not an index folder",
                                    "pass --index a name, or the path of an index folder")
-        store = None
-        if Store.exists(path):
+        opened = None
+        if store_exists(path):
             try:
-                store = Store.open(path)
+                check_store(path, store)
+                opened = open_store(path)
             except (IndexCorruptError, IndexVersionError) as exc:
                 repairable = create and rebuild and isinstance(exc, IndexCorruptError)
                 if not (damaged_ok or repairable):
@@ -155,15 +170,15 @@ class Index:
         elif create:
             check_new_name(path)
             check_new_folder(real_folder(path))
-        if store is None and not create and not (damaged_ok and Store.exists(path)):
+        if opened is None and not create and not (damaged_ok and store_exists(path)):
             from_home = home is None and path.parent == index_home()
             raise not_found(str(name_or_path), path, from_home)
         if settings is not None:  # what the arguments leave out
             backend = backend or settings.backend
             host = settings.ollama_host if host is None else host
         backends = chooser(backend, host, timeout, announce)
-        return cls(path, store, backends, embed_model=embed_model, chunker=chunker,
-                   settings=settings)
+        return cls(path, opened, backends, embed_model=embed_model, chunker=chunker,
+                   settings=settings, store_uri=store)
 
     # -- properties ----------------------------------------------------------------
 
@@ -203,8 +218,9 @@ class Index:
         """
         self.close()
         self._store = None
-        if not Store.exists(self.path):
+        if not store_exists(self.path):
             raise IndexNotFoundError(self.name, str(self.path.parent))
+        drop_remote(self.path)
         return delete_index(self.path)
 
     def __enter__(self) -> Index:
@@ -248,16 +264,45 @@ class Index:
         check_roots(roots)  # mistakes in what was asked are reported before a model loads
         max_file_mb(self._settings())
         self._exclude = index_inside(self.path, roots)
-        if rebuild and (self._store is not None or Store.exists(self.path)):
+        remote = self._remote_target(rebuild)
+        if remote:
+            return self._remote_build(remote, roots, follow_symlinks, batch_size, progress)
+        if rebuild and (self._store is not None or store_exists(self.path)):
             # (No store but a manifest: the folder holds a damaged index to replace.)
             return self._build_fresh(roots, follow_symlinks, batch_size, progress)
         if self._store is None:
             return self._first_build(roots, follow_symlinks, batch_size, progress)
         return self._update(self._store, roots, follow_symlinks, batch_size, progress)
 
+    def _remote_target(self, rebuild: bool) -> str | None:
+        """The Milvus store to create the index in (a rebuild drops its collections first)."""
+        if self._store is None:
+            return self._store_uri if is_remote(self._store_uri) else None
+        where = store_of(self.path)
+        if not (rebuild and is_remote(where)):
+            return None
+        self._store.close()
+        self._store = None
+        drop_remote(self.path)  # Milvus cannot swap collections: a rebuild starts empty
+        return where
+
+    def _remote_build(
+        self,
+        uri: str,
+        paths: list[Path],
+        follow: bool,
+        batch_size: int,
+        progress: Callable[[IngestProgress], None] | None,
+    ) -> IngestReport:
+        """Create (or join) the index's collections in Milvus, then ingest into them."""
+        model, chunker, dimension = self._new_settings()
+        self._store = create_remote(self.path, new_manifest(model, dimension, chunker), uri)
+        self._requested_chunker = None
+        return self._update(self._store, paths, follow, batch_size, progress)
+
     def _update(
         self,
-        store: Store,
+        store: IndexStore,
         paths: list[Path],
         follow: bool,
         batch_size: int,
@@ -277,7 +322,7 @@ class Index:
 
     def _ingest_into(
         self,
-        store: Store,
+        store: IndexStore,
         paths: list[Path],
         follow: bool,
         batch_size: int,
@@ -304,7 +349,7 @@ class Index:
         manifest = new_manifest(model, dimension, chunker)
         with first_build(self.path, manifest) as store:
             if store is None:  # another process created it since we looked
-                self._store = Store.open(self.path)
+                self._store = open_store(self.path)
                 return self._update(self._store, paths, follow, batch_size, progress)
             self._store, self._requested_chunker = store, None
             try:
@@ -347,7 +392,7 @@ class Index:
         if self._store is not None:
             self._store.close()
         swap_folders(building, self.path)
-        self._store = Store.open(self.path)
+        self._store = open_store(self.path)
         self._requested_chunker = None
 
     def _new_settings(self) -> tuple[str, ChunkerSettings, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ def _home() -> Path:
 def indexes_list() -> None:
     """List the indexes in the index home (RAGKIT_HOME; see README, Configuration)."""
     from ..errors import IndexCorruptError, IndexVersionError
-    from ..store.local import Store, read_manifest
+    from ..store.layout import read_manifest
+    from ..store.local import Store
 
     found = sorted(p for p in _home().glob("*") if Store.exists(p))
     if not found:
@@ -221,11 +223,14 @@ def doctor(opts: dict[str, Any], model: str) -> None:
 @click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --answers: write one JSON line per question (its answer, and whether "
               "it contains a gold span) to this file.")
+@click.option("--store", "store", default=None, metavar="URI",
+              help="Keep the BEIR index in this store (local, milvus://HOST:PORT[/DB] or x.db), "
+              "to compare quality per store.")
 @with_index_options
 def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: bool,
              chunk_size: int | None, chunk_overlap: int | None, whole_documents: bool,
              answers: bool, answer_mode: str, model: str, limit: int | None, seed: int,
-             details: Path | None) -> None:
+             details: Path | None, store: str | None) -> None:
     """Measure retrieval on DATASET: a BEIR folder, or a questions JSONL for --index.
 
     A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) is indexed into
@@ -247,7 +252,7 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
     with CounterLine() as counter:
         if dataset.is_dir():
             chunker = _eval_chunker(chunk_size, chunk_overlap, whole_documents)
-            rows = _eval_beir(opts, dataset, chosen, counter, chunker, asking)
+            rows = _eval_beir(opts, dataset, chosen, counter, chunker, asking, store)
         else:
             rows = _eval_questions(opts, dataset, chosen, k)
     if as_json:
@@ -283,7 +288,8 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
 
 
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
-               chunker: Any, asking: AnswerSettings | None = None) -> list[dict]:
+               chunker: Any, asking: AnswerSettings | None = None,
+               store: str | None = None) -> list[dict]:
     from ..evaluate import EVAL_INDEXES, BeirSet, evaluate_beir, load_gold_answers
     from ..home import index_home
     from ..models import DEFAULT_EMBED_MODEL
@@ -296,9 +302,12 @@ def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: An
         if chunker is not None:
             name += ("-whole" if chunker.size == WHOLE_DOCUMENT
                      else f"-c{chunker.size}o{chunker.overlap}")
+        if store and store != "local":  # one eval index per store
+            name += "-" + re.sub(r"[^A-Za-z0-9]+", "-", Path(store).stem if store.endswith(".db")
+                                 else "milvus").strip("-")
         opts = {**opts, "index_name": str(index_home() / EVAL_INDEXES / name)}
     docs = data.write_documents(index_home() / ".eval-docs" / data.name)
-    with open_index(opts, create=True, chunker=chunker) as index:
+    with open_index(opts, create=True, chunker=chunker, store=store) as index:
         report = index.ingest([docs], progress=counter.ingest)
         say(f"index '{index.name}': {report.summary()}")
         if asking:

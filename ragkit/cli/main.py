@@ -78,10 +78,13 @@ def cli() -> None:
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="Embedding requests in flight [default: $RAGKIT_PARALLEL, else "
               "$OLLAMA_NUM_PARALLEL + 1, else 2].")
+@click.option("--store", "store", default=None, metavar="URI",
+              help="Where a new index is kept: local (SQLite + FAISS, the default), "
+              "milvus://HOST:PORT[/DB], or a Milvus Lite file x.db. Remembered by the index.")
 @with_index_options
 def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_symlinks: bool,
            chunk_size: int | None, chunk_overlap: int | None, batch_size: int,
-           parallel: int | None) -> None:
+           parallel: int | None, store: str | None) -> None:
     """Index the files under PATHS (re-runs only redo what changed).
 
     Reads text, markdown, reStructuredText, HTML, PDF and common source and
@@ -96,7 +99,7 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
     if chunk_size is not None or chunk_overlap is not None:
         chunker = chunk_settings(chunk_size, chunk_overlap, ChunkerSettings)
     with (
-        open_index(opts, create=True, rebuild=rebuild, chunker=chunker) as index,
+        open_index(opts, create=True, rebuild=rebuild, chunker=chunker, store=store) as index,
         ProgressLine() as bar,
     ):
         try:

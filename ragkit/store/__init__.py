@@ -37,7 +37,7 @@ __all__ = [
 
 # name -> module that defines it
 _EXPORTS = {
-    "Store": "local", "owned_file": "local", "read_manifest": "local",
+    "Store": "local", "owned_file": "layout", "read_manifest": "layout",
     "ChunkRow": "tables", "FileRecord": "tables", "StoredChunk": "tables", "Writer": "tables",
     "keyword_terms": "keywords",
     "WORK_DIR": "building", "clean_stale_work": "building", "delete_index": "building",
@@ -59,7 +59,8 @@ if TYPE_CHECKING:
     )
     from .folders import check_new_folder, check_new_name, expand_user, lock_index, real_folder
     from .keywords import keyword_terms
-    from .local import Store, owned_file, read_manifest
+    from .layout import owned_file, read_manifest
+    from .local import Store
     from .tables import ChunkRow, FileRecord, StoredChunk, Writer
 
 

@@ -76,8 +76,8 @@ def create_remote(root: Path, manifest: dict[str, Any], uri: str) -> IndexStore:
 
     full = complete_manifest({**manifest, "store": store_uri(uri),
                               "collection": collection_name(root)})
+    store = MilvusStore.create(root, full)  # fails (unreachable, mismatch) before the folder
     root.mkdir(parents=True, exist_ok=True)
-    store = MilvusStore.create(root, full)
     write_atomic(root / MANIFEST, json.dumps(store.manifest, indent=2).encode() + b"\n")
     return store
 

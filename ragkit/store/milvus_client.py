@@ -360,6 +360,6 @@ class Connection:
         return [{"id": h["id"], "distance": h["distance"], **h["entity"]} for h in result[0]]
 
     def flush(self) -> None:
-        """Make the writes durable (a server seals its segments; Lite writes its WAL at once)."""
-        if not self.lite:
-            self._call(self.client.flush, self.chunks)
+        """Seal the written rows into segments (Milvus Lite searches its memtable row by row)."""
+        for name in (self.chunks, self.files):
+            self._call(self.client.flush, name)

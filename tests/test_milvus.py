@@ -150,3 +150,16 @@ def _dead_pid() -> int:
         except PermissionError:
             pass
         pid -= 1
+
+
+def test_a_milvus_lite_file_held_by_another_process_is_busy_exit_4(run, docs, lite):
+    import fcntl
+
+    assert run("ingest", str(docs), "--index", "held", "--store", lite).exit_code == 0
+    with open(os.path.join(lite, "LOCK"), "a+") as other:  # as another process holds it
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run("search", "backups", "--index", "held")
+    assert result.exit_code == 4
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: index {lite} is being written by another ragkit process — wait for it to finish")
+    assert run("search", "backups", "--index", "held").exit_code == 0

@@ -9,6 +9,7 @@ process holds is :class:`~ragkit.errors.IndexBusyError`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import json
 import logging
@@ -113,6 +114,7 @@ def connect(uri: str, collection: str) -> Connection:
         # Milvus Lite's in-process gRPC server logs a traceback for each call it lacks
         # (pymilvus asks for AllocTimestamp while creating an index, then does without).
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        _check_lite_free(uri)
     try:
         client = MilvusClient(**kwargs)
     except Exception as exc:
@@ -120,6 +122,30 @@ def connect(uri: str, collection: str) -> Connection:
             raise IndexBusyError(uri) from None
         raise _unreachable(uri, exc) from None
     return Connection(client, uri, collection)
+
+
+def _check_lite_free(uri: str) -> None:
+    """:class:`IndexBusyError` if another process has the Milvus Lite file ``uri`` open.
+
+    Milvus Lite allows one process per file (it holds ``LOCK`` in it); asked for
+    a file another process holds, it logs a traceback and pymilvus reports only
+    "Open local milvus failed".
+    """
+    from milvus_lite.server_manager import server_manager_instance
+
+    if os.path.abspath(uri) in server_manager_instance._servers:  # open in this process
+        return
+    try:
+        fd = os.open(os.path.join(uri, "LOCK"), os.O_RDWR)
+    except OSError:
+        return  # a new file, or no lock file yet
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        raise IndexBusyError(uri) from None
+    finally:
+        os.close(fd)
 
 
 def _unreachable(uri: str, exc: BaseException) -> BackendError:

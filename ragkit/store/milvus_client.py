@@ -379,10 +379,12 @@ class Connection:
 
     def search(self, field: str, query: Any, limit: int, where: str) -> list[dict[str, Any]]:
         """The best ``limit`` chunks for ``query`` on ``field``: id, distance, path, version."""
-        metric = "BM25" if field == "sparse" else "IP"
+        params: dict[str, Any] = {"metric_type": "BM25" if field == "sparse" else "IP"}
+        if field == "vector" and not self.lite:  # HNSW: a candidate list of at least 64
+            params["params"] = {"ef": max(64, limit)}
         result = self._call(self.client.search, self.chunks, data=[query], anns_field=field,
                             limit=limit, filter=where, output_fields=["path", "version"],
-                            search_params={"metric_type": metric})
+                            search_params=params)
         return [{"id": h["id"], "distance": h["distance"], **h["entity"]} for h in result[0]]
 
     def flush(self) -> None:

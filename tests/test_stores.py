@@ -101,7 +101,8 @@ def files_exactly_once(root_name: str, server, home: Path) -> list[tuple[str, st
         assert len(pairs) == len(set(pairs)), "duplicate chunks"
         assert len(index) == len(pairs)
         found = index.search("backup restore schedule", k=5)
-        assert found and all(h.path in records for h in found)
+        assert len(found) == min(5, len(pairs))  # (a Milvus index killed before its first
+        assert all(h.path in records for h in found)  # commit exists, empty)
         return pairs
 
 

@@ -295,6 +295,16 @@ class Connection:
                           output_fields=["version"])
         return int(rows[0]["version"]) if rows else None
 
+    def versions_of(self, paths: Sequence[str]) -> dict[str, int]:
+        """The current version of each of ``paths`` that is indexed."""
+        found: dict[str, int] = {}
+        for start in range(0, len(paths), 1000):
+            keys = [f"file:{enc_path(p)}" for p in paths[start : start + 1000]]
+            rows = self._call(self.client.get, self.files, ids=keys,
+                              output_fields=["path", "version"])
+            found.update({dec_path(r["path"]): int(r["version"]) for r in rows})
+        return found
+
     def put_files(self, flips: Sequence[tuple[FileRecord, int]]) -> None:
         """Write file records with their current versions (the flip)."""
         self._upsert_files([

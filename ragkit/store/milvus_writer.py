@@ -117,12 +117,14 @@ class MilvusWriter:
         self._write_rows()
         if not self._files:
             return
-        state = self._store._fresh_state()
+        # Only this transaction's files: reloading every record at each commit would
+        # make an ingest quadratic in the number of files.
+        versions = self._conn.versions_of(list(self._files))
         flips: list[tuple[FileRecord, int]] = []
         gone: list[str] = []
         for path, f in self._files.items():
             if f.record is not None:
-                version = f.version or state.versions.get(path, 0)
+                version = f.version or versions.get(path, 0)
                 flips.append((f.record, version))
             elif f.removed or f.version:
                 gone.append(path)
@@ -132,7 +134,7 @@ class MilvusWriter:
         for path in self._marked:
             f = self._files[path]
             keep = f.version if f.record is not None else None
-            if keep is None or path in state.versions:  # a new file has no older version
+            if keep is None or path in versions:  # a new file has no older version
                 self._conn.drop_stale(enc_path(path), keep)
         self._conn.delete_files([self._conn.marker_key(enc_path(p)) for p in self._marked])
         self._files.clear()

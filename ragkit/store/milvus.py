@@ -61,7 +61,6 @@ from .tables import FileRecord, StoredChunk
 __all__ = ["MilvusStore"]
 
 _CHUNK_FIELDS = ["id", "path", "version", "page", "start", "end", "heading", "text"]
-_FILE_FIELDS = ["key", "path", "version", "sha256", "mtime_ns", "size", "chunks"]
 
 
 @dataclass(frozen=True)

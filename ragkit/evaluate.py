@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -394,18 +395,24 @@ WHOLE_DOCUMENT = 1_000_000
 
 
 def eval_index_path(home: Path, dataset: str, embed_model: str,
-                    chunking: tuple[int, int] | None = None) -> Path:
-    """Where ``ragkit eval`` keeps a BEIR set's index: one per model and chunking, reused.
+                    chunking: tuple[int, int] | None = None, store: str | None = None) -> Path:
+    """Where ``ragkit eval`` keeps a BEIR set's index: one per model, chunking and store.
 
-    ``chunking``: ``(size, overlap)`` when not ingest's default.
+    ``chunking``: ``(size, overlap)`` when not ingest's default; ``store``: the
+    ``--store`` URI when not the local store.
 
     >>> eval_index_path(Path("h"), "scifact", "all-minilm:l6", (128, 16)).as_posix()
     'h/.eval-indexes/eval-scifact-all-minilm-l6-c128o16'
     >>> eval_index_path(Path("h"), "scifact", "all-minilm", (WHOLE_DOCUMENT, 0)).name
     'eval-scifact-all-minilm-whole'
+    >>> eval_index_path(Path("h"), "scifact", "all-minilm", None, "/tmp/x.db").name
+    'eval-scifact-all-minilm-x'
     """
     name = f"eval-{dataset}-{embed_model.replace(':', '-')}"
     if chunking is not None:
         size, overlap = chunking
         name += "-whole" if size == WHOLE_DOCUMENT else f"-c{size}o{overlap}"
+    if store and store != "local":  # one eval index per store
+        stem = Path(store).stem if store.endswith(".db") else "milvus"
+        name += "-" + re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-")
     return home / EVAL_INDEXES / name

@@ -46,9 +46,10 @@ from .prompting import fit_context
 from .queries import MAX_K, AskOptions, check_search
 from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
 from .settings import Settings
+from .store.base import IndexStore
 from .store.building import delete_index
 from .store.folders import expand_user, index_inside
-from .store.local import Store
+from .store.opening import drop_remote, store_exists
 
 __all__ = ["DEFAULT_CHAT_MODEL", "DEFAULT_EMBED_MODEL", "MAX_K", "AskOptions", "Index",
            "resolve_index"]
@@ -60,12 +61,13 @@ class Index:
     def __init__(
         self,
         path: Path,
-        store: Store | None,
+        store: IndexStore | None,
         backends: BackendChooser,
         *,
         embed_model: str | None = None,
         chunker: ChunkerSettings | None = None,
         settings: Settings | None = None,
+        store_uri: str | None = None,
     ) -> None:
         self.path = path
         self.name = path.name
@@ -74,6 +76,7 @@ class Index:
         self._requested_model = embed_model
         self._requested_chunker = chunker
         self._holding_lock = False  # a watcher keeps the writer lock between its ingests
+        self._store_uri = store_uri  # where a new index goes (--store; None: local)
         self._given_settings = settings
         # The last query embedded, so that an extractive answer need not embed it again.
         self._last_query: tuple[str, np.ndarray] | None = None
@@ -94,6 +97,7 @@ class Index:
         announce: Callable[[str], None] | None = None,
         damaged_ok: bool = False,
         settings: Settings | None = None,
+        store: str | None = None,
     ) -> Index:
         """Open an index by name (in ``home``) or path; ``create=True`` allows a new one.
 
@@ -102,19 +106,21 @@ class Index:
         opens a damaged or newer-format one that way too, for :meth:`delete`.
         A new index needs a name without control characters, and a folder that is
         new, empty or a link to such a folder.  ``settings``: what the arguments leave
-        out (default: read from the environment when needed).
+        out (default: read from the environment when needed).  ``store``: where a
+        new index is kept (``--store``: ``local``, ``milvus://HOST:PORT[/DB]`` or a
+        Milvus Lite ``.db`` file); an existing index must be in that store.
         """
         path = resolve_index(name_or_path, home or (settings.home if settings else None))
-        store = open_store(path, str(name_or_path), create=create, rebuild=rebuild,
-                           damaged_ok=damaged_ok,
-                           from_home=lambda: home is None and path.parent == index_home())
+        opened = open_store(path, str(name_or_path), create=create, rebuild=rebuild,
+                            damaged_ok=damaged_ok, store=store,
+                            from_home=lambda: home is None and path.parent == index_home())
         # The facade is where a library caller's omissions are filled from the environment.
         given = settings or Settings.from_env()
         backends = chooser(backend or given.backend,
                            given.ollama_host if host is None else host, timeout, announce,
                            threads=given.threads, cache_dir=given.cache_dir)
-        return cls(path, store, backends, embed_model=embed_model, chunker=chunker,
-                   settings=settings)
+        return cls(path, opened, backends, embed_model=embed_model, chunker=chunker,
+                   settings=settings, store_uri=store)
 
     # -- properties ----------------------------------------------------------------
 
@@ -161,8 +167,9 @@ class Index:
         """
         self.close()
         self._store = None
-        if not Store.exists(self.path):
+        if not store_exists(self.path):
             raise IndexNotFoundError(self.name, str(self.path.parent))
+        drop_remote(self.path)
         return delete_index(self.path)
 
     def __enter__(self) -> Index:
@@ -215,7 +222,7 @@ class Index:
                       max_file_mb(settings), follow_symlinks, batch_size, progress,
                       index_inside(self.path, roots),
                       Shard.parse(shard) if isinstance(shard, str) else shard,
-                      lock_held=self._holding_lock)
+                      lock_held=self._holding_lock, store_uri=self._store_uri)
         try:
             return build.run(roots, rebuild)
         finally:

@@ -24,7 +24,7 @@ from .loading.formats import location
 from .loading.paths import shown
 from .queries import RETRIEVAL_MODES
 from .scripts import is_cjk as _is_cjk_char
-from .store.local import Store
+from .store.base import IndexStore
 
 __all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "retrieve"]
 
@@ -135,7 +135,7 @@ def display_path(path: str, cwd: str | None = None) -> str:
 
 
 def retrieve(
-    store: Store,
+    store: IndexStore,
     query: str,
     vector: np.ndarray | None,
     k: int,
@@ -157,7 +157,7 @@ def retrieve(
         return _retrieve(store, query, vector, k, mode, ids, diversity, dense)
 
 
-def _retrieve(store: Store, query: str, vector: np.ndarray | None, k: int, mode: str,
+def _retrieve(store: IndexStore, query: str, vector: np.ndarray | None, k: int, mode: str,
               ids: Sequence[int] | None, diversity: float, dense: float) -> list[Hit]:
     want = max(20, 3 * k) if diversity > 0 and vector is not None else k
     depth = max(50, 3 * want)
@@ -283,7 +283,8 @@ def fuse(
     return sorted(fused.items(), key=lambda item: -item[1])
 
 
-def _hits(store: Store, ranked: list[tuple[int, float]], cosines: dict[int, float]) -> list[Hit]:
+def _hits(store: IndexStore, ranked: list[tuple[int, float]],
+          cosines: dict[int, float]) -> list[Hit]:
     """Turn (id, score) pairs into :class:`Hit` objects, reading the chunks in one query."""
     chunks = store.chunks([cid for cid, _ in ranked])
     hits: list[Hit] = []

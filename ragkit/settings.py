@@ -54,6 +54,8 @@ class Settings:
     #: Whether the embedding model reads only Latin script (RAGKIT_EMBED_SCRIPTS=latin|all;
     #: None: what ragkit.models says of it).
     english_only: bool | None = None
+    #: The token of a Milvus index store (RAGKIT_MILVUS_TOKEN, "user:password" or an API key).
+    milvus_token: str = ""
     #: Tracebacks instead of one-line errors (RAGKIT_DEBUG).
     debug: bool = False
     #: The terminal cannot redraw a progress line (TERM=dumb).
@@ -85,6 +87,7 @@ class Settings:
             threads=max(1, int(get("RAGKIT_THREADS"))) if get("RAGKIT_THREADS").isdigit()
             else None,
             english_only=_english_only(get("RAGKIT_EMBED_SCRIPTS")),
+            milvus_token=get("RAGKIT_MILVUS_TOKEN"),
             debug=debug_enabled(environ),
             dumb_terminal=dumb_terminal(environ),
         )

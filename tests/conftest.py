@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,23 @@ def docs(tmp_path):
         "The warranty covers the pump for two years from the date of purchase.",
     ])
     return root
+
+
+@dataclass(frozen=True)
+class StoreChoice:
+    """Where a test's indexes are kept: ``uri`` for ``Index.open(store=...)``, ``args`` for CLI."""
+
+    name: str
+    uri: str | None
+
+    @property
+    def args(self) -> list[str]:
+        return ["--store", self.uri] if self.uri else []
+
+
+@pytest.fixture(params=["local", "milvus-lite"])
+def store(request, tmp_path):
+    """Each store in turn: the local SQLite + FAISS store, then Milvus Lite (a ``.db`` file)."""
+    if request.param == "local":
+        return StoreChoice("local", None)
+    return StoreChoice("milvus-lite", str(tmp_path / "milvus.db"))

@@ -229,11 +229,14 @@ def doctor(opts: dict[str, Any], model: str) -> None:
 @click.option("--details", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --answers: write one JSON line per question (its answer, and whether "
               "it contains a gold span) to this file.")
+@click.option("--store", "store", default=None, metavar="URI",
+              help="Keep the BEIR index in this store (local, milvus://HOST:PORT[/DB] or x.db), "
+              "to compare quality per store.")
 @with_index_options
 def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: bool,
              chunk_size: int | None, chunk_overlap: int | None, whole_documents: bool,
              answers: bool, answer_mode: str, model: str, limit: int | None, seed: int,
-             details: Path | None) -> None:
+             details: Path | None, store: str | None) -> None:
     """Measure retrieval on DATASET: a BEIR folder, or a questions JSONL for --index.
 
     A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) is indexed into
@@ -254,7 +257,7 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
     with CounterLine() as counter:
         if dataset.is_dir():
             chunker = _eval_chunker(chunk_size, chunk_overlap, whole_documents)
-            rows = _eval_beir(opts, dataset, chosen, counter, chunker, asking)
+            rows = _eval_beir(opts, dataset, chosen, counter, chunker, asking, store)
         else:
             rows = _eval_questions(opts, dataset, chosen, k)
     if as_json:
@@ -286,7 +289,8 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
 
 
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
-               chunker: Any, asking: AnswerSettings | None = None) -> list[dict]:
+               chunker: Any, asking: AnswerSettings | None = None,
+               store: str | None = None) -> list[dict]:
     from ..evaluate import BeirSet, eval_index_path, evaluate_beir, load_gold_answers
     from ..home import index_home
     from ..models import DEFAULT_EMBED_MODEL
@@ -296,10 +300,10 @@ def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: An
     model = opts["embed_model"] or DEFAULT_EMBED_MODEL
     if opts["index_name"] == "default":
         chunking = (chunker.size, chunker.overlap) if chunker is not None else None
-        path = eval_index_path(index_home(), data.name, model, chunking)
+        path = eval_index_path(index_home(), data.name, model, chunking, store)
         opts = {**opts, "index_name": str(path)}
     docs = data.write_documents(index_home() / ".eval-docs" / data.name)
-    with open_index(opts, create=True, chunker=chunker) as index:
+    with open_index(opts, create=True, chunker=chunker, store=store) as index:
         report = index.ingest([docs], progress=counter.ingest)
         say(f"index '{index.name}': {report.summary()}")
         if asking:

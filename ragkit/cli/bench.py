@@ -240,11 +240,11 @@ def bench_search_cmd(index_name: str, queries_file: Path | None, count: int, run
 
 def _sample_queries(index: Any, count: int) -> list[str]:
     """The first eight words of ``count`` chunks spread over the index."""
-    from ..store.local import Store
+    from ..store.opening import open_store
 
     if len(index) == 0:
         return []
-    store = Store.open(index.path)
+    store = open_store(index.path)
     try:
         texts = store.sample_texts(count)
     finally:

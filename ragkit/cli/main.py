@@ -85,10 +85,13 @@ def cli() -> None:
               help="Index only shard I of N of the files (by a hash of their path below "
               "PATHS), and delete only that shard's missing files: N runs, on N machines, "
               "fill one index together.")
+@click.option("--store", "store", default=None, metavar="URI",
+              help="Where a new index is kept: local (SQLite + FAISS, the default), "
+              "milvus://HOST:PORT[/DB], or a Milvus Lite file x.db. Remembered by the index.")
 @with_index_options
 def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_symlinks: bool,
            chunk_size: int | None, chunk_overlap: int | None, batch_size: int,
-           parallel: int | None, shard: str | None) -> None:
+           parallel: int | None, shard: str | None, store: str | None) -> None:
     """Index the files under PATHS (re-runs only redo what changed).
 
     Reads text, markdown, reStructuredText, HTML, PDF and common source and
@@ -105,7 +108,7 @@ def ingest(opts: dict[str, Any], paths: tuple[str, ...], rebuild: bool, follow_s
     if chunk_size is not None or chunk_overlap is not None:
         chunker = chunk_settings(chunk_size, chunk_overlap, ChunkerSettings)
     with (
-        open_index(opts, create=True, rebuild=rebuild, chunker=chunker) as index,
+        open_index(opts, create=True, rebuild=rebuild, chunker=chunker, store=store) as index,
         ProgressLine() as bar,
     ):
         try:

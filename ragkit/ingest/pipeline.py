@@ -38,14 +38,15 @@ from ..chunking.units import ChunkerSettings
 from ..errors import BackendError, VectorError
 from ..loading.files import Skipped, iter_files, max_file_mb
 from ..loading.paths import Found, Keys, renamed_keys, shown, stale_keys
-from ..store.local import Store, owned_file
+from ..store.base import IndexStore
+from ..store.layout import owned_file
 from ..store.tables import FileRecord
 from .prepare import Problem, _prepare_in_background, _Prepared, _Unchanged
 from .scheduler import EmbedFn, _embed_ahead, default_parallel
 from .shards import Shard, ShardView
 
 if TYPE_CHECKING:
-    from ..store.tables import Writer
+    from ..store.base import StoreWriter as Writer
 
 __all__ = ["IngestProgress", "IngestReport", "ingest"]
 
@@ -106,7 +107,7 @@ class IngestProgress:
 
 
 def ingest(
-    store: Store,
+    store: IndexStore,
     paths: Iterable[str | Path],
     embed: EmbedFn,
     *,
@@ -180,7 +181,7 @@ def _add_resume_hint(exc: BackendError, report: IngestReport) -> None:
     exc.args = (f"{exc} (ingest stopped: {kept}{again})",)
 
 
-def _sized(embed: EmbedFn, store: Store) -> EmbedFn:
+def _sized(embed: EmbedFn, store: IndexStore) -> EmbedFn:
     """``embed``, refusing a reply without one vector of the index's size per text.
 
     The backend checks each vector; only here is the index's dimension known.
@@ -231,7 +232,7 @@ def _walk(
     return found
 
 
-def _rename_old_keys(store: Store, present: set[str]) -> dict[str, FileRecord]:
+def _rename_old_keys(store: IndexStore, present: set[str]) -> dict[str, FileRecord]:
     """The store's files, after moving records an older ragkit keyed by another spelling."""
     known = store.files()
     renames = renamed_keys(known, present)
@@ -296,7 +297,7 @@ class _Committer:
     back if the run stops first).
     """
 
-    def __init__(self, store: Store, report: IngestReport) -> None:
+    def __init__(self, store: IndexStore, report: IngestReport) -> None:
         self.store, self.report = store, report
         self._open = contextlib.ExitStack()
         self._tx: Writer | None = None
@@ -371,7 +372,7 @@ def _write_item(tx: Writer, item: _Prepared, vectors: np.ndarray) -> None:
 
 
 def _remove_missing(
-    store: Store,
+    store: IndexStore,
     keys: Keys,
     known: dict[str, FileRecord],
     found: list[Found],

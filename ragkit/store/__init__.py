@@ -1,10 +1,13 @@
-"""Store: an index on disk, SQLite tables + a FAISS vector cache.
+"""Store: where an index's chunks, vectors and keyword terms are kept.
 
-:mod:`.local` is the store; :mod:`.tables` its SQLite schema and writer,
-:mod:`.vectors` the FAISS indexes, :mod:`.keywords` the full-text terms,
-:mod:`.manifest` the index's identity and format.  :mod:`.folders` and
-:mod:`.building` create, lock, replace and delete index folders, touching only
-ragkit's own files.  The names below are imported lazily.
+:mod:`.base` is the interface every store implements and :mod:`.opening` picks
+the store an index uses.  :mod:`.local` is the local store (SQLite tables + a
+FAISS vector cache): :mod:`.tables` its SQLite schema and writer, :mod:`.cache`
+and :mod:`.vectors` its FAISS indexes, :mod:`.layout` its folder's files.
+:mod:`.milvus` keeps an index in Milvus or Milvus Lite.  :mod:`.keywords` makes
+the full-text terms of both, :mod:`.manifest` checks the index's identity and
+format.  :mod:`.folders` and :mod:`.building` create, lock, replace and delete
+index folders, touching only ragkit's own files.  The names below are imported lazily.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ __all__ = [
 
 # name -> module that defines it
 _EXPORTS = {
-    "Store": "local", "owned_file": "local", "read_manifest": "local",
+    "Store": "local", "owned_file": "layout", "read_manifest": "layout",
     "ChunkRow": "tables", "FileRecord": "tables", "StoredChunk": "tables", "Writer": "tables",
     "keyword_terms": "keywords",
     "WORK_DIR": "building", "clean_stale_work": "building", "delete_index": "building",
@@ -60,7 +63,8 @@ if TYPE_CHECKING:
     )
     from .folders import check_new_folder, check_new_name, expand_user, lock_index, real_folder
     from .keywords import keyword_terms
-    from .local import Store, owned_file, read_manifest
+    from .layout import owned_file, read_manifest
+    from .local import Store
     from .tables import ChunkRow, FileRecord, StoredChunk, Writer
 
 

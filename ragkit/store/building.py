@@ -11,7 +11,7 @@ then.  Work folders are hidden (``ragkit indexes list`` never shows them),
 locked while in use, and removed by the next ingest when their process died
 (:func:`clean_stale_work`).
 
-ragkit only ever deletes the files it writes (:func:`~ragkit.store.local.owned_file`):
+ragkit only ever deletes the files it writes (:func:`~ragkit.store.layout.owned_file`):
 anything else found in an index folder is kept, and moved along when a rebuild
 swaps the folder.  A symbolic link to an index folder stays a link: the work
 folder is made next to its target, whose contents are replaced.
@@ -43,7 +43,8 @@ from .folders import (
     writable,
     writer_lock,
 )
-from .local import LOCKFILE, Store, owned_file
+from .layout import LOCKFILE, owned_file
+from .local import Store
 from .tables import not_writable
 
 if TYPE_CHECKING:

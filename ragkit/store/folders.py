@@ -1,7 +1,7 @@
 """Index folders: their names and paths, what ragkit may write there, and its lock.
 
 ragkit only ever deletes the files it writes in an index folder
-(:func:`~ragkit.store.local.owned_file`), so a folder that already holds other
+(:func:`~ragkit.store.layout.owned_file`), so a folder that already holds other
 things never becomes an index, and documents and their index are kept apart:
 an index inside a folder being indexed is left out of the walk, and a folder
 inside an index (or the index folder itself) is refused as documents.
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import IndexBusyError, IndexFolderError, UsageError
-from .local import LOCKFILE, MANIFEST, owned_file
+from .layout import LOCKFILE, MANIFEST, owned_file
 from .tables import not_writable
 
 __all__ = ["NAME_MAX", "check_new_folder", "check_new_name", "check_path_length", "expand_user",

@@ -1,19 +1,7 @@
 """On-disk storage of one index: SQLite holds the truth, FAISS is a cache of it.
 
-Layout of ``indexes/<name>/``::
-
-    manifest.json         embedding model, dimension, chunker settings, ragkit version
-    chunks.sqlite         files, chunks (text, metadata and the vector bytes), the FTS5
-                          keyword index over them, generation counter
-    vectors-<gen>.faiss   FAISS index matching generation <gen>: exact IndexIDMap2(IndexFlatIP)
-                          below APPROX_THRESHOLD chunks, IVF (IndexIVFFlat) from there on
-    .lock                 held (flock) by the one process writing the index
-
-ragkit deletes only these files (:func:`owned_file`), plus SQLite's ``-wal``/``-shm``
-companions and its own half-written temp files: anything else a user puts in an
-index folder stays.  Commands that only read (search, ask, info, doctor) open the
-database read-only and never write to the folder's files, so a folder they cannot
-write is still searchable.
+The folder's files (``manifest.json``, ``chunks.sqlite``, ``vectors-<gen>.faiss``,
+``.lock``) and which of them ragkit may delete: :mod:`ragkit.store.layout`.
 
 Why this shape: a crash or Ctrl-C must never leave an index that fails to load.
 SQLite commits each batch of whole files in one transaction and bumps a
@@ -31,30 +19,31 @@ exclusive lock.
 Large indexes: from APPROX_THRESHOLD chunks on, the vector cache is an
 approximate IVF index; why, and how the kind is chosen, is in
 :mod:`ragkit.store.vectors`.  The SQLite schema, rows and writer are in
-:mod:`ragkit.store.tables`.
+:mod:`ragkit.store.tables`, the FAISS cache in :mod:`ragkit.store.cache`, the
+folder's file names and atomic writes in :mod:`ragkit.store.layout`.  The
+interface every store implements is :mod:`ragkit.store.base`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
-import re
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import IndexBusyError, IndexCorruptError, IndexVersionError
-from ..home import index_home
+from ..errors import IndexCorruptError
+from .cache import VectorCache
 from .keywords import fts_query, rarest_terms
-from .manifest import NewerFormatError, check_manifest, complete_manifest
-from .snapshots import Snapshots, apply_commit
+from .layout import DATABASE, MANIFEST, index_spec, read_manifest, release_lock, take_lock
+from .layout import write_atomic as _write_atomic
+from .manifest import complete_manifest
+from .snapshots import Snapshots
 from .snapshots import reads as _reads
 from .tables import (
     FileRecord,
@@ -64,34 +53,15 @@ from .tables import (
     connect_reader,
     connect_writer,
     generation_of,
-    not_writable,
     path_from_db,
     path_to_db,
-    vectors_from_blobs,
 )
-from .vectors import (
-    is_ivf,
-    needs_new_kind,
-    new_exact_index,
-    new_ivf_index,
-    read_cache,
-    training_size,
-    vectors_by_id,
-)
+from .vectors import is_ivf, vectors_by_id
 from .vectors import search as search_vectors
 
-__all__ = ["APPROX_THRESHOLD", "Store", "owned_file", "read_manifest"]
+__all__ = ["APPROX_THRESHOLD", "Store"]
 
 log = logging.getLogger("ragkit")
-
-MANIFEST = "manifest.json"
-DATABASE = "chunks.sqlite"
-LOCKFILE = ".lock"
-#: The names of the files ragkit writes in an index folder (see :func:`owned_file`).
-_OWNED = re.compile(
-    r"(manifest\.json|chunks\.sqlite(-wal|-shm|-journal)?|\.lock|vectors-\d+\.faiss"
-    r"|\.(manifest\.json|vectors-\d+\.faiss)\..+\.tmp)"  # temp files of _write_atomic
-)
 
 #: From this many chunks on, the vector cache is an approximate IVF index.
 APPROX_THRESHOLD = 50_000
@@ -106,64 +76,7 @@ EXACT_SUBSET_MAX = 20_000
 KEYWORD_BUDGET = 400
 
 
-def _write_atomic(path: Path, data: bytes | Callable[[str], None]) -> None:
-    """Write ``path`` so readers see the old file or the new one, never half.
-
-    ``data`` is the bytes, or a function that writes the file named by its argument.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(data, bytes):
-                fh.write(data)
-            else:
-                data(tmp)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def owned_file(name: str) -> bool:
-    """Whether ``name``, in an index folder, is one of the files ragkit writes there.
-
-    >>> [owned_file(n) for n in ("vectors-12.faiss", ".manifest.json.k2j.tmp", "thesis.tex")]
-    [True, True, False]
-    """
-    return _OWNED.fullmatch(name) is not None
-
-
-def read_manifest(root: Path) -> dict[str, Any]:
-    """The manifest of the index at ``root``, checked (:func:`~.manifest.check_manifest`).
-
-    Unreadable or wrong: :class:`IndexCorruptError`; newer: :class:`IndexVersionError`.
-    """
-    path = root / MANIFEST
-    try:
-        return check_manifest(json.loads(path.read_text(encoding="utf-8")))
-    except NewerFormatError as exc:
-        raise IndexVersionError(str(root), str(exc)) from None
-    except (OSError, ValueError) as exc:  # ManifestError and JSON errors are ValueErrors
-        raise IndexCorruptError(str(path), _short(exc), index_spec(root)) from exc
-
-
-def index_spec(root: Path) -> str:
-    """How to name the index in ``root`` on the command line, for error messages.
-
-    Its bare name when it lives in the index home (``index_home()``), else its path,
-    so ``--index SPEC`` in a suggested command reaches this very index.
-    """
-    try:
-        in_home = root.resolve().parent == index_home().resolve()
-    except OSError:
-        in_home = False
-    return root.name if in_home else str(root)
-
-
-class Store:
+class Store(VectorCache):
     """One index directory: manifest, SQLite database and FAISS vectors."""
 
     def __init__(self, root: Path, manifest: dict[str, Any], db: sqlite3.Connection) -> None:
@@ -243,23 +156,12 @@ class Store:
 
     def lock(self) -> None:
         """Take the single-writer lock, or raise :class:`IndexBusyError` at once."""
-        try:
-            fh = open(self.root / LOCKFILE, "a+")  # noqa: SIM115 - held until unlock()
-        except OSError as exc:
-            raise not_writable(self.root, exc.strerror or str(exc)) from exc
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise IndexBusyError(str(self.root)) from None
-        self._lock_fh = fh
+        self._lock_fh = take_lock(self.root)
 
     def unlock(self) -> None:
         """Release the writer lock if this process holds it."""
-        if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            self._lock_fh.close()
-            self._lock_fh = None
+        release_lock(self._lock_fh)
+        self._lock_fh = None
 
     # -- reading -----------------------------------------------------------------
 
@@ -432,85 +334,11 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise self._damaged(exc) from exc
 
-    # -- vectors -----------------------------------------------------------------
-
-    @_reads
-    def _vectors(self) -> Any:
-        """The FAISS index of this snapshot's generation, loading or rebuilding it.
-
-        One loaded or rebuilt here (another process committed) is published
-        for later searches, unless a newer one already is.
-        """
-        generation = self.generation()
-        published, current = self._published
-        if current is not None and published == generation:
-            return current
-        index = read_cache(self._faiss_path(generation), self.dimension)
-        if index is None or index.ntotal != self.count():
-            index = self._rebuild_vectors()
-        if current is None or generation > published:
-            self._published = (generation, index)
-        return index
-
-    def _rebuild_vectors(self) -> Any:
-        """Recreate the FAISS index from the vectors stored in SQLite.
-
-        Exact below :data:`APPROX_THRESHOLD` chunks; above, an IVF index trained
-        on an evenly spaced sample, then filled in blocks (peak memory: the index).
-        """
-        count = self.count()
-        if count >= APPROX_THRESHOLD:
-            index = new_ivf_index(self.dimension, count, self._sample_vectors(count))
-        else:
-            index = new_exact_index(self.dimension)
-        cursor = self._query("SELECT id, vector FROM chunks ORDER BY id")
-        while rows := cursor.fetchmany(4096):
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            index.add_with_ids(self._stored_vectors(rows), ids)
-        return index
-
-    def _stored_vectors(self, rows: Sequence[tuple[int, Any]]) -> np.ndarray:
-        """The vectors of (id, blob) ``rows``; a damaged one is :class:`IndexCorruptError`."""
-        try:
-            return vectors_from_blobs(rows, self.dimension)
-        except ValueError as exc:
-            raise self._corrupt(str(exc)) from None
+    def _kinds(self) -> tuple[int, int]:
+        return APPROX_THRESHOLD, EXACT_BELOW  # read at each call: tests lower them
 
     def _corrupt(self, detail: str) -> IndexCorruptError:
         return IndexCorruptError(str(self.root / DATABASE), detail, index_spec(self.root))
-
-    def _sample_vectors(self, count: int) -> np.ndarray:
-        """:func:`~ragkit.store.vectors.training_size` vectors, spread evenly over the ids."""
-        wanted = training_size(count)
-        top = int(self._query("SELECT MAX(id) FROM chunks").fetchone()[0] or 0)
-        step = max(1, top // wanted)
-        rows = self._query("SELECT id, vector FROM chunks WHERE id % ? = 0 LIMIT ?",
-                           (step, wanted)).fetchall()
-        return self._stored_vectors(rows)
-
-    def _faiss_path(self, generation: int) -> Path:
-        return self.root / f"vectors-{generation}.faiss"
-
-    def save_vectors(self) -> None:
-        """Write the FAISS cache for the current generation and drop older ones.
-
-        An index that crossed :data:`APPROX_THRESHOLD` (or shrank below
-        :data:`EXACT_BELOW`) is rebuilt in the other kind first.
-        """
-        import faiss
-
-        with self.reading():  # searches may read the index meanwhile; a commit may not change it
-            generation, index = self.generation(), self._vectors()
-            if needs_new_kind(index, APPROX_THRESHOLD, EXACT_BELOW):
-                index = self._rebuild_vectors()
-                self._published = (generation, index)
-            path = self._faiss_path(generation)
-            if not path.exists():
-                _write_atomic(path, lambda name: faiss.write_index(index, name))
-        for old in self.root.glob("vectors-*.faiss"):
-            if old != path:
-                with contextlib.suppress(OSError):
-                    old.unlink()
 
     # -- writing -----------------------------------------------------------------
 
@@ -538,20 +366,6 @@ class Store:
             raise
         if self.after_commit is not None:
             self.after_commit()
-
-    def _catch_up(self, writer: Writer, db: sqlite3.Connection) -> None:
-        """Bring the published FAISS index to the generation just committed (gate held alone).
-
-        One that is not the previous generation's, or that this fails to
-        update, is dropped, to be reloaded by the next search.
-        """
-        row = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
-        generation = int(row[0])
-        before, index = self._published
-        self._published = (-1, None)
-        if index is not None and before == generation - 1:
-            apply_commit(index, db, writer.removed, writer.new_ids, self.dimension)
-            self._published = (generation, index)
 
     def move_to(self, root: Path) -> None:
         """Move the whole index folder to ``root`` (absent, or an empty folder), between writes.

@@ -5,7 +5,8 @@
 
 For every query of each BEIR set, takes the top 300 chunks of each side once
 (the embedded all-minilm and BM25, from the index ``ragkit eval`` builds, reused
-under ``--home``), then scores each fusion on those same rankings by nDCG@10:
+under ``--home``), then scores each fusion on those same rankings by nDCG@10 /
+Recall@100 (on the dev half of the queries unless ``--split`` says otherwise):
 reciprocal rank fusion (k = 60) with several weights for the embedding side, and
 ragkit's normalized-score sum (:func:`ragkit.retrieval.fuse`) with several
 embedding shares.
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ragkit.evaluate import EVAL_INDEXES, BeirSet  # noqa: E402
-from ragkit.metrics import ndcg_at  # noqa: E402
+from ragkit.metrics import ndcg_at, recall_at  # noqa: E402
 from ragkit.retrieval import fuse  # noqa: E402
 
 Ranking = list[tuple[int, float]]
@@ -54,16 +55,17 @@ def rankings(data: BeirSet, home: Path) -> Runs:
 
 
 
-def ndcg(data: BeirSet, runs: Runs, fused: Callable[[Ranking, Ranking], Ranking]) -> float:
-    """Mean nDCG@10 of a fusion over the collected rankings."""
-    total = 0.0
+def ndcg(data: BeirSet, runs: Runs, fused: Callable[[Ranking, Ranking], Ranking]) -> str:
+    """Mean nDCG@10 / Recall@100 of a fusion over the collected rankings."""
+    total, recall = 0.0, 0.0
     for qid, dense, keyword, docs in runs:
         ranking: dict[str, None] = {}
         for cid, _ in fused(dense, keyword):
             if cid in docs:
                 ranking.setdefault(docs[cid], None)
         total += ndcg_at(list(ranking), data.qrels[qid], 10)
-    return total / len(runs)
+        recall += recall_at(list(ranking)[:100], data.qrels[qid], 100)
+    return f"{total / len(runs):.4f}/{recall / len(runs):.3f}"
 
 
 def rrf(weight: float) -> Callable[[Ranking, Ranking], Ranking]:
@@ -82,6 +84,7 @@ def main() -> int:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--home", type=Path, default=ROOT / "indexes")
     parser.add_argument("--sets", default="scifact,xquad-en,xquad-zh")
+    parser.add_argument("--split", default="dev", choices=["dev", "test", "all"])
     args = parser.parse_args()
     os.environ.update(RAGKIT_BACKEND="embedded", RAGKIT_HOME=str(args.home))
     for name in args.sets.split(","):
@@ -89,16 +92,16 @@ def main() -> int:
         # Builds (or reuses) the index exactly as `ragkit eval` does.
         subprocess.run([sys.executable, "-m", "ragkit", "eval", str(folder), "--retrieval",
                         "keyword", "--json"], check=True, stdout=subprocess.DEVNULL)
-        data = BeirSet.load(folder)
+        data = BeirSet.load(folder).half(args.split)
         runs = rankings(data, args.home)
-        print(f"\n{name}: vector {ndcg(data, runs, lambda d, k: d):.4f}, "
-              f"keyword {ndcg(data, runs, lambda d, k: k):.4f}")
+        print(f"\n{name} ({args.split}, nDCG@10/Recall@100): vector "
+              f"{ndcg(data, runs, lambda d, k: d)}, keyword {ndcg(data, runs, lambda d, k: k)}")
         for weight in RRF_WEIGHTS:
             score = ndcg(data, runs, rrf(weight))
-            print(f"  rank fusion, embedding weight {weight:<4}  {score:.4f}")
+            print(f"  rank fusion, embedding weight {weight:<4}  {score}")
         for share in SHARES:
             score = ndcg(data, runs, lambda d, k, s=share: fuse(d, k, s))
-            print(f"  score sum, embedding share {share:<4}     {score:.4f}")
+            print(f"  score sum, embedding share {share:<4}     {score}")
     return 0
 
 

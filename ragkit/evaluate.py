@@ -9,6 +9,11 @@ document's score is its best chunk's.
 Folder form: a JSONL of ``{"question": ..., "source": "file.md", "page": 2}``
 lines; reports the hit rate@k and MRR of the expected source.
 
+Dev and test halves: every query of a set is in exactly one, by a hash of its id
+with :data:`SPLIT_SEED` (:func:`split_of`), so the halves never change as code
+changes.  ragkit's tuned constants are chosen on ``dev``; its published figures
+come from ``test``.
+
 Answers (``--answers``): a BEIR folder with ``answers.jsonl`` (``_id``,
 ``answers``: the gold spans) is asked question by question, and the share of
 answers containing a gold span after white space normalization is reported.
@@ -31,6 +36,8 @@ from .retrieval import Hit
 
 __all__ = [
     "EVAL_INDEXES",
+    "SPLITS",
+    "SPLIT_SEED",
     "WHOLE_DOCUMENT",
     "AnswerEvalResult",
     "BeirSet",
@@ -42,6 +49,7 @@ __all__ = [
     "evaluate_beir",
     "evaluate_questions",
     "load_gold_answers",
+    "split_of",
 ]
 
 
@@ -55,6 +63,24 @@ CHUNK_DEPTH = 300
 DOCUMENT_DEPTH = 100
 MAX_CHUNK_DEPTH = 1000  # the most Index.search returns
 
+#: Mixed into the hash that puts a query in the dev or the test half: fixed, so a
+#: query's half never changes (changing it would leak tuned-on queries into test).
+SPLIT_SEED = "ragkit-15"
+SPLITS = ("dev", "test", "all")
+
+
+def split_of(query_id: str, seed: str = SPLIT_SEED) -> str:
+    """``dev`` or ``test``: the half of a set that the query ``query_id`` belongs to.
+
+    The first byte of sha256(seed + ":" + id) decides, so about half of the
+    queries land in each, independently of their order or of the other queries.
+
+    >>> split_of("56f7c651aef2371900625bf5"), split_of("0")
+    ('test', 'dev')
+    """
+    digest = hashlib.sha256(f"{seed}:{query_id}".encode()).digest()
+    return "dev" if digest[0] % 2 == 0 else "test"
+
 
 @dataclass(frozen=True)
 class BeirSet:
@@ -64,6 +90,7 @@ class BeirSet:
     corpus: dict[str, str]  # doc id -> title + " " + text
     queries: dict[str, str]  # query id -> text (only queries that have qrels)
     qrels: dict[str, dict[str, int]]  # query id -> {doc id: graded relevance}
+    split: str = "all"  # which half of the queries (see split_of)
 
     @classmethod
     def load(cls, folder: Path, split: str = "test") -> BeirSet:
@@ -85,6 +112,16 @@ class BeirSet:
                 qrels.setdefault(parts[0], {})[parts[1]] = int(float(parts[2]))
         queries = {str(q["_id"]): q["text"] for q in _jsonl(need[1]) if str(q["_id"]) in qrels}
         return cls(folder.resolve().name, corpus, queries, qrels)
+
+    def half(self, split: str) -> BeirSet:
+        """The same set with only the queries of ``split`` (``dev``, ``test`` or ``all``)."""
+        if split not in SPLITS:
+            raise UsageError(f"unknown split '{split}' — use dev, test or all")
+        if split == "all":
+            return self
+        queries = {q: t for q, t in self.queries.items() if split_of(q) == split}
+        return BeirSet(self.name, self.corpus, queries, {q: self.qrels[q] for q in queries},
+                       split)
 
     def write_documents(self, folder: Path) -> Path:
         """Materialize the corpus as one text file per document, exactly and only these.
@@ -149,6 +186,7 @@ class EvalResult:
     """Scores of one retrieval mode on one dataset."""
 
     dataset: str
+    split: str
     mode: str
     queries: int
     ndcg_at_10: float
@@ -197,8 +235,8 @@ def evaluate_beir(
         columns = zip(*per_query, strict=True)
         ndcg, r10, r100, mrr = ([sum(c) / len(per_query) for c in columns] if per_query
                                 else [0.0] * 4)
-        results.append(EvalResult(data.name, mode, len(per_query), ndcg, r10, r100, mrr,
-                                  percentile(latencies, 50), percentile(latencies, 95)))
+        results.append(EvalResult(data.name, data.split, mode, len(per_query), ndcg, r10, r100,
+                                  mrr, percentile(latencies, 50), percentile(latencies, 95)))
     return results
 
 

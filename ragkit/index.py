@@ -44,7 +44,7 @@ from .loading.files import check_roots, max_file_mb
 from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from .prompting import fit_context
 from .queries import MAX_K, AskOptions, check_search
-from .retrieval import Hit, dense_weight, display_path, match_paths, retrieve
+from .retrieval import EXCERPT_CJK_SHARE, Hit, dense_weight, match_paths, neighbours, retrieve
 from .settings import Settings
 from .store.base import IndexStore
 from .store.building import delete_index
@@ -347,19 +347,7 @@ class Index:
         Empty when the index holds no such chunk.  They were not ranked: their
         ``rank`` and ``score`` are 0.
         """
-        if self._store is None or n < 0:
-            return []
-        found = self._store.chunks([chunk_id]).get(chunk_id)
-        if found is None:
-            return []
-        ids = sorted(self._store.chunk_ids([found.path]))  # a file's ids follow its text
-        if chunk_id not in ids:  # the file was re-indexed between the two reads
-            return []
-        at = ids.index(chunk_id)
-        wanted = ids[max(0, at - n) : at + n + 1]
-        chunks = self._store.chunks(wanted)
-        return [Hit(0, 0.0, c.id, c.path, display_path(c.path), c.page, c.heading, c.text,
-                    c.start, c.end) for c in (chunks[i] for i in wanted if i in chunks)]
+        return neighbours(self._store, chunk_id, n) if self._store is not None else []
 
     # -- answering -----------------------------------------------------------------
 
@@ -420,7 +408,9 @@ class Index:
         recent = self._last_query
         vector = recent[1] if recent and recent[0] == question else self._try_embed_query(question)
         return extract(question, hits, self._embed_passages if vector is not None else None,
-                       query_vector=vector, dense=dense_weight(question, self.embed_model))
+                       query_vector=vector, dense=dense_weight(question, self.embed_model,
+                                                               self._settings().english_only,
+                                                               EXCERPT_CJK_SHARE))
 
     def _embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Embed pieces of passages (or of an answer) as documents."""
@@ -428,10 +418,27 @@ class Index:
         return self._embed(self.embed_model, [prefix + t for t in texts])
 
     def relevance_threshold(self, min_score: float | None = None) -> float | None:
-        """What :func:`~ragkit.answering.relevance` must reach before the model is asked."""
+        """What :func:`~ragkit.answering.relevance` must reach before the model is asked.
+
+        ``min_score`` (or RAGKIT_MIN_SCORE), else the threshold ``ragkit eval
+        --calibrate`` stored for this index, else the embedding model's built-in one.
+        """
         if min_score is None:
             min_score = self._settings().min_score
+        if min_score is None:
+            min_score = self.manifest.get("relevance_threshold")
         return relevance_threshold(self.embed_model, min_score)
+
+    def store_threshold(self, threshold: float | None) -> None:
+        """Keep ``threshold`` in this index's manifest for ``ask`` (None: forget it)."""
+        if self._store is None:
+            raise UsageError(f"index '{self.name}' is empty — ingest documents before "
+                             "storing a threshold")
+        self._store.lock()
+        try:
+            self._store.update_manifest(relevance_threshold=threshold)
+        finally:
+            self._store.unlock()
 
     def _relevant(self, question: str, hits: list[Hit], min_score: float | None) -> bool:
         threshold = self.relevance_threshold(min_score)

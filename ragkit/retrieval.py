@@ -26,33 +26,43 @@ from .queries import RETRIEVAL_MODES
 from .scripts import is_cjk as _is_cjk_char
 from .store.base import IndexStore
 
-__all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "retrieve"]
+__all__ = ["MODES", "Hit", "display_path", "diversify", "fuse", "match_paths", "neighbours",
+           "retrieve"]
 
 MODES = RETRIEVAL_MODES  # the one list, in ragkit.queries
 
 #: Share of the embedding side in hybrid scores; the keyword side has the rest.
-#: Equal shares, measured with all-minilm (nDCG@10, benchmarks/compare_fusion.py):
-#: SciFact 0.737 and XQuAD-en 0.982, against 0.723 and 0.965 for reciprocal
-#: rank fusion, and 0.660/0.682 and 0.946/0.966 for the embedding/keyword side alone.
+#: Chosen on the dev halves (benchmarks/tune_dev.py, all-minilm): equal shares score the
+#: best mean nDCG@10 over SciFact (a 900-abstract sample) and XQuAD-en, 0.877 and 0.982,
+#: against 0.874 and 0.983 at 0.45 and 0.876 and 0.981 at 0.55.  Score sums also beat
+#: reciprocal rank fusion (benchmarks/compare_fusion.py).
 DENSE_SHARE = 0.5
 
-#: The share when an English-only embedding model meets a question in CJK script:
-#: its vectors are then little better than noise (all-minilm: nDCG@10 0.25 on
-#: XQuAD-zh against 0.96 for keywords).  A small share still breaks the keyword
-#: side's near-ties (0.2: 0.965, against 0.964 for keywords alone and 0.956 at 0.5).
-CJK_DENSE_SHARE = 0.2
+#: The share when an embedding model that does not read CJK script (models.english_only)
+#: meets a question written in it: none, so hybrid ranks by keywords alone.  On the dev
+#: halves no share above 0 beat keywords on both Chinese sets: on med-zh (paraphrased
+#: patient questions) every share lost Recall@100 (0.599 alone, 0.593 at 0.05 and 0.1,
+#: 0.571 at 0.2), and on XQuAD-zh the best, 0.2, gained 0.0006 nDCG@10.
+CJK_DENSE_SHARE = 0.0
+
+#: The same for choosing an extractive answer's sentences among retrieved passages
+#: (ragkit.extractive): kept at its former 0.2, which the answer accuracy figures were
+#: measured with; issue 15 re-derived the retrieval share only.
+EXCERPT_CJK_SHARE = 0.2
 
 
-def dense_weight(query: str, embed_model: str, english_only: bool | None = None) -> float:
+def dense_weight(query: str, embed_model: str, english_only: bool | None = None,
+                 cjk_share: float = CJK_DENSE_SHARE) -> float:
     """Share of the embedding side in the hybrid score of ``query`` (0..1).
 
     ``english_only``: whether the embedder reads only Latin script (default: what
-    ``ragkit.models`` says of ``embed_model``).
+    ``ragkit.models`` says of ``embed_model``); ``cjk_share``: the share then given to a
+    question in CJK script.
 
     >>> dense_weight("What do pandas eat?", "all-minilm")
     0.5
     >>> dense_weight("熊猫吃什么？", "all-minilm")
-    0.2
+    0.0
     >>> dense_weight("熊猫吃什么？", "bge-m3")
     0.5
     """
@@ -62,7 +72,7 @@ def dense_weight(query: str, embed_model: str, english_only: bool | None = None)
         return DENSE_SHARE
     letters = [c for c in query if c.isalpha()]
     cjk = sum(1 for c in letters if _is_cjk_char(c))
-    return CJK_DENSE_SHARE if cjk >= 2 and cjk / len(letters) > 0.2 else DENSE_SHARE
+    return cjk_share if cjk >= 2 and cjk / len(letters) > 0.2 else DENSE_SHARE
 
 
 @dataclass(frozen=True)
@@ -297,3 +307,21 @@ def _hits(store: IndexStore, ranked: list[tuple[int, float]],
                 chunk.heading, chunk.text, chunk.start, chunk.end, cosines.get(cid))
         )
     return hits
+
+
+def neighbours(store: IndexStore, chunk_id: int, n: int = 1) -> list[Hit]:
+    """Chunk ``chunk_id`` and up to ``n`` chunks on each side of it in its file, in order.
+
+    Empty when ``store`` holds no such chunk; their ``rank`` and ``score`` are 0.
+    """
+    found = store.chunks([chunk_id]).get(chunk_id) if n >= 0 else None
+    if found is None:
+        return []
+    ids = sorted(store.chunk_ids([found.path]))  # a file's ids follow its text
+    if chunk_id not in ids:  # the file was re-indexed between the two reads
+        return []
+    at = ids.index(chunk_id)
+    wanted = ids[max(0, at - n) : at + n + 1]
+    chunks = store.chunks(wanted)
+    return [Hit(0, 0.0, c.id, c.path, display_path(c.path), c.page, c.heading, c.text,
+                c.start, c.end) for c in (chunks[i] for i in wanted if i in chunks)]

@@ -185,7 +185,8 @@ def tiny_set(tmp_path):
 
 def test_eval_answers_reports_the_share_that_contains_a_gold_span(run, tiny_set, tmp_path):
     details = tmp_path / "details.jsonl"
-    result = run("eval", str(tiny_set), "--answers", "--json", "--details", str(details))
+    result = run("eval", str(tiny_set), "--split", "all", "--answers", "--json",
+                 "--details", str(details))
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert (row["dataset"], row["answer_mode"], row["questions"], row["of"]) == (
@@ -201,13 +202,15 @@ def test_eval_answers_reports_the_share_that_contains_a_gold_span(run, tiny_set,
 def test_eval_answers_samples_with_a_seed_and_can_ask_the_model(run, tiny_set, ollama, tmp_path):
     def sample(seed: str) -> tuple[int, list[str]]:
         out = tmp_path / f"{seed}.jsonl"
-        (row,) = json.loads(run("eval", str(tiny_set), "--answers", "--limit", "2", "--seed",
+        (row,) = json.loads(run("eval", str(tiny_set), "--split=all", "--answers", "--limit", "2",
+                                "--seed",
                                 seed, "--details", str(out), "--json").stdout)
         return row["questions"], [json.loads(ln)["_id"] for ln in out.read_text().splitlines()]
 
     assert sample("0") == sample("0") and sample("0")[0] == 2
     assert {tuple(sample(str(seed))[1]) for seed in range(8)} != {tuple(sample("0")[1])}
-    written = json.loads(run("eval", str(tiny_set), "--answers", "--answer", "generate",
+    written = json.loads(run("eval", str(tiny_set), "--split=all", "--answers", "--answer",
+                             "generate",
                              "--json").stdout)
     assert written[0]["answer_mode"] == "generate" and len(generations(ollama)) == 4
     # The test server quotes passage [1]'s first sentence: right for q1 only.
@@ -216,7 +219,7 @@ def test_eval_answers_samples_with_a_seed_and_can_ask_the_model(run, tiny_set, o
 
 def test_eval_answers_needs_gold_answers(run, tiny_set):
     (tiny_set / "answers.jsonl").unlink()
-    result = run("eval", str(tiny_set), "--answers")
+    result = run("eval", str(tiny_set), "--split", "all", "--answers")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: {Path(tiny_set) / 'answers.jsonl'} not found — --answers needs the gold")

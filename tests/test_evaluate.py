@@ -38,7 +38,9 @@ def write_beir(folder: Path, docs: dict[str, tuple[str, str]], qrels: dict[str, 
 
 
 def run_eval(folder: Path, *args: str) -> list[dict]:
-    result = CliRunner().invoke(cli, ["eval", str(folder), "--json", *args],
+    """``ragkit eval FOLDER --json ARGS``, on every query unless ARGS name a --split."""
+    split = [] if "--split" in args else ["--split", "all"]
+    result = CliRunner().invoke(cli, ["eval", str(folder), "--json", *split, *args],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)

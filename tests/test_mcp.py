@@ -145,7 +145,9 @@ def test_search_then_fetch_finds_the_known_answers(tmp_path, indexed, ollama):
     async def scenario(session: ClientSession) -> None:
         for query, title, words, page in KNOWN:
             results = (await call(session, "search", query=query, k=3))["results"]
-            assert len(results) == 3
+            # all-minilm does not read Chinese: a CJK question ranks by keywords alone, and
+            # only the panda passage shares a term with it.
+            assert len(results) == (1 if query == "熊猫吃什么？" else 3)
             best = results[0]
             assert set(best) == RESULT_FIELDS
             assert (best["title"], best["index"]) == (title, "docs")

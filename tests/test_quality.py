@@ -1,9 +1,9 @@
 """Retrieval quality on public data, so a regression in quality fails CI.
 
-Runs ``ragkit eval`` on XQuAD-en and XQuAD-zh (240 paragraphs each, every
-question) with the real embedded all-minilm.  The floors sit a little under the
-figures measured by ``benchmarks/eval_targets.py`` (see the README), which are
-also the issue's targets; SciFact's full run takes too long for the suite and
+Runs ``ragkit eval --split test`` on XQuAD-en and XQuAD-zh (240 paragraphs each,
+the test half of their questions) with the real embedded all-minilm.  The floors
+sit a little under the figures measured by ``benchmarks/eval_targets.py`` (see the
+README), which are also the issue's targets; SciFact's full run takes too long for the suite and
 lives in that script.
 """
 
@@ -37,12 +37,14 @@ def test_eval_meets_the_floors_and_hybrid_beats_its_parts(tmp_path, name):
     env = {"RAGKIT_HOME": str(tmp_path), "RAGKIT_BACKEND": "embedded",
            "OLLAMA_HOST": "http://127.0.0.1:9"}
     result = CliRunner(env=env).invoke(
-        cli, ["eval", str(folder), "--retrieval", "vector,keyword,hybrid", "--json"],
+        cli, ["eval", str(folder), "--retrieval", "vector,keyword,hybrid", "--split", "test",
+              "--json"],
         catch_exceptions=False)
     assert result.exit_code == 0, result.output
     scores = {row["mode"]: row["ndcg_at_10"] for row in json.loads(result.stdout)}
     for mode, floor in FLOORS[name].items():
         assert scores[mode] >= floor, (mode, scores)
-    # On XQuAD-zh by a hair only: all-minilm does not read Chinese, so its share of
-    # the hybrid score is small there (ragkit.retrieval.CJK_DENSE_SHARE).
-    assert scores["hybrid"] > max(scores["vector"], scores["keyword"]), scores
+    if name.endswith("-zh"):  # all-minilm does not read Chinese: hybrid ranks by keywords
+        assert scores["hybrid"] >= scores["keyword"] > scores["vector"], scores
+    else:
+        assert scores["hybrid"] > max(scores["vector"], scores["keyword"]), scores

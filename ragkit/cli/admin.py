@@ -15,6 +15,7 @@ from ..errors import UsageError
 from ..models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from ..queries import ANSWER_MODES, check_retrieval
 from ..settings import Settings
+from .eval_index import eval_index_options
 from .options import chunk_settings, open_index, printable, say, with_index_options
 from .terminal import clean, one_line
 
@@ -232,11 +233,25 @@ def doctor(opts: dict[str, Any], model: str) -> None:
 @click.option("--store", "store", default=None, metavar="URI",
               help="Keep the BEIR index in this store (local, milvus://HOST:PORT[/DB] or x.db), "
               "to compare quality per store.")
+@click.option("--split", type=click.Choice(["dev", "test", "all"]), default="test",
+              show_default=True, help="Which half of a BEIR set's queries to use: ragkit's "
+              "constants were tuned on dev, so its published figures are test's (a fixed "
+              "hash of each query id; a questions JSONL is always used whole).")
+@click.option("--calibrate", is_flag=True,
+              help="Find the highest relevance threshold that refuses at most 5% of "
+              "DATASET's questions, and offer to store it in the index for `ask`.")
+@click.option("--off-topic", "off_topic", type=click.Path(exists=True, path_type=Path),
+              default=None, help="With --calibrate: questions the index cannot answer (a "
+              "BEIR folder, a JSONL of \"question\" lines or a text file, one a line) "
+              "[default for a BEIR set: the other BEIR sets beside it].")
+@click.option("--store-threshold", "--yes", "store_threshold", is_flag=True,
+              help="With --calibrate: store the threshold without asking.")
 @with_index_options
 def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: bool,
              chunk_size: int | None, chunk_overlap: int | None, whole_documents: bool,
              answers: bool, answer_mode: str, model: str, limit: int | None, seed: int,
-             details: Path | None, store: str | None) -> None:
+             details: Path | None, store: str | None, split: str, calibrate: bool,
+             off_topic: Path | None, store_threshold: bool) -> None:
     """Measure retrieval on DATASET: a BEIR folder, or a questions JSONL for --index.
 
     A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) is indexed into
@@ -245,8 +260,21 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
     nDCG@10, Recall@10, Recall@100, MRR@10 and query latency. A JSONL file of {"question", "source",
     "page"?} lines is scored against the selected index by hit rate@k and MRR.
     With --answers, a BEIR folder's questions are asked and the answers scored.
+    With --calibrate, the relevance threshold of `ask` is fitted to DATASET's questions.
     """
     from .progress import CounterLine
+
+    if (off_topic is not None or store_threshold) and not calibrate:
+        raise UsageError("--off-topic and --store-threshold go with --calibrate — add it")
+    if calibrate:
+        from .calibrating import run_calibration
+
+        if answers or whole_documents or chunk_size or chunk_overlap is not None:
+            raise UsageError("--calibrate measures the index as it is — leave out --answers, "
+                             "--whole-documents and the chunk options")
+
+        return run_calibration(opts, dataset, split, off_topic, store_threshold, as_json,
+                               store)
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     for mode in chosen:
@@ -257,7 +285,7 @@ def evaluate(opts: dict[str, Any], dataset: Path, modes: str, k: int, as_json: b
     with CounterLine() as counter:
         if dataset.is_dir():
             chunker = _eval_chunker(chunk_size, chunk_overlap, whole_documents)
-            rows = _eval_beir(opts, dataset, chosen, counter, chunker, asking, store)
+            rows = _eval_beir(opts, dataset, chosen, counter, chunker, asking, split, store)
         else:
             rows = _eval_questions(opts, dataset, chosen, k)
     if as_json:
@@ -290,19 +318,15 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
 
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
                chunker: Any, asking: AnswerSettings | None = None,
-               store: str | None = None) -> list[dict]:
-    from ..evaluate import BeirSet, eval_index_path, evaluate_beir, load_gold_answers
+               split: str = "all", store: str | None = None) -> list[dict]:
+    from ..evaluate import BeirSet, evaluate_beir, load_gold_answers
     from ..home import index_home
-    from ..models import DEFAULT_EMBED_MODEL
 
-    data = BeirSet.load(folder)
+    whole = BeirSet.load(folder)
+    data = whole.half(split)
     gold = load_gold_answers(folder) if asking else {}  # a missing file fails before indexing
-    model = opts["embed_model"] or DEFAULT_EMBED_MODEL
-    if opts["index_name"] == "default":
-        chunking = (chunker.size, chunker.overlap) if chunker is not None else None
-        path = eval_index_path(index_home(), data.name, model, chunking, store)
-        opts = {**opts, "index_name": str(path)}
-    docs = data.write_documents(index_home() / ".eval-docs" / data.name)
+    opts = eval_index_options(opts, data, chunker, store)
+    docs = whole.write_documents(index_home() / ".eval-docs" / data.name)
     with open_index(opts, create=True, chunker=chunker, store=store) as index:
         report = index.ingest([docs], progress=counter.ingest)
         say(f"index '{index.name}': {report.summary()}")

@@ -61,6 +61,9 @@ class IndexStore(Protocol):
     def dimension(self) -> int:
         """Length of the stored vectors."""
 
+    def update_manifest(self, **fields: Any) -> None:
+        """Set (or, given None, remove) optional manifest fields."""
+
     def close(self) -> None:
         """Release connections, locks and caches."""
 

@@ -42,7 +42,7 @@ from .cache import VectorCache
 from .keywords import fts_query, rarest_terms
 from .layout import DATABASE, MANIFEST, index_spec, read_manifest, release_lock, take_lock
 from .layout import write_atomic as _write_atomic
-from .manifest import complete_manifest
+from .manifest import check_manifest, complete_manifest
 from .snapshots import Snapshots
 from .snapshots import reads as _reads
 from .tables import (
@@ -136,6 +136,13 @@ class Store(VectorCache):
         if size == 0:
             raise IndexCorruptError(str(path), "file is empty", index_spec(root))
         return cls(root, manifest, connect_reader(path, index_spec(root)))
+
+    def update_manifest(self, **fields: Any) -> None:
+        """Set (or, given None, remove) optional manifest fields, written atomically."""
+        manifest = {k: v for k, v in {**self.manifest, **fields}.items() if v is not None}
+        check_manifest(manifest)
+        _write_atomic(self.root / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
+        self.manifest = manifest
 
     @staticmethod
     def exists(root: Path) -> bool:

@@ -2,7 +2,8 @@
 
 ``manifest.json`` is the one file ragkit trusts to say how to read an index:
 the embedding model and its vector size, the chunker settings and the
-prefixes put before queries and documents.  A hand-edited or damaged manifest
+prefixes put before queries and documents; optionally the relevance threshold
+that ``ragkit eval --calibrate`` measured for this index.  A hand-edited or damaged manifest
 must stop a command with one line, never with a crash deep in FAISS or NumPy
 (a dimension of ``"abc"`` or ``-1``, or one so large that a zero vector takes
 terabytes), so every manifest read or written goes through
@@ -77,6 +78,18 @@ def _text(value: Any) -> str | None:
     return None if isinstance(value, str) else "must be a string"
 
 
+def _threshold(value: Any) -> str | None:
+    finite = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        -1e6 < value < 1e6)
+    return None if finite else "must be a number"
+
+
+#: Optional fields (older indexes lack them) -> their check, when present.
+_OPTIONAL: dict[str, Callable[[Any], str | None]] = {
+    # Set by `ragkit eval --calibrate`: `ask` refuses below it for this index.
+    "relevance_threshold": _threshold,
+}
+
 #: Field -> its check (None: fine; else what is wrong).  Every field is required.
 _SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "format_version": _format_version,  # first: a newer layout is refused before the rest
@@ -98,8 +111,10 @@ def check_manifest(data: Any) -> dict[str, Any]:
     """
     if not isinstance(data, dict):
         raise ManifestError("not a JSON object")
-    for field, check in _SCHEMA.items():
+    for field, check in {**_SCHEMA, **_OPTIONAL}.items():
         if field not in data:
+            if field in _OPTIONAL:
+                continue
             raise ManifestError(f"{field} is missing")
         problem = check(data[field])
         if problem:

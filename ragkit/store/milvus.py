@@ -54,6 +54,7 @@ import numpy as np
 from ..errors import EmbeddingMismatchError, IndexCorruptError
 from .keywords import keyword_terms
 from .layout import release_lock, take_lock
+from .manifest import check_manifest
 from .milvus_client import MAX_LIMIT, Connection, connect, dec_path, enc_path, in_list
 from .milvus_writer import MilvusWriter
 from .tables import FileRecord, StoredChunk
@@ -123,6 +124,13 @@ class MilvusStore:
                 f"--embed-model {stored['embed_model']}, or another index name")
         return cls(root, {**stored, "store": manifest["store"],
                           "collection": manifest["collection"]}, conn)
+
+    def update_manifest(self, **fields: Any) -> None:
+        """Set (or, given None, remove) optional manifest fields, in Milvus."""
+        manifest = {k: v for k, v in {**self.manifest, **fields}.items() if v is not None}
+        check_manifest(manifest)
+        self._conn.write_manifest(manifest)
+        self.manifest = manifest
 
     def drop(self) -> None:
         """Delete the index's collections (``ragkit indexes delete``, a rebuild)."""

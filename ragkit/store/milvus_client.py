@@ -258,6 +258,11 @@ class Connection:
                           output_fields=["value"])
         return json.loads(rows[0]["value"]) if rows else None
 
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Replace the manifest kept in Milvus (one row: readers see the old or the new)."""
+        self._upsert_files([self._row("meta:manifest", value=json.dumps(manifest))])
+        self.bump_generation()
+
     # -- files collection --------------------------------------------------------
 
     def _row(self, key: str, **fields: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ The answer objects themselves are in :mod:`ragkit.answers`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +16,8 @@ from .backends.base import Backend, StreamChunk
 from .backends.chooser import BackendChooser
 from .errors import BackendError, UsageError
 from .grounding import cited_numbers
-from .prompting import ContextFit, build_generate_prompt, build_messages
-from .queries import ANSWER_MODES, check_min_score
+from .prompting import ContextFit, build_generate_prompt, build_messages, fit_context
+from .queries import ANSWER_MODES, AskOptions, check_min_score
 from .queries import PROMPT_MODES as MODES
 from .retrieval import Hit
 from .store.keywords import keyword_terms
@@ -32,6 +32,7 @@ __all__ = [
     "Answer",
     "AnswerPlan",
     "AnswerStream",
+    "answer_hits",
     "answer_plan",
     "check_min_score",
     "cited_numbers",
@@ -213,3 +214,44 @@ def stream_reply(
         return backend.chat(model, messages, options=options)
     prompt = build_generate_prompt(question, fit.hits, specials)
     return backend.generate(model, prompt, options=options)
+
+
+def answer_hits(
+    question: str,
+    hits: list[Hit],
+    ask: AskOptions,
+    *,
+    model: str,
+    relevant: bool,
+    backends: BackendChooser,
+    history: Sequence[dict[str, Any]],
+    excerpts: Callable[[], list[Any]],
+    embed: Callable[[Sequence[str]], Any],
+) -> AnswerStream:
+    """The answer to ``question`` from ``hits``: none, quoted ``excerpts()``, or the model's.
+
+    No answer when nothing was found or nothing is ``relevant``; otherwise
+    :func:`answer_plan` decides who answers.  A written answer's prompt is
+    fitted to the model's context (see :func:`~ragkit.prompting.fit_context`);
+    ``embed`` embeds its sentences for the grounding check.
+    """
+    if not hits or not relevant:
+        planned = {"auto": None, "extractive": "extractive"}.get(ask.answer, "generated")
+        return AnswerStream(question, hits, None, mode=ask.mode, model=model,
+                            answer_mode=planned)
+    plan = answer_plan(ask.answer, model, backends)
+    if plan.backend is None:
+        return AnswerStream(question, hits, None, mode=ask.mode, model=None,
+                            answer_mode="extractive", notice=plan.notice, excerpts=excerpts())
+    opts = options_for(model, dict(ask.options))
+    num_ctx, reserve = context_limits(opts)
+    fit = fit_context(question, hits, history, mode=ask.mode, num_ctx=num_ctx, reserve=reserve)
+    chunks = stream_reply(plan.backend, model, ask.mode, question, fit, opts)
+    return AnswerStream(question, fit.hits, chunks, mode=ask.mode, model=model, fit=fit,
+                        embed=embed, notice=plan.notice)
+
+
+def relevant_enough(question: str, hits: Sequence[Hit], threshold: float | None) -> bool:
+    """Whether the hits' :func:`relevance` reaches ``threshold`` (None: no threshold)."""
+    score = relevance(question, hits)
+    return threshold is None or score is None or score >= threshold

@@ -19,30 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from .answering import (
-    Answer,
-    AnswerStream,
-    answer_plan,
-    context_limits,
-    options_for,
-    relevance,
-    relevance_threshold,
-    stream_reply,
-)
+from .answering import Answer, AnswerStream, answer_hits, relevance_threshold, relevant_enough
 from .backends.base import Backend
 from .backends.chooser import BackendChooser, chooser
-from .builds import Build, check_model, open_store, resolve_index
+from .builds import Build, open_store, resolve_index
 from .chunking.units import ChunkerSettings
-from .errors import BackendError, EmbeddingMismatchError, IndexNotFoundError, UsageError
+from .embedding import Embedder
+from .errors import IndexNotFoundError, UsageError
 from .extractive import Excerpt, extract
 from .home import index_home
 from .ingest.pipeline import IngestProgress, IngestReport
-from .ingest.scheduler import in_flight
 from .ingest.shards import Shard
 from .inventory import folder_size
 from .loading.files import check_roots, max_file_mb
 from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
-from .prompting import fit_context
 from .queries import MAX_K, AskOptions, check_search
 from .retrieval import EXCERPT_CJK_SHARE, Hit, dense_weight, match_paths, neighbours, retrieve
 from .settings import Settings
@@ -74,12 +64,11 @@ class Index:
         self._store = store
         self._backends = backends
         self._requested_model = embed_model
+        self._embedder = Embedder(self.name, backends, embed_model)
         self._requested_chunker = chunker
         self._holding_lock = False  # a watcher keeps the writer lock between its ingests
         self._store_uri = store_uri  # where a new index goes (--store; None: local)
         self._given_settings = settings
-        # The last query embedded, so that an extractive answer need not embed it again.
-        self._last_query: tuple[str, np.ndarray] | None = None
 
     @classmethod
     def open(
@@ -217,8 +206,9 @@ class Index:
         if not roots:
             raise UsageError("nothing to ingest — give at least one file or folder")
         check_roots(roots)  # mistakes in what was asked are reported before a model loads
-        build = Build(self.path, self._store, self._embed, self._requested_model,
-                      self._requested_chunker, lambda model: self._in_flight(model, parallel),
+        build = Build(self.path, self._store, self._embedder.embed, self._requested_model,
+                      self._requested_chunker,
+                      lambda model: self._embedder.in_flight(model, parallel),
                       max_file_mb(settings), follow_symlinks, batch_size, progress,
                       index_inside(self.path, roots),
                       Shard.parse(shard) if isinstance(shard, str) else shard,
@@ -262,19 +252,6 @@ class Index:
         """Whether the index has been created (its first ingest committed a file)."""
         return self._store is not None
 
-    # -- embedding -----------------------------------------------------------------
-
-    def _in_flight(self, model: str, per_host: int) -> int:
-        """Embedding requests to keep in flight: ``per_host`` for each host serving ``model``."""
-        return in_flight(self._backends.for_model(model), per_host)
-
-    def _embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
-        return self._backends.for_model(model).embed(model, texts)
-
-    def _prefixes(self) -> tuple[str, str]:
-        m = self.manifest
-        return m.get("query_prefix", ""), m.get("document_prefix", "")
-
     # -- retrieval -----------------------------------------------------------------
 
     def search(
@@ -299,7 +276,7 @@ class Index:
         # Keyword mode embeds the query too: every hit carries its cosine, which the
         # relevance threshold of ``ask``, MMR diversity and ``search --json`` rely on.
         # Without an embedding model at hand it still searches, without cosines.
-        vector = self._embed_query(query) if mode != "keyword" else self._try_embed_query(query)
+        vector = self._embed_query(query, required=mode != "keyword")
         return retrieve(self._store, query, vector, k, mode, ids=ids, diversity=diversity,
                         dense=dense_weight(query, self.embed_model,
                                            self._settings().english_only))
@@ -315,25 +292,15 @@ class Index:
                              "the current folder")
         return self._store.chunk_ids(matched)
 
-    def _try_embed_query(self, query: str) -> np.ndarray | None:
-        """:meth:`_embed_query`, or None when no backend can embed it right now."""
-        try:
-            return self._embed_query(query)
-        except BackendError:
-            return None
-
-    def _embed_query(self, query: str) -> np.ndarray:
-        """The query's embedding, checked against the index's model and dimension."""
+    def _embed_query(self, query: str, *, required: bool = True) -> np.ndarray | None:
+        """The query's embedding (checked against the index); None if not ``required`` and
+        no backend can embed it now."""
         assert self._store is not None
-        check_model(self.name, self.manifest, self._requested_model)
-        vector = self._embed(self.embed_model, [self._prefixes()[0] + query])
-        if vector.shape[1] != self._store.dimension:
-            raise EmbeddingMismatchError(
-                f"'{self.embed_model}' now returns {vector.shape[1]}-dim vectors but index "
-                f"'{self.name}' holds {self._store.dimension}-dim ones — re-index with --rebuild"
-            )
-        self._last_query = (query, vector[0])
-        return vector[0]
+        embed = self._embedder.query if required else self._embedder.try_query
+        return embed(self.manifest, self.embed_model, self._store.dimension, query)
+
+    def _embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embedder.passages(self.manifest, self.embed_model, texts)
 
     # -- reading -------------------------------------------------------------------
 
@@ -384,38 +351,22 @@ class Index:
         query = search_query or question
         hits = self.search(query, ask.k, mode=ask.retrieval, paths=ask.paths or None,
                            diversity=ask.diversity)
-        model = ask.model or self.chat_model
-        relevant = ask.force or self._relevant(query, hits, ask.min_score)
-        if not hits or not relevant:
-            planned = {"auto": None, "extractive": "extractive"}.get(ask.answer, "generated")
-            return AnswerStream(question, hits, None, mode=ask.mode, model=model,
-                                answer_mode=planned)
-        plan = answer_plan(ask.answer, model, self._backends)
-        if plan.backend is None:
-            return AnswerStream(question, hits, None, mode=ask.mode, model=None,
-                                answer_mode="extractive", notice=plan.notice,
-                                excerpts=self._excerpts(question, hits))
-        opts = options_for(model, dict(ask.options))
-        num_ctx, reserve = context_limits(opts)
-        fit = fit_context(question, hits, history, mode=ask.mode, num_ctx=num_ctx,
-                          reserve=reserve)
-        chunks = stream_reply(plan.backend, model, ask.mode, question, fit, opts)
-        return AnswerStream(question, fit.hits, chunks, mode=ask.mode, model=model, fit=fit,
-                            embed=self._embed_passages, notice=plan.notice)
+        return answer_hits(
+            question, hits, ask, model=ask.model or self.chat_model,
+            relevant=ask.force or relevant_enough(query, hits,
+                                                  self.relevance_threshold(ask.min_score)),
+            backends=self._backends, history=history,
+            excerpts=lambda: self._excerpts(question, hits), embed=self._embed_passages)
 
     def _excerpts(self, question: str, hits: list[Hit]) -> list[Excerpt]:
         """The extractive answer's excerpts (see :func:`ragkit.extractive.extract`)."""
-        recent = self._last_query
-        vector = recent[1] if recent and recent[0] == question else self._try_embed_query(question)
+        vector = self._embedder.recent(question)
+        if vector is None:
+            vector = self._embed_query(question, required=False)
         return extract(question, hits, self._embed_passages if vector is not None else None,
                        query_vector=vector, dense=dense_weight(question, self.embed_model,
                                                                self._settings().english_only,
                                                                EXCERPT_CJK_SHARE))
-
-    def _embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed pieces of passages (or of an answer) as documents."""
-        prefix = self._prefixes()[1]
-        return self._embed(self.embed_model, [prefix + t for t in texts])
 
     def relevance_threshold(self, min_score: float | None = None) -> float | None:
         """What :func:`~ragkit.answering.relevance` must reach before the model is asked.
@@ -439,11 +390,6 @@ class Index:
             self._store.update_manifest(relevance_threshold=threshold)
         finally:
             self._store.unlock()
-
-    def _relevant(self, question: str, hits: list[Hit], min_score: float | None) -> bool:
-        threshold = self.relevance_threshold(min_score)
-        score = relevance(question, hits)
-        return threshold is None or score is None or score >= threshold
 
     def ask(self, question: str, ask: AskOptions | None = None, **changes: Any) -> Answer:
         """Like :meth:`ask_stream`, but wait for the whole answer."""

@@ -95,6 +95,12 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise IndexCorruptError(str(path), _short(exc), index_spec(root)) from exc
 
 
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` (checked) to the index at ``root``, atomically."""
+    check_manifest(manifest)
+    write_atomic(root / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
+
+
 def index_spec(root: Path) -> str:
     """How to name the index in ``root`` on the command line, for error messages.
 

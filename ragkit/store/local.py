@@ -40,9 +40,16 @@ import numpy as np
 from ..errors import IndexCorruptError
 from .cache import VectorCache
 from .keywords import fts_query, rarest_terms
-from .layout import DATABASE, MANIFEST, index_spec, read_manifest, release_lock, take_lock
-from .layout import write_atomic as _write_atomic
-from .manifest import check_manifest, complete_manifest
+from .layout import (
+    DATABASE,
+    MANIFEST,
+    index_spec,
+    read_manifest,
+    release_lock,
+    take_lock,
+    write_manifest,
+)
+from .manifest import complete_manifest
 from .snapshots import Snapshots
 from .snapshots import reads as _reads
 from .tables import (
@@ -113,7 +120,7 @@ class Store(VectorCache):
         root.mkdir(parents=True, exist_ok=True)
         manifest = complete_manifest(manifest)
         db = connect_writer(root / DATABASE, index_spec(root), create=True)
-        _write_atomic(root / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
+        write_manifest(root, manifest)
         store = cls(root, manifest, db)
         store._writer_db = db
         return store
@@ -140,8 +147,7 @@ class Store(VectorCache):
     def update_manifest(self, **fields: Any) -> None:
         """Set (or, given None, remove) optional manifest fields, written atomically."""
         manifest = {k: v for k, v in {**self.manifest, **fields}.items() if v is not None}
-        check_manifest(manifest)
-        _write_atomic(self.root / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
+        write_manifest(self.root, manifest)
         self.manifest = manifest
 
     @staticmethod

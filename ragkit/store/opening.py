@@ -9,7 +9,6 @@ the first ``ingest`` only; later commands find it through ``--index``.
 
 from __future__ import annotations
 
-import json
 import re
 import zlib
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .base import IndexStore
-from .layout import MANIFEST, read_manifest, take_lock, write_atomic
+from .layout import read_manifest, take_lock, write_manifest
 from .local import Store
 from .manifest import complete_manifest
 
@@ -78,7 +77,7 @@ def create_remote(root: Path, manifest: dict[str, Any], uri: str) -> IndexStore:
                               "collection": collection_name(root)})
     store = MilvusStore.create(root, full)  # fails (unreachable, mismatch) before the folder
     root.mkdir(parents=True, exist_ok=True)
-    write_atomic(root / MANIFEST, json.dumps(store.manifest, indent=2).encode() + b"\n")
+    write_manifest(root, store.manifest)
     return store
 
 

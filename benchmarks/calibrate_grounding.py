@@ -58,7 +58,8 @@ def cached_embedder(backend, model: str):
 def synthetic(index, embed, shared: Path, sample: int, seed: int) -> dict[str, list]:
     """(cosine, words, has a number no passage has) of gold, foreign and swapped
     pseudo-answers, by set."""
-    from ragkit.evaluate import BeirSet, contains_gold, load_gold_answers
+    from ragkit.answer_accuracy import contains_gold, load_gold_answers
+    from ragkit.evaluate import BeirSet
     from ragkit.grounding import support
 
     folder = shared / "eval" / "xquad-en"
@@ -94,7 +95,7 @@ def synthetic(index, embed, shared: Path, sample: int, seed: int) -> dict[str, l
 
 def generated(path: Path, embed) -> list:
     """(cosine, words, new number) of the demo model's answer sentences with a gold span."""
-    from ragkit.evaluate import contains_gold
+    from ragkit.answer_accuracy import contains_gold
     from ragkit.grounding import check_answer
     from ragkit.retrieval import Hit
 

@@ -1,9 +1,9 @@
 """The ``ragkit`` command: adapters over the library, no logic.
 
-:mod:`.main` holds the group and the ingest/search/ask/chat/serve/mcp commands,
-:mod:`.admin` the index, model, eval and doctor commands, :mod:`.bench` the
-benchmarks, :mod:`.progress` the progress lines.  The entry point is
-``ragkit.cli.main:main``.
+:mod:`.main` holds the group and the ingest/search/ask/chat commands,
+:mod:`.serving` the serve and mcp commands, :mod:`.admin` the index, model, eval
+and doctor commands, :mod:`.bench` the benchmarks, :mod:`.progress` the progress
+lines.  The entry point is ``ragkit.cli.main:main``.
 """
 
 from __future__ import annotations

@@ -319,7 +319,8 @@ def _eval_chunker(size: int | None, overlap: int | None, whole: bool) -> Any:
 def _eval_beir(opts: dict[str, Any], folder: Path, modes: list[str], counter: Any,
                chunker: Any, asking: AnswerSettings | None = None,
                split: str = "all", store: str | None = None) -> list[dict]:
-    from ..evaluate import BeirSet, evaluate_beir, load_gold_answers
+    from ..answer_accuracy import load_gold_answers
+    from ..evaluate import BeirSet, evaluate_beir
     from ..home import index_home
 
     whole = BeirSet.load(folder)
@@ -350,7 +351,7 @@ class AnswerSettings:
 
 def _eval_answers(index: Any, data: Any, gold: dict[str, list[str]], asking: AnswerSettings,
                   counter: Any) -> Any:
-    from ..evaluate import evaluate_answers
+    from ..answer_accuracy import evaluate_answers
 
     with contextlib.ExitStack() as stack:
         out = (stack.enter_context(open(asking.details, "w", encoding="utf-8"))

@@ -5,7 +5,7 @@ transaction together with its hash, so an interrupted run keeps every file it
 finished and a re-run picks up the rest.  Reading and chunking the next files
 overlaps with embedding the current batch.
 
-A big text file (see :func:`~ragkit.loading.files.streams`) is read, chunked and
+A big text file (see :func:`~ragkit.loading.kinds.streams`) is read, chunked and
 embedded in parts of about a batch of chunks each, so its text is never held
 whole; each part is written as its vectors arrive, into one transaction that
 stays open until the file's last part is in.  Readers (WAL) and a crash see
@@ -36,7 +36,8 @@ import numpy as np
 
 from ..chunking.units import ChunkerSettings
 from ..errors import BackendError, VectorError
-from ..loading.files import Skipped, iter_files, max_file_mb
+from ..loading.files import Skipped, iter_files
+from ..loading.kinds import max_file_mb
 from ..loading.paths import Found, Keys, renamed_keys, shown, stale_keys
 from ..store.base import IndexStore
 from ..store.layout import owned_file
@@ -126,7 +127,7 @@ def ingest(
     ``parallel``: embedding requests in flight (default: :func:`default_parallel`).
     ``exclude``: folders (real paths) whose files are left out silently, such as
     the index's own folder when it lies inside one of ``paths``.  ``max_mb``: the
-    size cap of HTML files (default: :func:`~ragkit.loading.files.max_file_mb`).
+    size cap of HTML files (default: :func:`~ragkit.loading.kinds.max_file_mb`).
     ``shard``: only this shard's files are indexed, updated or removed (:mod:`.shards`).
     """
     started = time.monotonic()

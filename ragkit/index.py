@@ -28,7 +28,7 @@ from .embedding import Embedder
 from .errors import IndexNotFoundError, UsageError
 from .extractive import Excerpt, extract
 from .home import index_home
-from .ingest.pipeline import IngestProgress, IngestReport
+from .ingest.reports import IngestProgress, IngestReport
 from .ingest.shards import Shard
 from .inventory import folder_size
 from .loading.files import check_roots

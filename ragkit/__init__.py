@@ -24,8 +24,8 @@ _EXPORTS = {
     "AnswerPlan": "answering",
     "AskOptions": "queries",
     "Conversation": "conversation",
-    "IngestReport": "ingest.pipeline",
-    "IngestProgress": "ingest.pipeline",
+    "IngestReport": "ingest.reports",
+    "IngestProgress": "ingest.reports",
     "Shard": "ingest.shards",
     "ChunkerSettings": "chunking.units",
     "Backend": "backends.base",
@@ -100,7 +100,7 @@ if TYPE_CHECKING:
     )
     from .home import index_home
     from .index import Index
-    from .ingest.pipeline import IngestProgress, IngestReport
+    from .ingest.reports import IngestProgress, IngestReport
     from .ingest.shards import Shard
     from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
     from .queries import AskOptions

@@ -25,7 +25,8 @@ from .errors import (
     UsageError,
 )
 from .home import index_home, not_found
-from .ingest.pipeline import IngestProgress, IngestReport, ingest
+from .ingest.pipeline import ingest
+from .ingest.reports import IngestProgress, IngestReport
 from .ingest.shards import Shard
 from .models import DEFAULT_EMBED_MODEL
 from .store import opening

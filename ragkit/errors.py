@@ -236,7 +236,7 @@ class EmbeddingMismatchError(IndexError_):
 class NothingIndexedError(RagkitError):
     """An ingest ended with no file in the index: nothing is created, an old index is kept.
 
-    ``report`` is the run's :class:`~.ingest.pipeline.IngestReport` (what was skipped and why).
+    ``report`` is the run's :class:`~.ingest.reports.IngestReport` (what was skipped and why).
     """
 
     exit_code = 7

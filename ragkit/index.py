@@ -28,10 +28,11 @@ from .embedding import Embedder
 from .errors import IndexNotFoundError, UsageError
 from .extractive import Excerpt, extract
 from .home import index_home
-from .ingest.pipeline import IngestProgress, IngestReport
+from .ingest.reports import IngestProgress, IngestReport
 from .ingest.shards import Shard
 from .inventory import folder_size
-from .loading.files import check_roots, max_file_mb
+from .loading.files import check_roots
+from .loading.kinds import max_file_mb
 from .models import DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL
 from .queries import MAX_K, AskOptions, check_search
 from .retrieval import EXCERPT_CJK_SHARE, Hit, dense_weight, match_paths, neighbours, retrieve

@@ -148,9 +148,9 @@ def threads_scenario(index_path: str, first: str, second: str, url: str, readers
                      out: str) -> None:
     """One process: ``readers`` threads search the very ``Index`` object that ingests."""
     from ragkit import Index
-    from ragkit.loading import files as loading
+    from ragkit.loading import kinds
 
-    loading.STREAM_ABOVE = STREAM_ABOVE
+    kinds.STREAM_ABOVE = STREAM_ABOVE
     index = Index.open(index_path, create=True, backend="ollama", host=url)
     index.ingest([first], batch_size=BATCH)
     hs = Handshake(readers)

@@ -328,7 +328,7 @@ def test_ctrl_c_keeps_what_was_committed_and_says_so(tmp_path, ollama):
 
 def test_kill_9_inside_a_streamed_big_file_keeps_the_files_before_it_and_nothing_of_it(
         tmp_path, ollama):
-    from ragkit.loading.files import STREAM_ABOVE
+    from ragkit.loading.kinds import STREAM_ABOVE
 
     rng = random.Random(7)
     corpus = write_corpus(tmp_path / "corpus", 10)

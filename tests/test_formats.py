@@ -28,8 +28,9 @@ from formatgen import (
 
 from ragkit.chunking.text import chunk_text
 from ragkit.loading import sheets
-from ragkit.loading.files import SUPPORTED_SUFFIXES, iter_files, load_file
+from ragkit.loading.files import iter_files, load_file
 from ragkit.loading.formats import location
+from ragkit.loading.kinds import SUPPORTED_SUFFIXES
 
 
 def _marker(suffix: str) -> str:
@@ -151,11 +152,11 @@ def test_csv_dialect_is_sniffed_and_encodings_read_as_for_text(tmp_path):
 
 
 def test_a_big_csv_is_read_in_windows_not_streamed_as_text(tmp_path, monkeypatch):
-    from ragkit.loading import files
+    from ragkit.loading import files, kinds
 
     write_csv(tmp_path / "t.csv", "Zed")
     monkeypatch.setattr(files, "WINDOW_BYTES", 64)  # a window ends mid-line, mid-row
-    assert not files.streams(tmp_path / "t.csv", 10**9)
+    assert not kinds.streams(tmp_path / "t.csv", 10**9)
     [doc] = load_file(tmp_path / "t.csv")
     assert "city: Town150\npopulation: 150000\nnote: Zed" in doc.text
 

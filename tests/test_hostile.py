@@ -32,6 +32,7 @@ from ragkit.cli.main import cli
 from ragkit.errors import BackendError, LoadError
 from ragkit.ingest.pipeline import ingest
 from ragkit.loading import files as loading
+from ragkit.loading import kinds
 from ragkit.loading.files import load_file
 from ragkit.loading.paths import Keys
 from ragkit.settings import DEFAULT_MAX_FILE_MB
@@ -255,7 +256,7 @@ def test_a_huge_single_line_file_is_streamed_with_bounded_memory(tmp_path):
 
 
 def test_a_big_file_is_chunked_as_if_read_whole(env, tmp_path, monkeypatch):
-    monkeypatch.setattr(loading, "STREAM_ABOVE", 10_000)
+    monkeypatch.setattr(kinds, "STREAM_ABOVE", 10_000)
     monkeypatch.setattr(loading, "WINDOW_BYTES", 1000)
     folder = tmp_path / "f"
     folder.mkdir()
@@ -278,7 +279,7 @@ def _vectors(texts):
 
 
 def test_a_big_file_cut_short_leaves_no_trace_and_a_rerun_finishes(tmp_path, monkeypatch):
-    monkeypatch.setattr(loading, "STREAM_ABOVE", 10_000)
+    monkeypatch.setattr(kinds, "STREAM_ABOVE", 10_000)
     monkeypatch.setattr(loading, "WINDOW_BYTES", 4096)
     folder = tmp_path / "f"
     folder.mkdir()

@@ -16,17 +16,8 @@ from pdfgen import (
 
 from ragkit.errors import LoadError, UsageError
 from ragkit.loading.decoding import decode_text
-from ragkit.loading.files import (
-    SUPPORTED_SUFFIXES,
-    Document,
-    Skipped,
-    check_roots,
-    iter_files,
-    load_file,
-    max_file_bytes,
-    open_text,
-    streams,
-)
+from ragkit.loading.files import Document, Skipped, check_roots, iter_files, load_file, open_text
+from ragkit.loading.kinds import SUPPORTED_SUFFIXES, max_file_bytes, streams
 from ragkit.loading.readers import html_to_text
 
 CHINESE = "# 简介\n\n熊猫主要生活在中国四川的山区。它们每天吃大量的竹子。\n"

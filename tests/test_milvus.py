@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ragkit import Index
-from ragkit.store.milvus_client import enc_path
+from ragkit.store.milvus_names import enc_path
 from ragkit.store.tables import ChunkRow, FileRecord
 
 

@@ -19,7 +19,7 @@ import readers_stress as rs
 from ollama_server import features
 
 from ragkit import Index
-from ragkit.loading import files as loading
+from ragkit.loading import kinds
 
 THREADS = 4  # the reproduction: 4 threads search while the main one ingests
 PROCESSES = 2
@@ -86,7 +86,7 @@ def test_other_processes_searching_during_an_ingest_see_whole_files(
         tmp_path, ollama, monkeypatch):
     first, second, big = rs.write_corpus(tmp_path / "corpus")
     index_path = tmp_path / "idx"
-    monkeypatch.setattr(loading, "STREAM_ABOVE", rs.STREAM_ABOVE)
+    monkeypatch.setattr(kinds, "STREAM_ABOVE", rs.STREAM_ABOVE)
     ctx = multiprocessing.get_context("spawn")
     hs = rs.Handshake(PROCESSES, ctx)
     outs = [tmp_path / f"reader{n}.json" for n in range(PROCESSES)]

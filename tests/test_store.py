@@ -222,9 +222,9 @@ def test_an_index_that_shrinks_goes_back_to_exact_search(store, small_threshold)
 
 
 def test_large_indexes_score_only_the_rarest_keywords(store, small_threshold, monkeypatch):
-    import ragkit.store.local as store_module
+    import ragkit.store.fulltext as fulltext
 
-    monkeypatch.setattr(store_module, "KEYWORD_BUDGET", 50)
+    monkeypatch.setattr(fulltext, "KEYWORD_BUDGET", 50)
     rows = [ChunkRow(None, i, i + 1, "", f"the report number {i}" + (" zebra" if i < 3 else ""))
             for i in range(400)]
     with store.transaction() as tx:
@@ -232,5 +232,5 @@ def test_large_indexes_score_only_the_rarest_keywords(store, small_threshold, mo
     hits = store.keyword_search("the zebra report", 10)
     assert len(hits) == 3  # "the" and "report" (in every chunk) are left out of the match
     assert all("zebra" in store.chunks([c])[c].text for c, _ in hits)
-    monkeypatch.setattr(store_module, "KEYWORD_BUDGET", 40)
+    monkeypatch.setattr(fulltext, "KEYWORD_BUDGET", 40)
     assert store.keyword_search("the report", 5) == []  # only very common terms: none scored

@@ -122,7 +122,7 @@ def test_the_progress_line_escapes_the_current_file_name(monkeypatch):
     import io
 
     from ragkit.cli.progress import ProgressLine
-    from ragkit.ingest.pipeline import IngestProgress
+    from ragkit.ingest.reports import IngestProgress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

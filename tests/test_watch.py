@@ -35,8 +35,8 @@ from test_crash import (
 import ragkit.ingest.watch as watching
 from ragkit import Index
 from ragkit.cli.watching import WatchDisplay
-from ragkit.ingest.pipeline import IngestReport
 from ragkit.ingest.prepare import Problem
+from ragkit.ingest.reports import IngestReport
 from ragkit.ingest.watch import rescan_targets
 from ragkit.store.local import Store
 from ragkit.store.tables import path_from_db

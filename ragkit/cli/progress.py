@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TextIO
 
-from ..ingest.pipeline import IngestProgress
+from ..ingest.reports import IngestProgress
 from ..settings import dumb_terminal
 from .terminal import one_line
 

@@ -23,7 +23,7 @@ from .progress import ProgressLine
 from .terminal import one_line
 
 if TYPE_CHECKING:
-    from ..ingest.pipeline import IngestProgress, IngestReport
+    from ..ingest.reports import IngestProgress, IngestReport
     from ..ingest.watch import WatchEvent
 
 __all__ = ["WatchDisplay", "watch"]

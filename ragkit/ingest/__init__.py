@@ -2,7 +2,8 @@
 
 A background thread reads and chunks files (:mod:`.prepare`), embedding
 requests are kept in flight (:mod:`.scheduler`), and each file is committed
-whole to the store (:mod:`.pipeline`); ``--shard`` picks a share of the files
+whole to the store (:mod:`.pipeline`), which reports what it did and how far
+it got (:mod:`.reports`); ``--shard`` picks a share of the files
 (:mod:`.shards`).  The names below are imported lazily.
 """
 
@@ -17,15 +18,16 @@ __all__ = ["IngestProgress", "IngestReport", "Problem", "Shard", "default_parall
 
 # name -> module that defines it
 _EXPORTS = {
-    "IngestProgress": "pipeline", "IngestReport": "pipeline", "ingest": "pipeline",
+    "IngestProgress": "reports", "IngestReport": "reports", "ingest": "pipeline",
     "Problem": "prepare",
     "default_parallel": "scheduler", "in_flight": "scheduler",
     "Shard": "shards",
 }
 
 if TYPE_CHECKING:
-    from .pipeline import IngestProgress, IngestReport, ingest
+    from .pipeline import ingest
     from .prepare import Problem
+    from .reports import IngestProgress, IngestReport
     from .scheduler import default_parallel, in_flight
     from .shards import Shard
 

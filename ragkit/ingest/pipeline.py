@@ -5,7 +5,7 @@ transaction together with its hash, so an interrupted run keeps every file it
 finished and a re-run picks up the rest.  Reading and chunking the next files
 overlaps with embedding the current batch.
 
-A big text file (see :func:`~ragkit.loading.files.streams`) is read, chunked and
+A big text file (see :func:`~ragkit.loading.kinds.streams`) is read, chunked and
 embedded in parts of about a batch of chunks each, so its text is never held
 whole; each part is written as its vectors arrive, into one transaction that
 stays open until the file's last part is in.  Readers (WAL) and a crash see
@@ -28,7 +28,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,74 +35,21 @@ import numpy as np
 
 from ..chunking.units import ChunkerSettings
 from ..errors import BackendError, VectorError
-from ..loading.files import Skipped, iter_files, max_file_mb
+from ..loading.files import Skipped, iter_files
+from ..loading.kinds import max_file_mb
 from ..loading.paths import Found, Keys, renamed_keys, shown, stale_keys
 from ..store.base import IndexStore
 from ..store.layout import owned_file
 from ..store.tables import FileRecord
 from .prepare import Problem, _prepare_in_background, _Prepared, _Unchanged
+from .reports import IngestProgress, IngestReport, _Tracker
 from .scheduler import EmbedFn, _embed_ahead, default_parallel
 from .shards import Shard, ShardView
 
 if TYPE_CHECKING:
     from ..store.base import StoreWriter as Writer
 
-__all__ = ["IngestProgress", "IngestReport", "ingest"]
-
-
-@dataclass
-class IngestReport:
-    """What an ingest run did."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    skipped: list[Problem] = field(default_factory=list)
-    failed: list[Problem] = field(default_factory=list)
-    chunks_written: int = 0
-    total_chunks: int = 0
-    seconds: float = 0.0
-
-    @property
-    def problems(self) -> bool:
-        """True when some file was skipped or could not be read."""
-        return bool(self.skipped or self.failed)
-
-    @property
-    def chunks_per_second(self) -> float:
-        """Chunks embedded per second of the whole run (0 when none were)."""
-        return self.chunks_written / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self) -> str:
-        """One line for humans, e.g. ``3 added, 1 updated, ...; 2.1 s, 40 chunks/s``.
-
-        >>> IngestReport(chunks_written=84, total_chunks=84, seconds=2.0).summary()[-57:]
-        '84 chunks embedded, 84 in the index; 2.0 s, 42.0 chunks/s'
-        """
-        rate = f", {self.chunks_per_second:.1f} chunks/s" if self.chunks_written else ""
-        return (
-            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
-            f"{self.unchanged} unchanged, {len(self.skipped)} skipped, {len(self.failed)} failed; "
-            f"{self.chunks_written} chunks embedded, {self.total_chunks} in the index; "
-            f"{self.seconds:.1f} s{rate}"
-        )
-
-
-@dataclass(frozen=True)
-class IngestProgress:
-    """A snapshot for progress displays."""
-
-    files_done: int
-    files_total: int
-    chunks_embedded: int
-    elapsed: float
-    current: str = ""
-
-    @property
-    def rate(self) -> float:
-        """Chunks embedded per second so far."""
-        return self.chunks_embedded / self.elapsed if self.elapsed > 0 else 0.0
+__all__ = ["ingest"]
 
 
 def ingest(
@@ -126,7 +72,7 @@ def ingest(
     ``parallel``: embedding requests in flight (default: :func:`default_parallel`).
     ``exclude``: folders (real paths) whose files are left out silently, such as
     the index's own folder when it lies inside one of ``paths``.  ``max_mb``: the
-    size cap of HTML files (default: :func:`~ragkit.loading.files.max_file_mb`).
+    size cap of HTML files (default: :func:`~ragkit.loading.kinds.max_file_mb`).
     ``shard``: only this shard's files are indexed, updated or removed (:mod:`.shards`).
     """
     started = time.monotonic()
@@ -389,24 +335,3 @@ def _remove_missing(
             tx.remove_file(path)
     listed = {*skipped, *failed}  # reported as skipped or failed already
     report.removed.extend(p for p in gone if p not in listed)
-
-
-class _Tracker:
-    """Counts progress and forwards snapshots to the caller's callback."""
-
-    def __init__(
-        self,
-        total: int,
-        done: int,
-        started: float,
-        callback: Callable[[IngestProgress], None] | None,
-    ) -> None:
-        self.total, self.done, self.chunks = total, done, 0
-        self.started, self.callback = started, callback
-
-    def advance(self, files: int, chunks: int, current: str) -> None:
-        self.done += files
-        self.chunks += chunks
-        if self.callback:
-            elapsed = time.monotonic() - self.started
-            self.callback(IngestProgress(self.done, self.total, self.chunks, elapsed, current))

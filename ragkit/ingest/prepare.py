@@ -3,7 +3,7 @@
 Each file becomes a :class:`_Prepared` (its rows for the store and the texts
 to embed, which carry the heading path), an :class:`_Unchanged` (same content,
 new mtime) or a :class:`Problem`.  A big text file (see
-:func:`~ragkit.loading.files.streams`) is read, chunked and handed on in parts of
+:func:`~ragkit.loading.kinds.streams`) is read, chunked and handed on in parts of
 about a batch of chunks each, so its text is never held whole.  Reading and
 chunking runs ahead of the embedder by a bounded number of chunks.
 """
@@ -25,7 +25,8 @@ from ..chunking.streaming import chunk_stream
 from ..chunking.text import chunk_text
 from ..chunking.units import ChunkerSettings
 from ..errors import LoadError
-from ..loading.files import SUFFIX_KIND, Document, check_size, load_file, open_text, streams
+from ..loading.files import Document, load_file, open_text
+from ..loading.kinds import SUFFIX_KIND, check_size, streams
 from ..loading.paths import Found
 from ..store.tables import ChunkRow, FileRecord
 

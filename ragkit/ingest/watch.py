@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, BadRequestError, LoadError, NothingIndexedError, RagkitError
 from ..loading.files import IGNORED_DIRS, check_roots
-from .pipeline import IngestProgress, IngestReport
+from .reports import IngestProgress, IngestReport
 
 if TYPE_CHECKING:
     from ..index import Index

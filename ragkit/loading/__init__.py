@@ -1,9 +1,9 @@
 """Loading: files -> documents.
 
-Walks the folders given, applying the skip rules and the size policy
-(:mod:`.files`); decodes text (:mod:`.decoding`); reads the formats that need a
-reader, PDF and HTML (:mod:`.readers`), office files, e-books, notebooks, mail
-and spreadsheets (:mod:`.formats` names their readers and shows their
+Walks the folders given, applying the skip rules (:mod:`.files`) and the size
+policy (:mod:`.kinds`); decodes text (:mod:`.decoding`); reads the formats that
+need a reader, PDF and HTML (:mod:`.readers`), office files, e-books, notebooks,
+mail and spreadsheets (:mod:`.formats` names their readers and shows their
 locations); keys each file by its identity (:mod:`.paths`).  The names below are imported lazily.
 """
 
@@ -34,9 +34,9 @@ __all__ = [
 
 # name -> module that defines it
 _EXPORTS = {
-    "SUPPORTED_SUFFIXES": "files", "Document": "files", "Skipped": "files", "check_roots": "files",
-    "iter_files": "files", "load_file": "files", "max_file_mb": "files", "open_text": "files",
-    "streams": "files",
+    "Document": "files", "Skipped": "files", "check_roots": "files", "iter_files": "files",
+    "load_file": "files", "open_text": "files",
+    "SUPPORTED_SUFFIXES": "kinds", "max_file_mb": "kinds", "streams": "kinds",
     "decode_text": "decoding", "looks_like_text": "decoding",
     "html_to_text": "readers", "pdf_pages": "readers",
     "Found": "paths", "Keys": "paths", "shown": "paths",
@@ -44,17 +44,8 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from .decoding import decode_text, looks_like_text
-    from .files import (
-        SUPPORTED_SUFFIXES,
-        Document,
-        Skipped,
-        check_roots,
-        iter_files,
-        load_file,
-        max_file_mb,
-        open_text,
-        streams,
-    )
+    from .files import Document, Skipped, check_roots, iter_files, load_file, open_text
+    from .kinds import SUPPORTED_SUFFIXES, max_file_mb, streams
     from .paths import Found, Keys, shown
     from .readers import html_to_text, pdf_pages
 

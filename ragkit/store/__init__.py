@@ -3,8 +3,9 @@
 :mod:`.base` is the interface every store implements and :mod:`.opening` picks
 the store an index uses.  :mod:`.local` is the local store (SQLite tables + a
 FAISS vector cache): :mod:`.tables` its SQLite schema and writer, :mod:`.cache`
-and :mod:`.vectors` its FAISS indexes, :mod:`.layout` its folder's files.
-:mod:`.milvus` keeps an index in Milvus or Milvus Lite.  :mod:`.keywords` makes
+and :mod:`.vectors` its FAISS indexes, :mod:`.fulltext` its keyword search,
+:mod:`.layout` its folder's files.  :mod:`.milvus` keeps an index in Milvus or
+Milvus Lite (:mod:`.milvus_names` writes its URIs, keys and filters).  :mod:`.keywords` makes
 the full-text terms of both, :mod:`.manifest` checks the index's identity and
 format.  :mod:`.folders` and :mod:`.building` create, lock, replace and delete
 index folders, touching only ragkit's own files.  The names below are imported lazily.

@@ -48,7 +48,7 @@ from .local import Store
 from .tables import not_writable
 
 if TYPE_CHECKING:
-    from ..ingest.pipeline import IngestReport
+    from ..ingest.reports import IngestReport
 
 __all__ = ["WORK_DIR", "clean_stale_work", "delete_index", "first_build", "new_manifest",
            "nothing_indexed", "replacement", "swap_folders"]

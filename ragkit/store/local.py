@@ -19,15 +19,15 @@ exclusive lock.
 Large indexes: from APPROX_THRESHOLD chunks on, the vector cache is an
 approximate IVF index; why, and how the kind is chosen, is in
 :mod:`ragkit.store.vectors`.  The SQLite schema, rows and writer are in
-:mod:`ragkit.store.tables`, the FAISS cache in :mod:`ragkit.store.cache`, the
-folder's file names and atomic writes in :mod:`ragkit.store.layout`.  The
-interface every store implements is :mod:`ragkit.store.base`.
+:mod:`ragkit.store.tables`, the FAISS cache in :mod:`ragkit.store.cache`, keyword
+search in :mod:`ragkit.store.fulltext`, the folder's file names and atomic writes
+in :mod:`ragkit.store.layout`.  The interface every store implements is
+:mod:`ragkit.store.base`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import IndexCorruptError
 from .cache import VectorCache
-from .keywords import fts_query, rarest_terms
+from .fulltext import KeywordSearch
 from .layout import (
     DATABASE,
     MANIFEST,
@@ -76,14 +76,9 @@ APPROX_THRESHOLD = 50_000
 EXACT_BELOW = APPROX_THRESHOLD // 2
 #: A filtered search over at most this many ids is exact over just those ids.
 EXACT_SUBSET_MAX = 20_000
-#: Past APPROX_THRESHOLD chunks, keyword search scores the query's rarest terms that
-#: together occur in at most this many chunks (FTS5 scores about 1 chunk per microsecond);
-#: if even the rarest term is in more, it alone is scored when it is in at most 8 times as
-#: many, and otherwise the query has no keyword worth scoring.
-KEYWORD_BUDGET = 400
 
 
-class Store(VectorCache):
+class Store(KeywordSearch, VectorCache):
     """One index directory: manifest, SQLite database and FAISS vectors."""
 
     def __init__(self, root: Path, manifest: dict[str, Any], db: sqlite3.Connection) -> None:
@@ -268,56 +263,6 @@ class Store(VectorCache):
         if not len(ids):
             return {}
         return vectors_by_id(self._vectors(), ids)
-
-    @_reads
-    def keyword_search(
-        self, text: str, k: int, ids: Sequence[int] | None = None
-    ) -> list[tuple[int, float]]:
-        """BM25 keyword search: ``k`` (chunk id, score) pairs, best first (higher = better).
-
-        With ``ids``, only those chunks are candidates (a path filter).  From
-        :data:`APPROX_THRESHOLD` chunks on, only the query's rarest terms are
-        scored (see :meth:`_rarest_terms`): FTS5 scores every chunk that holds
-        any term, and a "the" or "how" would make that most of the index.
-        """
-        match = fts_query(text)
-        if not match or (ids is not None and len(ids) == 0):
-            return []
-        if self.count() >= APPROX_THRESHOLD:
-            match = self._rarest_terms(match)
-            if not match:
-                return []
-        where, args = "chunk_terms MATCH ?", [match]
-        if ids is not None:
-            where += " AND rowid IN (SELECT value FROM json_each(?))"
-            args.append(json.dumps([int(i) for i in ids]))
-        rows = self._query(
-            f"SELECT rowid, -bm25(chunk_terms) AS s FROM chunk_terms WHERE {where} "
-            "ORDER BY s DESC LIMIT ?",
-            (*args, k),
-        )
-        return [(int(r[0]), float(r[1])) for r in rows]
-
-    def _rarest_terms(self, match: str) -> str:
-        """The query's rarest terms, as many as hold at most :data:`KEYWORD_BUDGET` chunks.
-
-        Rare terms carry almost all of a BM25 score (a term in half the chunks
-        or more scores zero in FTS5), so the ranking barely moves while the work
-        stays bounded.  An empty string when every term is very common.
-        """
-        terms = match.split(" OR ")
-        generation = self.generation()
-        cached, counts = self._term_counts
-        if cached != generation:
-            counts = {}
-            if generation > cached:  # not back to an older snapshot's counts
-                self._term_counts = (generation, counts)
-        for term in terms:
-            if term not in counts:
-                row = self._query("SELECT COUNT(*) FROM chunk_terms WHERE chunk_terms MATCH ?",
-                                  (term,)).fetchone()
-                counts[term] = int(row[0])
-        return " OR ".join(rarest_terms(terms, counts, KEYWORD_BUDGET))
 
     @_reads
     def sample_texts(self, n: int) -> list[str]:

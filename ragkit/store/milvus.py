@@ -55,7 +55,8 @@ from ..errors import EmbeddingMismatchError, IndexCorruptError
 from .keywords import keyword_terms
 from .layout import release_lock, take_lock
 from .manifest import check_manifest
-from .milvus_client import MAX_LIMIT, Connection, connect, dec_path, enc_path, in_list
+from .milvus_client import MAX_LIMIT, Connection, connect
+from .milvus_names import dec_path, enc_path, in_list
 from .milvus_writer import MilvusWriter
 from .tables import FileRecord, StoredChunk
 

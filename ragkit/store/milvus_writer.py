@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .keywords import keyword_terms
-from .milvus_client import enc_path
+from .milvus_names import enc_path
 from .tables import ChunkRow, FileRecord
 
 if TYPE_CHECKING:

@@ -71,7 +71,7 @@ def create_remote(root: Path, manifest: dict[str, Any], uri: str) -> IndexStore:
     a failure before leaves no index behind.
     """
     from .milvus import MilvusStore
-    from .milvus_client import store_uri
+    from .milvus_names import store_uri
 
     full = complete_manifest({**manifest, "store": store_uri(uri),
                               "collection": collection_name(root)})
@@ -114,6 +114,6 @@ def check_store(root: Path, wanted: str | None) -> None:
 
 
 def _normal(uri: str) -> str:
-    from .milvus_client import store_uri
+    from .milvus_names import store_uri
 
     return store_uri(uri)

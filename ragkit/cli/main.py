@@ -12,7 +12,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -41,9 +41,6 @@ from .options import (
 from .serving import mcp, serve
 from .terminal import Sanitizer, clean, one_line
 from .watching import watch
-
-if TYPE_CHECKING:
-    pass
 
 # Exit statuses beyond the error classes' own (documented in the README).
 EXIT_PROBLEMS = 5  # ingest finished, but some files could not be read

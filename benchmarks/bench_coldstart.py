@@ -28,8 +28,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench_search import Text, Vectors  # noqa: E402
 
+from ragkit.chunking import Chunk  # noqa: E402
 from ragkit.store.local import Store  # noqa: E402
-from ragkit.store.tables import ChunkRow, FileRecord  # noqa: E402
+from ragkit.store.tables import FileRecord  # noqa: E402
 
 RAGKIT = str(Path(sys.executable).with_name("ragkit"))
 
@@ -43,7 +44,7 @@ def build_index(root: Path, n: int) -> None:
     text, data = Text(), Vectors().sample(n, seed=1)
     with store.transaction() as tx:
         for start in range(0, n, 50):
-            rows = [ChunkRow(None, i, i + 1, f"Section {i % 7}", text.sample(150, rng))
+            rows = [Chunk(text.sample(150, rng), i, i + 1, f"Section {i % 7}")
                     for i in range(start, min(n, start + 50))]
             tx.put_file(FileRecord(f"/corpus/f{start:06d}.md", "x", 0, 0, len(rows)), rows,
                         data[start : start + len(rows)])

@@ -31,11 +31,12 @@ sys.path.insert(0, str(HERE))
 
 from bench_search import DIM, Text, Vectors, percentiles  # noqa: E402
 
+from ragkit.chunking import Chunk  # noqa: E402
 from ragkit.retrieval import retrieve  # noqa: E402
 from ragkit.store.base import IndexStore  # noqa: E402
 from ragkit.store.local import Store  # noqa: E402
 from ragkit.store.opening import create_remote  # noqa: E402
-from ragkit.store.tables import ChunkRow, FileRecord  # noqa: E402
+from ragkit.store.tables import FileRecord  # noqa: E402
 
 PER_FILE = 10
 FILES_PER_COMMIT = 64
@@ -48,7 +49,7 @@ def fill(store: IndexStore, n: int, gen: Vectors) -> float:
     rng = np.random.default_rng(1)
     text = Text()
     data = gen.sample(n, seed=1)
-    rows = [ChunkRow(None, i, i + 1, f"Section {i % 7}", text.sample(120, rng)) for i in range(n)]
+    rows = [Chunk(text.sample(120, rng), i, i + 1, f"Section {i % 7}") for i in range(n)]
     started = time.perf_counter()
     step = PER_FILE * FILES_PER_COMMIT
     for first in range(0, n, step):

@@ -36,10 +36,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from ragkit.backends.base import normalize_rows  # noqa: E402
+from ragkit.chunking import Chunk  # noqa: E402
 from ragkit.index import Index  # noqa: E402
 from ragkit.store import vectors as store_vectors  # noqa: E402
 from ragkit.store.local import APPROX_THRESHOLD, Store  # noqa: E402
-from ragkit.store.tables import ChunkRow, FileRecord  # noqa: E402
+from ragkit.store.tables import FileRecord  # noqa: E402
 
 DIM = 384
 _STOPWORDS = ("the of and to a in is that for it as with on be by this are or from at an "
@@ -137,7 +138,7 @@ def build_store(root: Path, n: int, gen: Vectors) -> tuple[Store, np.ndarray]:
         with store.transaction() as tx:
             for start in range(f, min(n, f + per_file * 50), per_file):
                 end = min(n, start + per_file)
-                rows = [ChunkRow(None, i, i + 1, f"Section {i % 7}", text.sample(150, rng))
+                rows = [Chunk(text.sample(150, rng), i, i + 1, f"Section {i % 7}")
                         for i in range(start, end)]
                 path = f"/corpus/file{start // per_file:05d}.md"
                 tx.put_file(FileRecord(path, "x", 0, 0, len(rows)), rows, data[start:end])

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import models
+from .chunking.chunk import Chunk
 from .loading.formats import location
 from .loading.paths import shown
 from .queries import RETRIEVAL_MODES
@@ -77,7 +78,7 @@ def dense_weight(query: str, embed_model: str, english_only: bool | None = None,
 
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved chunk and where it came from."""
+    """One retrieved chunk (a stored :class:`~ragkit.chunking.Chunk`), ranked and scored."""
 
     rank: int
     score: float
@@ -90,6 +91,12 @@ class Hit:
     start: int = 0
     end: int = 0
     cosine: float | None = None  # similarity of the query and chunk embeddings
+
+    @classmethod
+    def of(cls, chunk: Chunk, rank: int, score: float, cosine: float | None = None) -> Hit:
+        """The hit a stored ``chunk`` makes at ``rank`` with ``score``."""
+        return cls(rank, score, chunk.id, chunk.path, display_path(chunk.path), chunk.page,
+                   chunk.heading, chunk.text, chunk.start, chunk.end, cosine)
 
     @property
     def location(self) -> str:
@@ -302,10 +309,7 @@ def _hits(store: IndexStore, ranked: list[tuple[int, float]],
         chunk = chunks.get(cid)
         if chunk is None:  # not in the snapshot read (FAISS and SQLite disagree)
             continue
-        hits.append(
-            Hit(len(hits) + 1, score, cid, chunk.path, display_path(chunk.path), chunk.page,
-                chunk.heading, chunk.text, chunk.start, chunk.end, cosines.get(cid))
-        )
+        hits.append(Hit.of(chunk, len(hits) + 1, score, cosines.get(cid)))
     return hits
 
 
@@ -323,5 +327,4 @@ def neighbours(store: IndexStore, chunk_id: int, n: int = 1) -> list[Hit]:
     at = ids.index(chunk_id)
     wanted = ids[max(0, at - n) : at + n + 1]
     chunks = store.chunks(wanted)
-    return [Hit(0, 0.0, c.id, c.path, display_path(c.path), c.page, c.heading, c.text,
-                c.start, c.end) for c in (chunks[i] for i in wanted if i in chunks)]
+    return [Hit.of(chunks[i], 0, 0.0) for i in wanted if i in chunks]

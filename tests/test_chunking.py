@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragkit.chunking import ChunkerSettings, Span, approx_tokens, chunk_stream, chunk_text
+from ragkit.chunking import Chunk, ChunkerSettings, approx_tokens, chunk_stream, chunk_text
 
 GUIDE = """Intro line.
 
@@ -35,11 +35,11 @@ Ask questions.
 """
 
 
-def pairs(spans: list[Span]) -> list[tuple[str, str]]:
+def pairs(spans: list[Chunk]) -> list[tuple[str, str]]:
     return [(s.heading, s.text) for s in spans]
 
 
-def assert_invariants(text: str, spans: list[Span], chunker: ChunkerSettings) -> None:
+def assert_invariants(text: str, spans: list[Chunk], chunker: ChunkerSettings) -> None:
     """The promises every chunking keeps, whatever the input."""
     covered = bytearray(len(text))
     previous = -1
@@ -258,7 +258,7 @@ def test_no_overlap_when_asked() -> None:
 def test_overlap_stays_inside_a_section() -> None:
     text = "# A\n\n" + "Alpha beta gamma. " * 30 + "\n\n# B\n\nDelta."
     spans = chunk_text(text, ChunkerSettings(size=30, overlap=10), markdown=True)
-    assert spans[-1] == Span(text.index("# B"), len(text), "# B\n\nDelta.", "B")
+    assert spans[-1] == Chunk("# B\n\nDelta.", text.index("# B"), len(text), "B")
 
 
 # --- speed -------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from ragkit import Index
+from ragkit.chunking import Chunk
 from ragkit.store.milvus_names import enc_path
-from ragkit.store.tables import ChunkRow, FileRecord
+from ragkit.store.tables import FileRecord
 
 
 @pytest.fixture
@@ -83,8 +84,8 @@ def test_delete_drops_the_collections(run, docs, lite):
         "4 added") == 1  # a fresh collection, not the old records
 
 
-def _rows(texts: list[str]) -> list[ChunkRow]:
-    return [ChunkRow(None, i, i + 1, "", t) for i, t in enumerate(texts)]
+def _rows(texts: list[str]) -> list[Chunk]:
+    return [Chunk(t, i, i + 1) for i, t in enumerate(texts)]
 
 
 def _vectors(n: int, dim: int) -> np.ndarray:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from ragkit.backends.base import normalize_rows
+from ragkit.chunking import Chunk
 from ragkit.errors import IndexBusyError, IndexCorruptError
 from ragkit.store.local import Store
-from ragkit.store.tables import ChunkRow, FileRecord
+from ragkit.store.tables import FileRecord
 
 DIM = 8
 
@@ -19,7 +20,7 @@ def _vectors(n: int, seed: int) -> np.ndarray:
 
 def _put(store: Store, path: str, n: int, seed: int) -> np.ndarray:
     vecs = _vectors(n, seed)
-    rows = [ChunkRow(None, i * 10, i * 10 + 5, "", f"{path} chunk {i}") for i in range(n)]
+    rows = [Chunk(f"{path} chunk {i}", i * 10, i * 10 + 5) for i in range(n)]
     with store.transaction() as tx:
         tx.put_file(FileRecord(path, f"sha-{seed}", 1, 2, n), rows, vecs)
     return vecs
@@ -81,7 +82,7 @@ def test_a_reader_sees_each_committed_generation(store, tmp_path):
 def test_reads_see_nothing_of_a_transaction_until_it_commits(store):
     old = _put(store, "/a.md", 2, seed=1)
     new = _vectors(3, seed=2)
-    rows = [ChunkRow(None, i, i + 1, "", f"fresh chunk {i}") for i in range(3)]
+    rows = [Chunk(f"fresh chunk {i}", i, i + 1) for i in range(3)]
     with store.transaction() as tx:
         tx.put_file(FileRecord("/b.md", "sha-b", 1, 2, 3), rows, new)
         # The same Store, as a search thread of the ingesting process would use it.
@@ -147,9 +148,9 @@ def test_corrupt_database_names_the_file(tmp_path):
 
 def test_keyword_search_ranks_by_bm25_and_follows_deletes(store):
     rows = [
-        ChunkRow(None, 0, 1, "", "The espresso machine needs descaling every month."),
-        ChunkRow(None, 1, 2, "", "Tomatoes need sun."),
-        ChunkRow(None, 2, 3, "Panda", "熊猫主要生活在四川，每天吃竹子。"),
+        Chunk("The espresso machine needs descaling every month.", 0, 1),
+        Chunk("Tomatoes need sun.", 1, 2),
+        Chunk("熊猫主要生活在四川，每天吃竹子。", 2, 3, "Panda"),
     ]
     with store.transaction() as tx:
         tx.put_file(FileRecord("/k.md", "h", 1, 1, 3), rows, _vectors(3, 5))
@@ -225,7 +226,7 @@ def test_large_indexes_score_only_the_rarest_keywords(store, small_threshold, mo
     import ragkit.store.fulltext as fulltext
 
     monkeypatch.setattr(fulltext, "KEYWORD_BUDGET", 50)
-    rows = [ChunkRow(None, i, i + 1, "", f"the report number {i}" + (" zebra" if i < 3 else ""))
+    rows = [Chunk(f"the report number {i}" + (" zebra" if i < 3 else ""), i, i + 1)
             for i in range(400)]
     with store.transaction() as tx:
         tx.put_file(FileRecord("/many.md", "h", 1, 1, 400), rows, _vectors(400, 7))

@@ -1,7 +1,8 @@
 """Chunking: text -> chunks.
 
 Text is cut into units at the strongest boundary that fits (:mod:`.units`),
-units are packed into overlapping chunks (:mod:`.packing`), over a whole text
+units are packed into overlapping chunks (:mod:`.packing`; each a :class:`.chunk.Chunk`,
+the one chunk type from here to the store and back), over a whole text
 (:mod:`.text`) or streamed in windows for a text too big to hold
 (:mod:`.streaming`), with the same chunks.  The names below are imported lazily.
 """
@@ -12,18 +13,18 @@ from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
 
-__all__ = ["ChunkerSettings", "Span", "approx_tokens", "chunk_stream", "chunk_text"]
+__all__ = ["Chunk", "ChunkerSettings", "approx_tokens", "chunk_stream", "chunk_text"]
 
 # name -> module that defines it
 _EXPORTS = {
     "ChunkerSettings": "units", "approx_tokens": "units",
-    "Span": "packing",
+    "Chunk": "chunk",
     "chunk_text": "text",
     "chunk_stream": "streaming",
 }
 
 if TYPE_CHECKING:
-    from .packing import Span
+    from .chunk import Chunk
     from .streaming import chunk_stream
     from .text import chunk_text
     from .units import ChunkerSettings, approx_tokens

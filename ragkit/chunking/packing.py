@@ -3,28 +3,18 @@
 A chunk takes whole units while they fit; a new paragraph joins only if all
 of it fits.  The next chunk starts with a lead-in from this one: whole
 trailing units if any fit the overlap, else trailing words.  Every chunk is a
-:class:`Span` of its source: ``text == source[start:end]`` with no
+:class:`~.chunk.Chunk` of its source: ``text == source[start:end]`` with no
 surrounding whitespace, so a citation can point at exact offsets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from .chunk import Chunk
 from .units import _CHARS_PER_PIECE, _CJK_CHAR, _TOKEN, ChunkerSettings, _Unit
 
-__all__ = ["Span"]
-
-
-@dataclass(frozen=True)
-class Span:
-    """One chunk: ``text == source[start:end]``, stripped, under its heading path."""
-
-    start: int
-    end: int
-    text: str
-    heading: str
+__all__: list[str] = []  # the chunk type is :class:`.chunk.Chunk`
 
 
 def _totals(units: list[_Unit]) -> dict[int, int]:
@@ -38,7 +28,7 @@ def _totals(units: list[_Unit]) -> dict[int, int]:
 def _packed(
     text: str, units: list[_Unit], settings: ChunkerSettings, heading: str,
     lead: int = -1, lead_tokens: int = 0,
-) -> Iterator[tuple[Span, int, int, int, int]]:
+) -> Iterator[tuple[Chunk, int, int, int, int]]:
     """Group a section's units into chunks, each overlapping the one before.
 
     Yields each chunk with its first unit, the unit after it, and the lead
@@ -53,7 +43,7 @@ def _packed(
             total += units[j].tokens
             j += 1
         end = units[j - 1].end
-        yield Span(start, end, text[start:end], heading), i, j, lead, lead_tokens
+        yield Chunk(text[start:end], start, end, heading), i, j, lead, lead_tokens
         if j < len(units):
             lead, lead_tokens = _overlap(text, units, totals, (i, j, start), settings)
         i = j

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .packing import Span, _packed
+from .chunk import Chunk
+from .packing import _packed
 from .units import (
     _MARKER,
     DEFAULT_SETTINGS,
@@ -59,7 +60,7 @@ class _Restart:
 def chunk_stream(
     pieces: Iterable[str], settings: ChunkerSettings = DEFAULT_SETTINGS, *,
     markdown: bool = False, max_carry: int = MAX_CARRY,
-) -> Iterator[Span]:
+) -> Iterator[Chunk]:
     """The chunks of ``"".join(pieces)``, found without holding the whole text.
 
     Offsets count from the start of the whole text, and the chunks are those
@@ -95,12 +96,12 @@ def _keep(restart: _Restart, base: int) -> int:
 def _round(
     buf: str, base: int, restart: _Restart, settings: ChunkerSettings, markdown: bool,
     final: bool = False,
-) -> tuple[list[Span], _Restart]:
+) -> tuple[list[Chunk], _Restart]:
     """The finished chunks of ``buf`` (the text from offset ``base`` on), and the next restart."""
     start = restart.pos - base
     end = len(buf) if final else _view_end(buf, start, markdown)
     sections = _sections(buf, markdown, start, end, restart.outline, restart.glue)
-    spans: list[Span] = []
+    spans: list[Chunk] = []
     for n, (s, e, heading, glue) in enumerate(sections):
         resumed = s == start  # the section the restart point is in
         lead = _local(restart.lead, base, resumed)
@@ -117,7 +118,7 @@ def _round(
                 return spans, _Restart(base + unit.start, unit.mode, unit.glue,
                                        _local(unit.sentence_end, -base),
                                        _local(lead_i, -base), tokens_i, outline)
-            spans.append(Span(base + span.start, base + span.end, span.text, span.heading))
+            spans.append(replace(span, start=base + span.start, end=base + span.end))
         if is_open and not resumed:  # a new section with nothing finished yet
             return spans, _Restart(base + s, outline=_outline_at(buf, start, s, restart.outline))
     return spans, restart

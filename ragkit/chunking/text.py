@@ -8,13 +8,14 @@ each overlapping the one before (:mod:`ragkit.chunking.packing`).
 chunks and offsets.
 
 Sizes are in **approximate tokens** (:func:`~ragkit.chunking.units.approx_tokens`).  Every chunk is
-a :class:`Span` of its source: ``text == source[start:end]`` with no
+a :class:`~.chunk.Chunk` of its source: ``text == source[start:end]`` with no
 surrounding whitespace, so a citation can point at exact offsets.
 """
 
 from __future__ import annotations
 
-from .packing import Span, _packed
+from .chunk import Chunk
+from .packing import _packed
 from .units import DEFAULT_SETTINGS, ChunkerSettings, _sections, _units
 
 __all__ = ["chunk_text"]
@@ -22,7 +23,7 @@ __all__ = ["chunk_text"]
 
 def chunk_text(
     text: str, settings: ChunkerSettings = DEFAULT_SETTINGS, *, markdown: bool = False
-) -> list[Span]:
+) -> list[Chunk]:
     """Split ``text`` into spans of at most ``settings.size`` approximate tokens.
 
     >>> doc = "# Install\\n\\nRun it.\\n\\n## From source\\n\\nClone it."
@@ -33,7 +34,7 @@ def chunk_text(
     >>> [s.text for s in chunk_text("One. Two. Three.", ChunkerSettings(size=4, overlap=2))]
     ['One. Two.', 'Two. Three.']
     """
-    spans: list[Span] = []
+    spans: list[Chunk] = []
     for start, end, heading, has_heading_line in _sections(text, markdown, 0, len(text)):
         units = _units(text, start, end, settings, has_heading_line)
         spans.extend(span for span, *_ in _packed(text, units, settings, heading))

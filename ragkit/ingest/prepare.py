@@ -20,7 +20,7 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..chunking.packing import Span
+from ..chunking.chunk import Chunk
 from ..chunking.streaming import chunk_stream
 from ..chunking.text import chunk_text
 from ..chunking.units import ChunkerSettings
@@ -28,7 +28,7 @@ from ..errors import LoadError
 from ..loading.files import Document, load_file, open_text
 from ..loading.kinds import SUFFIX_KIND, check_size, streams
 from ..loading.paths import Found
-from ..store.tables import ChunkRow, FileRecord
+from ..store.tables import FileRecord
 
 __all__ = ["Problem"]
 
@@ -62,7 +62,7 @@ class _Prepared:
     """
 
     record: FileRecord
-    rows: list[ChunkRow]
+    rows: list[Chunk]
     texts: list[str]
     is_new: bool
     first: bool = True
@@ -216,7 +216,7 @@ def _problem(path: Path, key: str, exc: LoadError | OSError) -> Problem:
 
 
 def _parts(
-    record: FileRecord, spans: Iterator[Span], prefix: str, size: int, *, is_new: bool,
+    record: FileRecord, spans: Iterator[Chunk], prefix: str, size: int, *, is_new: bool,
     shown: str,
 ) -> Iterator[_Prepared | Problem]:
     """A streamed file's chunks as parts of ``size``; the last one (held back) is final."""
@@ -242,12 +242,12 @@ def _parts(
     yield replace(held, record=replace(record, chunks=count), final=True)
 
 
-def _rows(page: int | None, spans: Iterable[Span], prefix: str) -> tuple[list[ChunkRow], list[str]]:
+def _rows(page: int | None, spans: Iterable[Chunk], prefix: str) -> tuple[list[Chunk], list[str]]:
     """Stored rows and embedded texts of ``spans``; the embedded text carries the heading path."""
-    rows: list[ChunkRow] = []
+    rows: list[Chunk] = []
     texts: list[str] = []
     for span in spans:
-        rows.append(ChunkRow(page, span.start, span.end, span.heading, span.text))
+        rows.append(replace(span, page=page))
         lead = span.text.lstrip("# ")
         titled = span.heading and not span.heading.endswith(lead.split("\n", 1)[0])
         texts.append(f"{prefix}{span.heading}\n{span.text}" if titled else prefix + span.text)
@@ -256,9 +256,9 @@ def _rows(page: int | None, spans: Iterable[Span], prefix: str) -> tuple[list[Ch
 
 def _chunk_documents(
     documents: list[Document], chunker: ChunkerSettings, prefix: str
-) -> tuple[list[ChunkRow], list[str]]:
+) -> tuple[list[Chunk], list[str]]:
     """Chunk each document; the embedded text carries the heading path for context."""
-    rows: list[ChunkRow] = []
+    rows: list[Chunk] = []
     texts: list[str] = []
     for doc in documents:
         spans = chunk_text(doc.text, chunker, markdown=doc.kind == "markdown")

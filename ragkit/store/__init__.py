@@ -19,10 +19,8 @@ from ..lazy import lazy_exports
 
 __all__ = [
     "WORK_DIR",
-    "ChunkRow",
     "FileRecord",
     "Store",
-    "StoredChunk",
     "Writer",
     "check_new_folder",
     "check_new_name",
@@ -43,7 +41,7 @@ __all__ = [
 # name -> module that defines it
 _EXPORTS = {
     "Store": "local", "owned_file": "layout", "read_manifest": "layout",
-    "ChunkRow": "tables", "FileRecord": "tables", "StoredChunk": "tables", "Writer": "tables",
+    "FileRecord": "tables", "Writer": "tables",
     "keyword_terms": "keywords",
     "WORK_DIR": "building", "clean_stale_work": "building", "delete_index": "building",
     "first_build": "building", "new_manifest": "building", "replacement": "building",
@@ -66,7 +64,7 @@ if TYPE_CHECKING:
     from .keywords import keyword_terms
     from .layout import owned_file, read_manifest
     from .local import Store
-    from .tables import ChunkRow, FileRecord, StoredChunk, Writer
+    from .tables import FileRecord, Writer
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -28,7 +28,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .tables import ChunkRow, FileRecord, StoredChunk
+from ..chunking.chunk import Chunk
+from .tables import FileRecord
 
 __all__ = ["IndexStore", "StoreWriter"]
 
@@ -39,7 +40,7 @@ class StoreWriter(Protocol):
     def remove_file(self, path: str) -> None:
         """Forget a file and its chunks."""
 
-    def add_chunks(self, path: str, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+    def add_chunks(self, path: str, rows: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Add chunks of a file (which :meth:`touch_file` records once all are in)."""
 
     def touch_file(self, record: FileRecord) -> None:
@@ -82,7 +83,7 @@ class IndexStore(Protocol):
     def count(self) -> int:
         """Number of chunks in the index."""
 
-    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+    def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """Fetch chunks by id (ids that no longer exist are left out)."""
 
     def chunk_ids(self, paths: Sequence[str]) -> list[int]:

@@ -53,8 +53,8 @@ from .manifest import complete_manifest
 from .snapshots import Snapshots
 from .snapshots import reads as _reads
 from .tables import (
+    Chunk,
     FileRecord,
-    StoredChunk,
     Writer,
     _short,
     connect_reader,
@@ -217,9 +217,9 @@ class Store(KeywordSearch, VectorCache):
         return counted[1]
 
     @_reads
-    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+    def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """Fetch chunks by id (ids that no longer exist are left out)."""
-        found: dict[int, StoredChunk] = {}
+        found: dict[int, Chunk] = {}
         for start in range(0, len(ids), 500):
             part = [int(i) for i in ids[start : start + 500]]
             marks = ",".join("?" * len(part))
@@ -228,7 +228,8 @@ class Store(KeywordSearch, VectorCache):
                 f"WHERE id IN ({marks})",
                 part,
             )
-            found.update({r[0]: StoredChunk(r[0], path_from_db(r[1]), *r[2:]) for r in rows})
+            found.update({r[0]: Chunk(id=r[0], path=path_from_db(r[1]), page=r[2], start=r[3],
+                                       end=r[4], heading=r[5], text=r[6]) for r in rows})
         return found
 
     @_reads

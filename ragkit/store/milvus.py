@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from ..chunking.chunk import Chunk
 from ..errors import EmbeddingMismatchError, IndexCorruptError
 from .keywords import keyword_terms
 from .layout import release_lock, take_lock
@@ -58,7 +59,7 @@ from .manifest import check_manifest
 from .milvus_client import MAX_LIMIT, Connection, connect
 from .milvus_names import dec_path, enc_path, in_list
 from .milvus_writer import MilvusWriter
-from .tables import FileRecord, StoredChunk
+from .tables import FileRecord
 
 __all__ = ["MilvusStore"]
 
@@ -197,16 +198,16 @@ class MilvusStore:
         """Number of chunks in the index (the sum of the file records' counts)."""
         return sum(r.chunks for r in self._snapshot().files.values())
 
-    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+    def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """Fetch chunks by id (ids that no longer exist, or not current, are left out)."""
         state = self._snapshot()
-        found: dict[int, StoredChunk] = {}
+        found: dict[int, Chunk] = {}
         for row in self._conn.get_chunks(ids, _CHUNK_FIELDS):
             path = dec_path(row["path"])
             if state.current(path, row["version"]):
                 page = row["page"] if row["page"] >= 0 else None
-                found[row["id"]] = StoredChunk(row["id"], path, page, row["start"], row["end"],
-                                               row["heading"], row["text"])
+                found[row["id"]] = Chunk(row["text"], row["start"], row["end"], row["heading"],
+                                         page, path, row["id"])
         return found
 
     def chunk_ids(self, paths: Sequence[str]) -> list[int]:

@@ -10,14 +10,15 @@ import contextlib
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..chunking.chunk import Chunk
 from .keywords import keyword_terms
 from .milvus_names import enc_path
-from .tables import ChunkRow, FileRecord
+from .tables import FileRecord
 
 if TYPE_CHECKING:
     from .milvus import MilvusStore
@@ -58,7 +59,7 @@ class MilvusWriter:
         pending.removed, pending.record = True, None
         pending.rows.clear()
 
-    def add_chunks(self, path: str, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+    def add_chunks(self, path: str, rows: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Add chunks of a file, under the file's new version (invisible until the commit)."""
         if len(rows) != len(vectors):
             raise ValueError(f"{len(rows)} chunks but {len(vectors)} vectors")
@@ -91,7 +92,7 @@ class MilvusWriter:
         ids = self._store.chunk_ids([old])
         chunks = self._store.chunks(ids)
         vectors = self._store.vectors(ids)
-        rows = [ChunkRow(c.page, c.start, c.end, c.heading, c.text) for c in chunks.values()]
+        rows = [replace(c, id=-1, path="") for c in chunks.values()]
         self.remove_file(old)
         self.add_chunks(new, rows, np.stack([vectors[c] for c in chunks]) if rows else
                         np.zeros((0, self._store.dimension), dtype=np.float32))

@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from ..chunking.chunk import Chunk
 from ..errors import IndexCorruptError, IndexFolderError
 from .keywords import keyword_terms
 
-__all__ = ["ChunkRow", "FileRecord", "StoredChunk", "Writer", "connect_reader", "connect_writer",
+__all__ = ["FileRecord", "Writer", "connect_reader", "connect_writer",
            "generation_of", "not_writable", "path_from_db", "path_to_db", "vectors_from_blobs"]
 
 _SCHEMA = """
@@ -194,30 +195,6 @@ class FileRecord:
     chunks: int
 
 
-@dataclass(frozen=True)
-class ChunkRow:
-    """A chunk on its way into the store."""
-
-    page: int | None
-    start: int
-    end: int
-    heading: str
-    text: str
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    """A chunk as read back from the store."""
-
-    id: int
-    path: str
-    page: int | None
-    start: int
-    end: int
-    heading: str
-    text: str
-
-
 class Writer:
     """Writes inside one :meth:`Store.transaction`, noting ids for the FAISS cache."""
 
@@ -236,13 +213,13 @@ class Writer:
         self._db.execute("DELETE FROM chunks WHERE path=?", (key,))
         self._db.execute("DELETE FROM files WHERE path=?", (key,))
 
-    def put_file(self, record: FileRecord, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+    def put_file(self, record: FileRecord, rows: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Replace a file's chunks with ``rows`` and their ``vectors``."""
         self.remove_file(record.path)
         self.add_chunks(record.path, rows, vectors)
         self.touch_file(record)
 
-    def add_chunks(self, path: str, rows: Sequence[ChunkRow], vectors: np.ndarray) -> None:
+    def add_chunks(self, path: str, rows: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Add chunks of a file (which :meth:`touch_file` records once all are in)."""
         if len(rows) != len(vectors):
             raise ValueError(f"{len(rows)} chunks but {len(vectors)} vectors")

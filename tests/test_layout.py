@@ -8,6 +8,8 @@ import ast
 import functools
 import importlib
 import inspect
+import subprocess
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,3 +214,14 @@ def test_only_settings_reads_or_writes_the_environment() -> None:
     found = [use for name, path in MODULES.items() if name != "ragkit.settings"
              for use in environment_uses(path)]
     assert found == []
+
+
+def test_the_command_line_loads_no_heavy_module_until_a_command_runs() -> None:
+    """`ragkit --help` stays fast: numpy, FAISS and the readers load with the commands."""
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom ragkit.cli.main import cli\n"
+            "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
+            "heavy = ('numpy', 'faiss', 'ragkit.retrieval', 'ragkit.ingest.prepare')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

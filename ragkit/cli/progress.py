@@ -6,11 +6,13 @@ import os
 import shutil
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..ingest.reports import IngestProgress
 from ..settings import dumb_terminal
 from .terminal import one_line
+
+if TYPE_CHECKING:
+    from ..ingest.reports import IngestProgress
 
 __all__ = ["ProgressLine"]
 

@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from ..retrieval import display_path
 from ..settings import dumb_terminal
 from .options import open_index, printable, say, with_index_options
-from .progress import ProgressLine
 from .terminal import one_line
 
 if TYPE_CHECKING:
@@ -71,6 +69,8 @@ class WatchDisplay:
         self.name, self.paths = name, paths
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.live = self.out.isatty() and self.err.isatty() and not dumb_terminal()
+        from .progress import ProgressLine  # imported when used: `ragkit --help` stays light
+
         self._bar = ProgressLine(self.err)
         self._bar.enabled = self.live
         self._told: set[tuple[str, str]] = set()  # skipped files are said once
@@ -111,6 +111,8 @@ class WatchDisplay:
         say("stopped watching — everything committed is kept")
 
     def _report(self, report: IngestReport) -> None:
+        from ..retrieval import display_path
+
         now = time.strftime("%Y-%m-%d %H:%M:%S")
         changes = [("added", p) for p in report.added] + \
             [("updated", p) for p in report.updated] + [("removed", p) for p in report.removed]

@@ -9,7 +9,8 @@ import threading
 import pytest
 from ollama_server import FakeOllama, free_port
 
-from ragkit.backends.hosts import HostPool, parse_hosts
+from ragkit.backends.host import parse_hosts
+from ragkit.backends.hosts import HostPool
 
 
 @pytest.fixture

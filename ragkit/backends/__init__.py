@@ -31,15 +31,15 @@ _EXPORTS = {
     "ModelInfo": "ollama_records", "PullProgress": "ollama_records",
     "EmbeddedBackend": "embedded",
     "parse_host": "host",
-    "HostPool": "hosts", "parse_hosts": "hosts",
+    "HostPool": "hosts", "parse_hosts": "host",
 }
 
 if TYPE_CHECKING:
     from .base import Backend, Message, Metrics, Reply, StreamChunk, collect, normalize_rows
     from .chooser import BackendChooser
     from .embedded import EmbeddedBackend
-    from .host import parse_host
-    from .hosts import HostPool, parse_hosts
+    from .host import parse_host, parse_hosts
+    from .hosts import HostPool
     from .ollama import OllamaClient
     from .ollama_records import GenerateOptions, ModelEntry, ModelInfo, PullProgress
 

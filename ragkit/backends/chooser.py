@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import ModelNotFoundError, UsageError
 from ..settings import Settings
 from .base import Backend
-from .host import with_tag
+from .host import parse_hosts, with_tag
 
 if TYPE_CHECKING:
     from .embedded import EmbeddedBackend
@@ -50,7 +50,6 @@ class BackendChooser:
             raise UsageError(f"unknown backend '{choice}' — use one of: {', '.join(CHOICES)}")
         if not timeout > 0:  # also refuses NaN (the Ollama client checks it the same way)
             raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
-        from .hosts import parse_hosts
 
         self.choice = choice
         self.hosts = parse_hosts(host)  # several: ingest spreads over them (see .hosts)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 
 from ..errors import UsageError
-from ..settings import Settings
+from ..settings import Settings, split_hosts
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "parse_host", "with_tag"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "parse_host", "parse_hosts", "with_tag"]
 
 DEFAULT_PORT = 11434
 DEFAULT_HOST = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -181,3 +182,22 @@ def with_tag(name: str) -> str:
     ('all-minilm:latest', 'smollm2:135m', 'host:5000/ns/m:latest')
     """
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def parse_hosts(value: str | Sequence[str] | None = None) -> tuple[str, ...]:
+    """Base URLs of the hosts in ``value`` (comma-separated or several; None: $OLLAMA_HOST).
+
+    Each entry follows :func:`parse_host`; repeats are dropped, the order
+    kept; nothing (or only commas) means the local default.
+
+    >>> parse_hosts("gpu1, gpu2:8080,gpu1")
+    ('http://gpu1:11434', 'http://gpu2:8080')
+    >>> parse_hosts(["a", "b,c"]), parse_hosts(" , ")
+    (('http://a:11434', 'http://b:11434', 'http://c:11434'), ('http://127.0.0.1:11434',))
+    """
+    if value is None:
+        value = Settings.from_env().ollama_host
+    entries = split_hosts(value) if isinstance(value, str) else [
+        e for v in value for e in split_hosts(v)]
+    hosts = dict.fromkeys(parse_host(e) for e in entries)
+    return tuple(hosts) or (parse_host(""),)

@@ -44,12 +44,10 @@ from ..errors import (
     ServerError,
     VectorError,
 )
-from ..settings import Settings, split_hosts
 from .base import Message, StreamChunk
-from .host import parse_host
 from .ollama import OllamaClient
 
-__all__ = ["REST_SECONDS", "STRIKES", "HostPool", "parse_hosts"]
+__all__ = ["REST_SECONDS", "STRIKES", "HostPool"]
 
 _T = TypeVar("_T")
 
@@ -61,25 +59,6 @@ REST_SECONDS = 60.0
 _HOST_FAILURES = (ConnectError, RequestTimeoutError, ServerError, ProtocolError, VectorError)
 #: Tries of one request, over all hosts (1 + the single-host client's retries).
 _TRIES = 4
-
-
-def parse_hosts(value: str | Sequence[str] | None = None) -> tuple[str, ...]:
-    """Base URLs of the hosts in ``value`` (comma-separated or several; None: $OLLAMA_HOST).
-
-    Each entry follows :func:`~.host.parse_host`; repeats are dropped, the order
-    kept; nothing (or only commas) means the local default.
-
-    >>> parse_hosts("gpu1, gpu2:8080,gpu1")
-    ('http://gpu1:11434', 'http://gpu2:8080')
-    >>> parse_hosts(["a", "b,c"]), parse_hosts(" , ")
-    (('http://a:11434', 'http://b:11434', 'http://c:11434'), ('http://127.0.0.1:11434',))
-    """
-    if value is None:
-        value = Settings.from_env().ollama_host
-    entries = split_hosts(value) if isinstance(value, str) else [
-        e for v in value for e in split_hosts(v)]
-    hosts = dict.fromkeys(parse_host(e) for e in entries)
-    return tuple(hosts) or (parse_host(""),)
 
 
 class HostPool:

@@ -96,7 +96,7 @@ def _megabytes(size: int) -> str:
 @click.pass_context
 def models(ctx: click.Context, host: str | None) -> None:
     """Manage models on the Ollama server (list also shows the embedded ones)."""
-    from ..backends.hosts import parse_hosts
+    from ..backends.host import parse_hosts
     from ..backends.ollama import OllamaClient
 
     hosts = parse_hosts(host)

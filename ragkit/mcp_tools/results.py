@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..errors import UsageError
+from ..loading.formats import location
 from ..retrieval import Hit
 
 __all__ = ["AskResult", "Document", "IndexList", "IndexSummary", "SearchResult",
@@ -120,28 +121,35 @@ def url_of(hit: Hit) -> str:
 
     >>> url_of(Hit(1, 1.0, 1, "/docs/a b.pdf", "a b.pdf", 2, "", "t"))
     'file:///docs/a%20b.pdf#page=2'
+    >>> url_of(Hit(1, 1.0, 1, "/docs/deck.pptx", "deck.pptx", 3, "", "t"))  # no page fragment
+    'file:///docs/deck.pptx'
     """
     url = Path(hit.path).as_uri()
-    return f"{url}#page={hit.page}" if hit.page is not None else url
+    is_pdf = Path(hit.path).suffix.lower() == ".pdf"
+    return f"{url}#page={hit.page}" if hit.page is not None and is_pdf else url
 
 
 def title_of(hit: Hit) -> str:
-    """File name, page and heading path.
+    """File name, page (or slide, sheet, cell...) and heading path.
 
     >>> title_of(Hit(1, 1.0, 1, "/d/ops.md", "ops.md", None, "Ops > Backups", "t"))
     'ops.md — Ops > Backups'
     >>> title_of(Hit(1, 1.0, 1, "/d/m.pdf", "m.pdf", 2, "", "t"))
     'm.pdf, page 2'
+    >>> title_of(Hit(1, 1.0, 1, "/d/deck.pptx", "deck.pptx", 3, "Roadmap", "t"))
+    'deck.pptx:slide 3 — Roadmap'
     """
-    title = Path(hit.path).name
-    if hit.page is not None:
-        title += f", page {hit.page}"
-    return f"{title} — {hit.heading}" if hit.heading else title
+    name = Path(hit.path).name
+    where, heading = location(name, hit.page, hit.heading)
+    if hit.page is not None and where == f"{name}:{hit.page}":  # a page of a PDF
+        where = f"{name}, page {hit.page}"
+    return f"{where} — {heading}" if heading else where
 
 
 def location_of(hit: Hit) -> str:
-    """``path:page`` for paged documents, else the path (absolute: hosts have no cwd)."""
-    return f"{hit.path}:{hit.page}" if hit.page is not None else hit.path
+    """Where the passage is, as citations say it (``path:page``, ``path:slide 3``...),
+    with the absolute path: hosts have no working folder."""
+    return location(hit.path, hit.page, hit.heading)[0]
 
 
 def search_result(index: str, hit: Hit) -> SearchResult:

@@ -12,23 +12,11 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from ragkit import Index
-from ragkit.cli import cli
 from ragkit.errors import UsageError
 from ragkit.extractive import Excerpt, extract, render
 from ragkit.retrieval import Hit
-
-
-@pytest.fixture
-def run(env):
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

@@ -34,20 +34,12 @@ from .vectors import (
     training_size,
 )
 
-__all__ = ["VectorCache"]
+__all__ = ["StoreReads", "VectorCache"]
 
 
-class VectorCache:
-    """The FAISS cache of a :class:`~ragkit.store.local.Store` (a mixin of it)."""
 
-    root: Path
-    _published: tuple[int, Any]
-    _snapshots: Snapshots
-
-    # Provided by the store.
-    @property
-    def dimension(self) -> int:
-        raise NotImplementedError
+class StoreReads:
+    """What the local store's mixins (its FAISS cache, its keyword search) read through it."""
 
     def generation(self) -> int:
         raise NotImplementedError
@@ -59,6 +51,19 @@ class VectorCache:
         raise NotImplementedError
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        raise NotImplementedError
+
+
+class VectorCache(StoreReads):
+    """The FAISS cache of a :class:`~ragkit.store.local.Store` (a mixin of it)."""
+
+    root: Path
+    _published: tuple[int, Any]
+    _snapshots: Snapshots
+
+    # Provided by the store (besides the reads of :class:`StoreReads`).
+    @property
+    def dimension(self) -> int:
         raise NotImplementedError
 
     def _corrupt(self, detail: str) -> IndexCorruptError:

@@ -8,12 +8,10 @@ made in :mod:`ragkit.store.keywords`.  :class:`KeywordSearch` is a part of
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from .cache import StoreReads
 from .keywords import fts_query, rarest_terms
 from .snapshots import Snapshots
 from .snapshots import reads as _reads
@@ -27,26 +25,14 @@ __all__ = ["KEYWORD_BUDGET", "KeywordSearch"]
 KEYWORD_BUDGET = 400
 
 
-class KeywordSearch:
+class KeywordSearch(StoreReads):
     """Keyword search of a :class:`~ragkit.store.local.Store` (a mixin of it)."""
 
     _snapshots: Snapshots
     # (generation, chunks holding each keyword) for the rarest-terms budget
     _term_counts: tuple[int, dict[str, int]]
 
-    # Provided by the store.
-    def generation(self) -> int:
-        raise NotImplementedError
-
-    def count(self) -> int:
-        raise NotImplementedError
-
-    def reading(self) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError
-
-    def _query(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
-        raise NotImplementedError
-
+    # Provided by the store (besides the reads of :class:`.cache.StoreReads`).
     def _kinds(self) -> tuple[int, int]:
         raise NotImplementedError
 

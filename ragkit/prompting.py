@@ -89,7 +89,10 @@ def _passage(n: int, hit: Hit, specials: Iterable[str] = ()) -> str:
     # in a file name cannot start a label of its own.
     specials = tuple(specials)
     label = " ".join(defuse(f"{name} — {heading}" if heading else name, specials).split())
-    return f"[{n}] {label}\n{defuse(hit.text.strip(), specials)}"
+    # Defused again as one piece: a heading ending in "<" and a text starting with
+    # "documents>" would otherwise make a fence across the line break.
+    body = defuse(label + "\n" + hit.text.strip(), specials)
+    return f"[{n}] {body}"
 
 
 def format_context(hits: Sequence[Hit], specials: Iterable[str] = ()) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from ragkit import Index
 from ragkit.chunking import Chunk
+from ragkit.store.milvus import MilvusStore
 from ragkit.store.milvus_names import enc_path
 from ragkit.store.tables import FileRecord
 
@@ -139,6 +140,38 @@ def test_a_dead_writers_leftovers_are_cleaned_by_the_next_writer(milvus_store):
     finally:
         store.unlock()
     assert store.count() == before
+
+
+def test_keyword_search_meets_other_forms_of_a_word(milvus_store):
+    store = milvus_store  # Milvus Lite ignores stemmer filters: ragkit stems, as FTS5 does
+    assert store.manifest["keyword_terms"] == "porter"
+    path = next(p for p in store.files() if p.endswith("garden.txt"))
+    with store.transaction() as tx:
+        tx.remove_file(path)
+        tx.add_chunks(path, _rows(["The study of bees", "She runs every morning"]),
+                      _vectors(2, store.dimension))
+        tx.touch_file(FileRecord(path, "x", 1, 1, 2))
+    for query, text in (("studies", "The study of bees"), ("running", "She runs every morning")):
+        found = store.keyword_search(query, 3)
+        assert text in [store.chunks([i])[i].text for i, _ in found]
+
+
+def test_an_old_collection_without_the_marker_keeps_unstemmed_terms(milvus_store):
+    milvus_store.update_manifest(keyword_terms=None)  # as built before ragkit stemmed
+    old = MilvusStore.open(milvus_store.root, milvus_store.manifest)
+    try:
+        path = next(p for p in old.files() if p.endswith("garden.txt"))
+        with old.transaction() as tx:
+            tx.remove_file(path)
+            tx.add_chunks(path, _rows(["Ponies graze on studies"]), _vectors(1, old.dimension))
+            tx.touch_file(FileRecord(path, "x", 1, 1, 1))
+        rows = old._conn.query_chunks(f'path == "{enc_path(path)}"', ["terms"])
+        assert [r["terms"] for r in rows] == ["ponies graze on studies"]  # as before
+        found = old.keyword_search("studies ponies", 3)
+        assert [old.chunks([i])[i].text for i, _ in found] == ["Ponies graze on studies"]
+        assert old.keyword_search("study", 3) == []  # its terms are not stemmed
+    finally:
+        old.close()
 
 
 def _dead_pid() -> int:

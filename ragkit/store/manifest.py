@@ -84,10 +84,16 @@ def _threshold(value: Any) -> str | None:
     return None if finite else "must be a number"
 
 
+def _stemmer(value: Any) -> str | None:
+    return None if value == "porter" else 'must be "porter"'
+
+
 #: Optional fields (older indexes lack them) -> their check, when present.
 _OPTIONAL: dict[str, Callable[[Any], str | None]] = {
     # Set by `ragkit eval --calibrate`: `ask` refuses below it for this index.
     "relevance_threshold": _threshold,
+    # Milvus collections whose keyword terms ragkit stems (ragkit.store.stemming).
+    "keyword_terms": _stemmer,
 }
 
 #: Field -> its check (None: fine; else what is wrong).  Every field is required.

@@ -10,12 +10,16 @@ The local index folder only holds ``manifest.json`` naming them
 search or ingest.
 
 Keyword search: the chunk's terms are ragkit's own (:func:`~ragkit.store.keywords.keyword_terms`:
-words lowercased, CJK runs as character bigrams), stored space-separated in a
-field whose analyzer only splits on spaces, and scored by Milvus's BM25
-function.  So CJK is handled exactly as in the local store.  (Milvus Lite
-3.2.2 offers only the ``standard`` and ``jieba`` tokenizers, and ``jieba``
-needs the jieba package; ``standard`` splits on non-word characters, which on
-these terms is a split on spaces.  A server gets ``whitespace``.)
+words lowercased, CJK runs as character bigrams), Porter-stemmed by ragkit exactly as the
+local store's FTS5 stems them (:mod:`ragkit.store.stemming`), stored space-separated in a
+field whose analyzer only splits on spaces, and scored by Milvus's BM25 function; queries
+are stemmed alike.  So both stores index the same terms: "studies" finds "study", and CJK is
+handled as in the local store.  Milvus cannot do the stemming: Milvus Lite 3.2.2 silently
+ignores a ``stemmer`` filter, and offers only the ``standard`` and ``jieba`` tokenizers
+(``jieba`` needs the jieba package; ``standard`` splits on non-word characters, which on
+these terms is a split on spaces; a server gets ``whitespace``).  A collection made before
+ragkit stemmed lacks the manifest's ``"keyword_terms": "porter"`` (:data:`STEMMED`): its
+terms, old and new, and its queries stay unstemmed, until it is rebuilt.
 
 Crash safety without transactions.  Milvus writes rows one by one; nothing
 makes a file's chunks and its record land together.  So:
@@ -59,11 +63,15 @@ from .manifest import check_manifest
 from .milvus_client import MAX_LIMIT, Connection, connect
 from .milvus_names import dec_path, enc_path, in_list
 from .milvus_writer import MilvusWriter
+from .stemming import stem_terms
 from .tables import FileRecord
 
 __all__ = ["MilvusStore"]
 
 _CHUNK_FIELDS = ["id", "path", "version", "page", "start", "end", "heading", "text"]
+#: The manifest field marking a collection whose terms are stemmed (:mod:`.stemming`);
+#: collections made before ragkit stemmed lack it, and keep unstemmed terms.
+STEMMED = {"keyword_terms": "porter"}
 
 
 @dataclass(frozen=True)
@@ -114,8 +122,8 @@ class MilvusStore:
         conn = connect(manifest["store"], manifest["collection"])
         stored = conn.read_manifest()
         if stored is None:
-            conn.create(manifest)
-            stored = manifest
+            stored = {**manifest, **STEMMED}
+            conn.create(stored)
         elif (stored["embed_model"], stored["dimension"]) != (
                 manifest["embed_model"], manifest["dimension"]):
             conn.close()
@@ -137,6 +145,12 @@ class MilvusStore:
     def drop(self) -> None:
         """Delete the index's collections (``ragkit indexes delete``, a rebuild)."""
         self._conn.drop()
+
+    def terms(self, text: str) -> list[str]:
+        """The keyword terms of ``text`` as this collection holds them (stemmed if it is)."""
+        terms = keyword_terms(text)
+        stemmed = self.manifest.get("keyword_terms") == STEMMED["keyword_terms"]
+        return stem_terms(terms) if stemmed else terms
 
     @property
     def dimension(self) -> int:
@@ -231,7 +245,7 @@ class MilvusStore:
         self, text: str, k: int, ids: Sequence[int] | None = None
     ) -> list[tuple[int, float]]:
         """BM25 over ragkit's keyword terms (the query's distinct terms, up to 64)."""
-        terms = list(dict.fromkeys(keyword_terms(text)))[:64]
+        terms = list(dict.fromkeys(self.terms(text)))[:64]
         if not terms:
             return []
         return self._ranked("sparse", " ".join(terms), k, ids)

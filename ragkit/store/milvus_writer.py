@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..chunking.chunk import Chunk
-from .keywords import keyword_terms
 from .milvus_names import enc_path
 from .tables import FileRecord
 
@@ -73,7 +72,7 @@ class MilvusWriter:
                 "path": key, "version": pending.version,
                 "page": -1 if row.page is None else row.page, "start": row.start,
                 "end": row.end, "heading": row.heading, "text": row.text,
-                "terms": " ".join(keyword_terms(f"{row.heading} {row.text}")),
+                "terms": " ".join(self._store.terms(f"{row.heading} {row.text}")),
                 "vector": vector.tolist()})
         self._buffered += len(rows)
         if self._buffered >= _BATCH:

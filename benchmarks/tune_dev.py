@@ -3,6 +3,7 @@
     python benchmarks/tune_dev.py cache [--home DIR] [--sets scifact,...]
     python benchmarks/tune_dev.py tune [--split dev|test]
     python benchmarks/tune_dev.py subsample [--home DIR]   # SciFact, when time is short
+    python benchmarks/tune_dev.py budget [--home DIR] [--sets scifact] [--split dev]
 
 ``cache`` opens the eval indexes that ``ragkit eval`` built under ``--home`` (run
 ``ragkit eval SET`` once per set first) and stores, for every query of every set, both
@@ -16,6 +17,11 @@ script rule costs seconds, not a re-embedding of 3,700 questions.
 ``tune`` prints nDCG@10 / Recall@100 of every candidate value on the chosen split,
 the value each constant takes on dev, and the abstention threshold of the dev halves
 (the highest that refuses at most 5% of every set's answerable questions).
+
+``budget`` measures the keyword search's term budget (``fulltext.KEYWORD_BUDGET``), which
+only applies from ``APPROX_THRESHOLD`` (50,000) chunks on, more than any eval set holds:
+it forces the budget on the set's eval index and prints keyword and hybrid (the cached
+embedding side fused in) nDCG@10 / Recall@100 and the keyword search's mean time, by budget.
 """
 
 from __future__ import annotations
@@ -199,9 +205,50 @@ def tune(home: Path, split: str, shares: Sequence[float], cjk_shares: Sequence[f
                   f"{sum(v < threshold for v in values) / len(values):.1%}")
 
 
+BUDGETS = (100, 200, 400, 800, 1600, 3200, None)  # None: every term (no budget)
+
+
+def budget(home: Path, sets: Sequence[str], split: str, share: float) -> None:
+    """Print quality and speed of keyword search by term budget (see the module docstring)."""
+    import time
+
+    from ragkit import Index
+    from ragkit.store import fulltext, local
+
+    for name in sets:
+        cached = pickle.loads((home / f"rankings-{name}.pkl").read_bytes())
+        queries = {q: t for q, t in cached["texts"].items()
+                   if split == "all" or split_of(q) == split}
+        with Index.open(str(_index_path(home, name)), backend="embedded") as index:
+            store = index._store
+            local.APPROX_THRESHOLD = 0  # the budget applies whatever the size
+            print(f"{name} ({store.count()} chunks, {len(queries)} {split} queries): "
+                  "keyword | hybrid nDCG@10/Recall@100, keyword search mean ms")
+            for limit in BUDGETS:
+                fulltext.KEYWORD_BUDGET = limit if limit is not None else 1 << 40
+                with store.reading():
+                    store.keyword_search("warm up the term counts", 1)
+                    rows = {"k": [], "h": []}
+                    started = time.perf_counter()
+                    found = {qid: store.keyword_search(text, DEPTH)
+                             for qid, text in queries.items()}
+                    ms = (time.perf_counter() - started) * 1000 / len(queries)
+                for qid, keyword in found.items():
+                    dense = cached["queries"][qid]["d"]
+                    hybrid = fuse(dense, keyword, share)
+                    for key, chunks in (("k", keyword[:300]), ("h", hybrid[:300])):
+                        ranking = documents(chunks, cached["docs"])
+                        rows[key].append((ndcg_at(ranking, cached["qrels"][qid], 10),
+                                          recall_at(ranking, cached["qrels"][qid], 100)))
+                k, h = ([sum(col) / len(col) for col in zip(*rows[m], strict=True)]
+                        for m in ("k", "h"))
+                print(f"  budget {limit or 'none':>5}: {k[0]:.4f}/{k[1]:.3f} | "
+                      f"{h[0]:.4f}/{h[1]:.3f}  {ms:.1f} ms", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["cache", "tune", "subsample"])
+    parser.add_argument("step", choices=["cache", "tune", "subsample", "budget"])
     parser.add_argument("--subsampled", action="store_true",
                         help="use the SciFact subsample written by the subsample step")
     parser.add_argument("--home", type=Path, default=ROOT / "indexes")
@@ -214,6 +261,8 @@ def main() -> None:
         FOLDERS["scifact"] = args.home / "sets" / "scifact"
     if args.step == "subsample":
         print(subsample(args.home))
+    elif args.step == "budget":
+        budget(args.home, args.sets.split(","), args.split, args.share)
     elif args.step == "cache":
         cache(args.home, args.sets.split(","))
     else:

@@ -7,9 +7,11 @@ For every query of each BEIR set, takes the top 300 chunks of each side once
 (the embedded all-minilm and BM25, from the index ``ragkit eval`` builds, reused
 under ``--home``), then scores each fusion on those same rankings by nDCG@10 /
 Recall@100 (on the dev half of the queries unless ``--split`` says otherwise):
-reciprocal rank fusion (k = 60) with several weights for the embedding side, and
+reciprocal rank fusion (k = 60) with several weights for the embedding side,
 ragkit's normalized-score sum (:func:`ragkit.retrieval.fuse`) with several
-embedding shares.
+embedding shares, and a sum of z-scores (each side's scores less their mean over its
+top 300, over their standard deviation; a chunk missing from one side gets that side's
+lowest) with the same shares.
 """
 
 from __future__ import annotations
@@ -79,6 +81,25 @@ def rrf(weight: float) -> Callable[[Ranking, Ranking], Ranking]:
     return fused
 
 
+def zscores(share: float) -> Callable[[Ranking, Ranking], Ranking]:
+    """Sum of z-scores, ``share`` on the embedding side."""
+    def standard(ranking: Ranking) -> dict[int, float]:
+        values = [score for _, score in ranking]
+        if len(values) < 2:
+            return {cid: 0.0 for cid, _ in ranking}
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 or 1.0
+        return {cid: (score - mean) / spread for cid, score in ranking}
+
+    def fused(dense: Ranking, keyword: Ranking) -> Ranking:
+        zd, zk = standard(dense), standard(keyword)
+        low_d, low_k = min(zd.values(), default=0.0), min(zk.values(), default=0.0)
+        scores = {cid: share * zd.get(cid, low_d) + (1 - share) * zk.get(cid, low_k)
+                  for cid in zd.keys() | zk.keys()}
+        return sorted(scores.items(), key=lambda item: -item[1])
+    return fused
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -102,6 +123,8 @@ def main() -> int:
         for share in SHARES:
             score = ndcg(data, runs, lambda d, k, s=share: fuse(d, k, s))
             print(f"  score sum, embedding share {share:<4}     {score}")
+        for share in SHARES:
+            print(f"  z-score sum, embedding share {share:<4}   {ndcg(data, runs, zscores(share))}")
     return 0
 
 

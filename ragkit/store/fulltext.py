@@ -22,10 +22,10 @@ __all__ = ["KEYWORD_BUDGET", "KeywordSearch"]
 #: together occur in at most this many chunks (FTS5 scores about 1 chunk per microsecond);
 #: if even the rarest term is in more, it alone is scored when it is in at most 8 times as
 #: many, and otherwise the query has no keyword worth scoring.  Chosen on SciFact's dev
-#: half with the budget forced (``benchmarks/tune_dev.py budget``): hybrid nDCG@10 0.758 at
-#: 3,200 against 0.770 with every term and 0.721 at the former 400, for 3.2 ms instead of
-#: 0.9 ms a search at 100k chunks (``benchmarks/bench_keyword_budget.py``; 217 ms unbudgeted).
-KEYWORD_BUDGET = 3200
+#: half with the budget forced (``benchmarks/tune_dev.py budget``) as the largest that keeps
+#: hybrid search at 100k chunks within its p50 <= 5 ms (``benchmarks/bench_search.py``):
+#: hybrid nDCG@10 0.752 against 0.721 at the former 400 and 0.770 with every term.
+KEYWORD_BUDGET = 1600
 
 
 class KeywordSearch(StoreReads):

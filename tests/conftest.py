@@ -8,6 +8,7 @@ because pyproject.toml puts ``tests`` on pytest's ``pythonpath``.
 from __future__ import annotations
 
 import os
+import signal
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,13 @@ from ollama_server import FakeOllama
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RAGKIT_SHARED") or ROOT.parent / "shared")
+
+# The Ctrl-C tests send SIGINT to ragkit processes. A shell that starts the suite in the
+# background without job control (`make test &`, nohup in a script) leaves SIGINT ignored,
+# and an ignored signal stays ignored across exec, so ragkit would never see it: give the
+# signal back its default here, so that those tests test ragkit and not how we were started.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -99,6 +99,18 @@ class Watching:
         if self.errors:
             raise self.errors[0]
 
+    def __enter__(self) -> Watching:
+        """Caught up (:meth:`ready`); stopped again on the way out, whatever happens."""
+        try:
+            self.ready()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @pytest.fixture
 def index(env, ollama):
@@ -120,9 +132,7 @@ def test_add_change_delete_move_and_new_folders_follow_the_folder(index, env, ol
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "first.md").write_text("# First\n\nThe aardvark lives in Africa.\n")
-    w = Watching(index, docs)
-    try:
-        w.ready()
+    with Watching(index, docs) as w:
         assert set(indexed(index.path)) == {key(docs / "first.md")}  # the catch-up
 
         (docs / "added.txt").write_text("The heron fishes in the pond.\n")
@@ -153,8 +163,6 @@ def test_add_change_delete_move_and_new_folders_follow_the_folder(index, env, ol
                     key(docs / "moved" / "side.md")}
         wait_until(lambda: set(indexed(index.path)) == expected, "a move and a delete", w)
         assert found(env, ollama, "wombat") == [key(docs / "moved" / "er" / "nested.md")]
-    finally:
-        w.close()
     assert set(indexed(index.path)) == expected  # hidden files and .git stayed out
 
 
@@ -162,15 +170,11 @@ def test_a_burst_of_500_files_goes_through_the_batched_embedder(index, ollama, t
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "seed.md").write_text("the seed file\n")
-    w = Watching(index, docs)
-    try:
-        w.ready()
+    with Watching(index, docs) as w:
         before = len(ollama.bodies("/api/embed"))
         for i in range(500):
             (docs / f"n{i:03d}.txt").write_text(f"note {i} about topic {i % 7}\n")
         wait_until(lambda: len(indexed(index.path)) == 501, "500 files indexed", w)
-    finally:
-        w.close()
     requests = len(ollama.bodies("/api/embed")) - before
     # 500 one-chunk files in requests of up to 64 texts: a handful of requests, not 500.
     assert requests <= 40, f"{requests} embedding requests for 500 files"
@@ -181,16 +185,12 @@ def test_a_failing_file_is_reported_and_watching_goes_on(index, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "ok.md").write_text("fine text\n")
-    w = Watching(index, docs)
-    try:
-        w.ready()
+    with Watching(index, docs) as w:
         (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n garbage that is no PDF at all")
         wait_until(lambda: any(p.path.endswith("broken.pdf") for e in w.events if e.report
                                for p in e.report.failed), "the failure to be reported", w)
         (docs / "after.md").write_text("the watcher is still alive\n")
         wait_until(lambda: key(docs / "after.md") in indexed(index.path), "a later file", w)
-    finally:
-        w.close()
     assert key(docs / "broken.pdf") not in indexed(index.path)
 
 
@@ -206,10 +206,8 @@ def test_the_server_going_away_is_waited_out_and_said_once(
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "ok.md").write_text("fine text\n")
-    w = Watching(index, docs)
     port = int(ollama.url.rsplit(":", 1)[1])
-    try:
-        w.ready()
+    with Watching(index, docs) as w:
         ollama.fail("/api/embed", "drop", times=10_000)  # kept-alive connections die too
         ollama.stop()
         (docs / "while-down.md").write_text("written while the server was away\n")
@@ -219,8 +217,6 @@ def test_the_server_going_away_is_waited_out_and_said_once(
         with FakeOllama(port=port):
             wait_until(lambda: key(docs / "while-down.md") in indexed(index.path),
                        "the file indexed once the server is back", w)
-    finally:
-        w.close()
     assert w.kinds().count("waiting") == 1  # said once, not at every retry
     assert w.kinds().count("resumed") == 1
     said = next(e for e in w.events if e.kind == "waiting").message
@@ -232,15 +228,11 @@ def test_a_second_watcher_or_ingest_is_refused_while_one_watches(index, run, tmp
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "ok.md").write_text("fine text\n")
-    w = Watching(index, docs)
-    try:
-        w.ready()
+    with Watching(index, docs):
         for command in ("watch", "ingest"):
             result = run(command, str(docs), "--index", "w")
             assert result.exit_code == 4, result.output
             assert "being written by another ragkit process" in result.stderr
-    finally:
-        w.close()
     assert run("ingest", str(docs), "--index", "w").exit_code == 0  # the lock went with it
 
 
@@ -248,9 +240,7 @@ def test_an_empty_folder_is_watched_until_its_first_file_makes_the_index(
         index, run, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
-    w = Watching(index, docs)
-    try:
-        w.ready()
+    with Watching(index, docs) as w:
         assert not Store.exists(index.path)  # nothing to index: no index yet, still watching
         (docs / "sub").mkdir()
         (docs / "sub" / "first.md").write_text("the first note\n")
@@ -259,8 +249,6 @@ def test_an_empty_folder_is_watched_until_its_first_file_makes_the_index(
         wait_until(lambda: w.kinds().count("synced") >= 2, "the commit to be reported", w)
         result = run("watch", str(docs), "--index", "w")  # the new index is held too
         assert result.exit_code == 4, result.output
-    finally:
-        w.close()
 
 
 def start_watch(server, home: Path, folder: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
